@@ -1,0 +1,534 @@
+//! The Docker provider: every call kubelab makes to the Docker engine goes
+//! through here, so cluster logic (plan, lab) never sees bollard's types.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    Mount, MountType, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions,
+};
+use bollard::{body_full, body_try_stream, Docker};
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+
+/// Every Docker object kubelab creates carries this label; its value is the
+/// lab's name (or [`IMAGES_LABEL_VALUE`] for the shared images).
+pub const LAB_LABEL: &str = "dev.kubelab.lab";
+/// The lab-label value of images, which all labs share and `lab down` keeps.
+pub const IMAGES_LABEL_VALUE: &str = "kubelab-images";
+pub const COMPONENT_LABEL: &str = "dev.kubelab.component";
+pub const ROLE_LABEL: &str = "dev.kubelab.role";
+pub const SPEC_LABEL: &str = "dev.kubelab.spec";
+pub const PRIVILEGE_LABEL: &str = "dev.kubelab.privilege";
+pub const IMAGE_LABEL: &str = "dev.kubelab.image";
+
+/// What a container is to look like; the plan builds these.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub hostname: String,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub network: Attachment,
+    /// Named volumes and where they are mounted.
+    pub volumes: Vec<(String, String)>,
+    pub tmpfs: Vec<String>,
+    /// Needs network namespaces, iptables and a writable /proc/sys.
+    pub privileged: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Attachment {
+    /// On the lab's network, reachable by these extra DNS names.
+    Network { network: String, aliases: Vec<String> },
+    /// In another container's network namespace (kube-proxy in its node's).
+    Container(String),
+}
+
+/// A container as found on the engine.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub name: String,
+    pub running: bool,
+    pub state: String,
+    pub labels: HashMap<String, String>,
+    pub address: Option<String>,
+}
+
+/// How privileged containers are run on this engine, found on first use.
+const PRIVILEGE_UNKNOWN: u8 = 0;
+const PRIVILEGE_FULL: u8 = 1;
+const PRIVILEGE_FALLBACK: u8 = 2;
+
+pub struct Engine {
+    docker: Docker,
+    privilege: AtomicU8,
+}
+
+impl Engine {
+    /// Connects to the engine named by DOCKER_HOST, or the local socket.
+    pub async fn connect() -> Result<Engine> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            anyhow!(
+                "cannot reach the Docker engine ({e}).\n\
+                 Start it (`sudo systemctl start docker`, or `sudo dockerd &` where there is no systemd), \
+                 and check that DOCKER_HOST, if set, names it and that you may use its socket."
+            )
+        };
+        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&e))?;
+        docker.ping().await.map_err(|e| unreachable(&e))?;
+        let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
+        Ok(Engine {
+            docker,
+            privilege: AtomicU8::new(PRIVILEGE_UNKNOWN),
+        })
+    }
+
+    // ---- containers ----
+
+    /// Containers with the lab label, all of them when `lab` is None.
+    pub async fn containers(&self, lab: Option<&str>) -> Result<Vec<Found>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(lab)),
+            ..Default::default()
+        };
+        let list = self.docker.list_containers(Some(options)).await?;
+        Ok(list.into_iter().map(found).collect())
+    }
+
+    /// Creates and starts a container. Privileged containers fall back to
+    /// every capability the engine grants when `--privileged` is refused.
+    pub async fn run(&self, spec: &ContainerSpec) -> Result<()> {
+        if !spec.privileged {
+            return self.create_and_start(spec, Privilege::None).await;
+        }
+        if self.privilege.load(Ordering::Relaxed) != PRIVILEGE_FALLBACK {
+            match self.create_and_start(spec, Privilege::Full).await {
+                Ok(()) => {
+                    self.privilege.store(PRIVILEGE_FULL, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if format!("{e:#}").contains("unable to apply caps") => {
+                    tracing::info!("--privileged is refused here ({e:#}); falling back to all granted capabilities");
+                    self.remove_container(&spec.name).await?;
+                    self.privilege.store(PRIVILEGE_FALLBACK, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.create_and_start(spec, Privilege::Fallback).await
+    }
+
+    async fn create_and_start(&self, spec: &ContainerSpec, privilege: Privilege) -> Result<()> {
+        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        let mut host = HostConfig {
+            init: Some(true),
+            mounts: Some(
+                spec.volumes
+                    .iter()
+                    .map(|(volume, target)| Mount {
+                        source: Some(volume.clone()),
+                        target: Some(target.clone()),
+                        typ: Some(MountType::VOLUME),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            tmpfs: Some(spec.tmpfs.iter().map(|p| (p.clone(), String::new())).collect()),
+            ..Default::default()
+        };
+        match privilege {
+            Privilege::None => {}
+            Privilege::Full => {
+                host.privileged = Some(true);
+                labels.insert(PRIVILEGE_LABEL.into(), "privileged".into());
+            }
+            Privilege::Fallback => {
+                // What `--privileged` gives, less what this engine cannot grant.
+                host.cap_add = Some(vec!["ALL".into()]);
+                host.cap_drop = Some(vec!["SYS_RESOURCE".into()]);
+                host.security_opt = Some(vec!["seccomp=unconfined".into(), "apparmor=unconfined".into()]);
+                // The CLI's `--security-opt systempaths=unconfined`: no masked
+                // or read-only paths, so /proc/sys is writable.
+                host.masked_paths = Some(vec![]);
+                host.readonly_paths = Some(vec![]);
+                labels.insert(PRIVILEGE_LABEL.into(), "all-capabilities".into());
+            }
+        }
+        let mut networking = None;
+        let mut hostname = Some(spec.hostname.clone());
+        match &spec.network {
+            Attachment::Network { network, aliases } => {
+                host.network_mode = Some(network.clone());
+                networking = Some(NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        network.clone(),
+                        EndpointSettings {
+                            aliases: Some(aliases.clone()),
+                            ..Default::default()
+                        },
+                    )])),
+                });
+            }
+            Attachment::Container(other) => {
+                host.network_mode = Some(format!("container:{other}"));
+                hostname = None; // shared with the other container
+            }
+        }
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(spec.cmd.clone()),
+            env: Some(spec.env.clone()),
+            hostname,
+            labels: Some(labels),
+            host_config: Some(host),
+            networking_config: networking,
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .with_context(|| format!("creating container {}", spec.name))?;
+        self.start(&spec.name).await
+    }
+
+    pub async fn start(&self, name: &str) -> Result<()> {
+        self.docker
+            .start_container(name, None::<StartContainerOptions>)
+            .await
+            .with_context(|| format!("starting container {name}"))
+    }
+
+    /// Removes a container, running or not; a missing one is not an error.
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: false,
+            ..Default::default()
+        };
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing container {name}")),
+        }
+    }
+
+    /// Runs `cmd` in a container; returns its exit code and its output.
+    pub async fn exec(&self, container: &str, cmd: &[String]) -> Result<(i64, String)> {
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut out = String::new();
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&created.id, None).await?
+        {
+            while let Some(chunk) = output.next().await {
+                out.push_str(&chunk?.to_string());
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&created.id)
+            .await?
+            .exit_code
+            .unwrap_or(-1);
+        Ok((code, out))
+    }
+
+    /// A container's log lines (stdout and stderr together).
+    pub fn logs(
+        &self,
+        container: &str,
+        tail: Option<usize>,
+        follow: bool,
+    ) -> impl Stream<Item = Result<String>> + '_ {
+        let options = LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail: tail.map_or("all".to_string(), |n| n.to_string()),
+            ..Default::default()
+        };
+        self.docker
+            .logs(container, Some(options))
+            .map(|chunk| chunk.map(|c| c.to_string()).map_err(Into::into))
+    }
+
+    /// The last `n` lines of a container's log, as one string.
+    pub async fn log_tail(&self, container: &str, n: usize) -> String {
+        let chunks: Vec<Result<String>> = self.logs(container, Some(n), false).collect().await;
+        chunks.into_iter().filter_map(Result::ok).collect()
+    }
+
+    pub async fn container_exists(&self, name: &str) -> Result<bool> {
+        match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- networks and volumes ----
+
+    /// Networks with the lab label: (name, labels).
+    pub async fn networks(&self, lab: Option<&str>) -> Result<Vec<(String, HashMap<String, String>)>> {
+        let options = ListNetworksOptions {
+            filters: Some(label_filter(lab)),
+        };
+        let list = self.docker.list_networks(Some(options)).await?;
+        Ok(list
+            .into_iter()
+            .map(|n| (n.name.unwrap_or_default(), n.labels.unwrap_or_default()))
+            .collect())
+    }
+
+    /// Creates an internal network: nothing on it reaches beyond this machine.
+    pub async fn create_network(
+        &self,
+        name: &str,
+        subnet: Option<String>,
+        labels: HashMap<String, String>,
+    ) -> Result<()> {
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            internal: Some(true),
+            labels: Some(labels),
+            ipam: subnet.map(|s| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(s),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(request)
+            .await
+            .with_context(|| format!("creating network {name}"))?;
+        Ok(())
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing network {name}")),
+        }
+    }
+
+    /// Names of volumes with the lab label.
+    pub async fn volumes(&self, lab: Option<&str>) -> Result<Vec<String>> {
+        Ok(self.volume_labels(lab).await?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Volumes with the lab label: (name, labels).
+    pub async fn volume_labels(&self, lab: Option<&str>) -> Result<Vec<(String, HashMap<String, String>)>> {
+        let options = ListVolumesOptions {
+            filters: Some(label_filter(lab)),
+        };
+        let list = self.docker.list_volumes(Some(options)).await?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.labels))
+            .collect())
+    }
+
+    pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating volume {name}"))?;
+        Ok(())
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing volume {name}")),
+        }
+    }
+
+    // ---- images ----
+
+    pub async fn image_exists(&self, tag: &str) -> Result<bool> {
+        match self.docker.inspect_image(tag).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// kubelab's images: (tag, size in bytes, created as Unix seconds).
+    pub async fn images(&self) -> Result<Vec<(String, i64, i64)>> {
+        let options = ListImagesOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("{LAB_LABEL}={IMAGES_LABEL_VALUE}")],
+            )])),
+            ..Default::default()
+        };
+        let mut rows = Vec::new();
+        for image in self.docker.list_images(Some(options)).await? {
+            for tag in image.repo_tags {
+                rows.push((tag, image.size, image.created));
+            }
+        }
+        rows.sort();
+        Ok(rows)
+    }
+
+    /// Imports a root filesystem tarball (a stream of its bytes) as an image,
+    /// applying Dockerfile instructions such as `LABEL a=b`.
+    pub async fn import_rootfs<S>(&self, tag: &str, tarball: S, changes: Vec<String>) -> Result<()>
+    where
+        S: Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    {
+        let (repo, version) = tag.rsplit_once(':').context("an image tag has a version")?;
+        let options = CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.into()),
+            tag: Some(version.into()),
+            changes,
+            ..Default::default()
+        };
+        let mut progress = self
+            .docker
+            .create_image(Some(options), Some(body_try_stream(tarball)), None);
+        while let Some(step) = progress.next().await {
+            let step = step.with_context(|| format!("importing image {tag}"))?;
+            if let Some(e) = step.error_detail.and_then(|d| d.message) {
+                bail!("importing image {tag}: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds an image from an in-memory build context (a tar archive). The
+    /// classic builder is used: it takes `FROM` images from the local store
+    /// and never asks a registry for them.
+    pub async fn build_image(
+        &self,
+        tag: &str,
+        context: Vec<u8>,
+        build_args: HashMap<String, String>,
+        labels: HashMap<String, String>,
+    ) -> Result<()> {
+        let options = BuildImageOptions {
+            dockerfile: "Dockerfile".into(),
+            t: Some(tag.into()),
+            rm: true,
+            forcerm: true,
+            buildargs: Some(build_args),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let mut log = String::new();
+        let mut steps = self
+            .docker
+            .build_image(options, None, Some(body_full(context.into())));
+        while let Some(step) = steps.next().await {
+            match step {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        bail!("building image {tag}: {e}\n{log}");
+                    }
+                    if let Some(line) = info.stream {
+                        log.push_str(&line);
+                    }
+                }
+                Err(e) => bail!("building image {tag}: {e}\n{log}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Privilege {
+    None,
+    Full,
+    Fallback,
+}
+
+fn label_filter(lab: Option<&str>) -> HashMap<String, Vec<String>> {
+    let value = match lab {
+        Some(lab) => format!("{LAB_LABEL}={lab}"),
+        None => LAB_LABEL.to_string(),
+    };
+    HashMap::from([("label".to_string(), vec![value])])
+}
+
+fn found(c: ContainerSummary) -> Found {
+    let name = c
+        .names
+        .unwrap_or_default()
+        .first()
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    let address = c
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|nets| {
+            nets.values()
+                .filter_map(|e| e.ip_address.clone())
+                .find(|ip| !ip.is_empty())
+        });
+    let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+    Found {
+        name,
+        running: state == "running",
+        state,
+        labels: c.labels.unwrap_or_default(),
+        address,
+    }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}

@@ -1,0 +1,453 @@
+//! Labs on the engine: bring one up (reconciling what is there), take it
+//! down, and tell what it is doing. Everything a lab owns carries the label
+//! `dev.kubelab.lab=<name>`; nothing without it is ever touched.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures_util::future::try_join_all;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::cancel::{Cancel, Interrupted};
+use crate::docker::{Engine, Found, COMPONENT_LABEL, IMAGES_LABEL_VALUE, LAB_LABEL, PRIVILEGE_LABEL, ROLE_LABEL, SPEC_LABEL};
+use crate::images;
+use crate::plan::{self, Member, Plan, GATE_LABEL};
+use crate::progress::Progress;
+use crate::repo::Repo;
+use crate::topology::{self, Source};
+
+pub const DEFAULT_NAME: &str = "lab";
+const TOPOLOGY_HASH_LABEL: &str = "dev.kubelab.topology-hash";
+const TOPOLOGY_LABEL: &str = "dev.kubelab.topology";
+const TOPOLOGY_FILE_LABEL: &str = "dev.kubelab.topology-file";
+/// How long one component may take to pass its gate.
+const GATE_TIMEOUT: Duration = Duration::from_secs(60);
+const GATE_POLL: Duration = Duration::from_millis(150);
+
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Leave what a failed `up` started, for inspection.
+    pub keep_on_failure: bool,
+}
+
+/// Lab names become parts of container, network and volume names.
+pub fn check_name(name: &str) -> Result<()> {
+    if name == IMAGES_LABEL_VALUE {
+        bail!("the lab name {name:?} is reserved for kubelab's images");
+    }
+    if name.len() > 40 {
+        bail!("invalid lab name {name:?}: at most 40 characters");
+    }
+    topology::check_dns_label(name).map_err(|why| anyhow::anyhow!("invalid lab name {name:?}: {why}"))
+}
+
+fn topology_hash(t: &topology::Topology) -> String {
+    let digest = Sha256::digest(serde_json::to_vec(t).expect("a topology serializes"));
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What exists of a lab before `up` touches it: what a failed or
+/// interrupted `up` removes is everything not in here.
+struct Before {
+    containers: HashSet<String>,
+    network: bool,
+    volumes: HashSet<String>,
+}
+
+/// Brings a lab up, or reconciles a running one: healthy containers with an
+/// unchanged spec are kept, changed ones replaced, missing ones created.
+pub async fn up(
+    engine: &Engine,
+    repo: &Repo,
+    source: &Source,
+    name: &str,
+    options: &UpOptions,
+    progress: &Progress,
+    cancel: &Cancel,
+) -> Result<Plan> {
+    check_name(name)?;
+    let network = plan::network_name(name);
+    let hash = topology_hash(&source.topology);
+    let networks = engine.networks(Some(name)).await?;
+    if let Some((_, labels)) = networks.iter().find(|(n, _)| *n == network) {
+        let theirs = labels.get(TOPOLOGY_HASH_LABEL).map(String::as_str).unwrap_or("?");
+        if theirs != hash {
+            let file = labels.get(TOPOLOGY_FILE_LABEL).map(String::as_str).unwrap_or("another topology");
+            bail!(
+                "lab {name:?} is already up with a different topology ({file}); nothing was changed.\n\
+                 Take it down first (lab down {name}) or choose another name (--name)."
+            );
+        }
+    }
+
+    let images = tokio::select! {
+        images = images::ensure(engine, repo, progress) => images?,
+        _ = cancel.cancelled() => return Err(Interrupted.into()),
+    };
+    let plan = plan::plan(name, &source.topology, &images);
+    let before = Before {
+        containers: engine.containers(Some(name)).await?.into_iter().map(|c| c.name).collect(),
+        network: !networks.is_empty(),
+        volumes: engine.volumes(Some(name)).await?.into_iter().collect(),
+    };
+
+    match reconcile(engine, source, &plan, &hash, &before, progress, cancel).await {
+        Ok(()) => Ok(plan),
+        Err(e) => {
+            if options.keep_on_failure {
+                eprintln!("keeping what was started (--keep-on-failure); remove it with: lab down {name}");
+            } else {
+                eprintln!("removing what this run started");
+                roll_back(engine, name, &network, &before).await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn reconcile(
+    engine: &Engine,
+    source: &Source,
+    plan: &Plan,
+    hash: &str,
+    before: &Before,
+    progress: &Progress,
+    cancel: &Cancel,
+) -> Result<()> {
+    let lab = &plan.lab;
+    let labels = |extra: &[(&str, String)]| {
+        let mut l = HashMap::from([(LAB_LABEL.to_string(), lab.clone())]);
+        l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        l
+    };
+    if !before.network {
+        let yaml = serde_yaml::to_string(&source.topology)?;
+        let file = source.path.display().to_string();
+        let extra = [(TOPOLOGY_HASH_LABEL, hash.to_string()), (TOPOLOGY_LABEL, yaml), (TOPOLOGY_FILE_LABEL, file)];
+        engine.create_network(&plan.network, plan.subnet.clone(), labels(&extra)).await?;
+    }
+    for volume in plan.volumes() {
+        cancel.check()?;
+        if !before.volumes.contains(&volume) {
+            engine.create_volume(&volume, labels(&[])).await?;
+        }
+    }
+    // Containers of the lab that the plan no longer has.
+    let wanted: HashSet<&str> = plan.members().map(|m| m.spec.name.as_str()).collect();
+    for found in engine.containers(Some(lab)).await? {
+        if !wanted.contains(found.name.as_str()) {
+            engine.remove_container(&found.name).await?;
+        }
+    }
+    let existing: HashMap<String, Found> = engine
+        .containers(Some(lab))
+        .await?
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
+    for stage in &plan.stages {
+        cancel.check()?;
+        let starts = stage
+            .members
+            .iter()
+            .map(|m| start_member(engine, m, existing.get(&m.spec.name), progress, cancel));
+        try_join_all(starts).await?;
+    }
+    Ok(())
+}
+
+async fn start_member(
+    engine: &Engine,
+    member: &Member,
+    existing: Option<&Found>,
+    progress: &Progress,
+    cancel: &Cancel,
+) -> Result<()> {
+    let task = progress.task(&member.instance);
+    let same_spec = existing.is_some_and(|f| f.labels.get(SPEC_LABEL) == member.spec.labels.get(SPEC_LABEL));
+    let result = async {
+        match existing {
+            Some(found) if same_spec && found.running => task.update("running; checking health"),
+            Some(_) if same_spec => {
+                task.update("starting");
+                engine.start(&member.spec.name).await?;
+            }
+            Some(_) => {
+                task.update("replacing (its spec changed)");
+                engine.remove_container(&member.spec.name).await?;
+                engine.run(&member.spec).await?;
+            }
+            None => {
+                task.update("creating");
+                engine.run(&member.spec).await?;
+            }
+        }
+        cancel.check()?;
+        task.update("waiting for health");
+        wait_for_gate(engine, &member.spec.name, &member.gate, cancel).await
+    }
+    .await;
+    match &result {
+        Ok(()) => task.done("healthy"),
+        Err(e) if e.is::<Interrupted>() => task.failed("interrupted"),
+        Err(_) => task.failed("failed"),
+    }
+    result.with_context(|| format!("component {} did not come up", member.instance))
+}
+
+/// Runs the gate until it passes; fails at once if the container stops, and
+/// after [`GATE_TIMEOUT`] otherwise, with the last lines of its log.
+async fn wait_for_gate(engine: &Engine, container: &str, gate: &[String], cancel: &Cancel) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let (code, output) = engine.exec(container, gate).await.unwrap_or((-1, String::new()));
+        if code == 0 {
+            return Ok(());
+        }
+        let running = engine
+            .containers(None)
+            .await?
+            .into_iter()
+            .any(|c| c.name == container && c.running);
+        if !running || started.elapsed() > GATE_TIMEOUT {
+            let why = if running { "its health gate did not pass in time" } else { "its container stopped" };
+            let log = engine.log_tail(container, 20).await;
+            bail!(
+                "{container}: {why}.\nlast gate output: {}\nlast lines of its log:\n{}",
+                output.trim(),
+                indent(&log)
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(GATE_POLL) => {}
+            _ = cancel.cancelled() => return Err(Interrupted.into()),
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  | {l}\n")).collect()
+}
+
+async fn roll_back(engine: &Engine, lab: &str, network: &str, before: &Before) -> Result<()> {
+    for c in engine.containers(Some(lab)).await? {
+        if !before.containers.contains(&c.name) {
+            engine.remove_container(&c.name).await?;
+        }
+    }
+    if !before.network {
+        engine.remove_network(network).await?;
+    }
+    for v in engine.volumes(Some(lab)).await? {
+        if !before.volumes.contains(&v) {
+            engine.remove_volume(&v).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a lab: its containers, its network and (unless `keep_data`) its
+/// volumes. Returns false when there was nothing of that name.
+pub async fn down(engine: &Engine, lab: &str, keep_data: bool) -> Result<bool> {
+    let containers = engine.containers(Some(lab)).await?;
+    let networks = engine.networks(Some(lab)).await?;
+    let volumes = engine.volumes(Some(lab)).await?;
+    if containers.is_empty() && networks.is_empty() && volumes.is_empty() {
+        return Ok(false);
+    }
+    try_join_all(containers.iter().map(|c| engine.remove_container(&c.name))).await?;
+    for (network, _) in networks {
+        engine.remove_network(&network).await?;
+    }
+    if !keep_data {
+        for v in volumes {
+            engine.remove_volume(&v).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Names of every lab with anything on the engine.
+pub async fn names(engine: &Engine) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    let label = |labels: &HashMap<String, String>| labels.get(LAB_LABEL).cloned();
+    names.extend(engine.containers(None).await?.iter().filter_map(|c| label(&c.labels)));
+    names.extend(engine.networks(None).await?.iter().filter_map(|(_, l)| label(l)));
+    names.extend(engine.volume_labels(None).await?.iter().filter_map(|(_, l)| label(l)));
+    names.retain(|n| n != IMAGES_LABEL_VALUE);
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// One row of `lab status`.
+#[derive(Debug, Clone)]
+pub struct ComponentStatus {
+    pub component: String,
+    pub role: String,
+    pub container: String,
+    pub state: String,
+    pub address: String,
+    pub health: String,
+    pub privilege: String,
+}
+
+pub async fn status(engine: &Engine, lab: &str) -> Result<Vec<ComponentStatus>> {
+    let containers = engine.containers(Some(lab)).await?;
+    if containers.is_empty() && engine.networks(Some(lab)).await?.is_empty() {
+        bail!("no lab named {lab:?} is up{}", known_labs_hint(engine).await);
+    }
+    let rows = containers.into_iter().map(|c| async move {
+        let gate: Vec<String> = c
+            .labels
+            .get(GATE_LABEL)
+            .and_then(|g| serde_json::from_str(g).ok())
+            .unwrap_or_default();
+        let health = if !c.running {
+            "-".to_string()
+        } else if gate.is_empty() {
+            "unknown".to_string()
+        } else {
+            match engine.exec(&c.name, &gate).await {
+                Ok((0, _)) => "healthy".to_string(),
+                _ => "unhealthy".to_string(),
+            }
+        };
+        let label = |k: &str| c.labels.get(k).cloned().unwrap_or_default();
+        ComponentStatus {
+            component: label(COMPONENT_LABEL),
+            role: label(ROLE_LABEL),
+            container: c.name.clone(),
+            state: c.state.clone(),
+            address: c.address.clone().unwrap_or_else(|| "-".into()),
+            health,
+            privilege: label(PRIVILEGE_LABEL),
+        }
+    });
+    let mut rows = futures_util::future::join_all(rows).await;
+    rows.sort_by(|a, b| (role_order(&a.role), &a.component).cmp(&(role_order(&b.role), &b.component)));
+    Ok(rows)
+}
+
+fn role_order(role: &str) -> usize {
+    ["etcd", "loadbalancer", "apiserver", "controller-manager", "scheduler", "node", "kube-proxy"]
+        .iter()
+        .position(|r| *r == role)
+        .unwrap_or(usize::MAX)
+}
+
+async fn known_labs_hint(engine: &Engine) -> String {
+    match names(engine).await {
+        Ok(names) if !names.is_empty() => format!("; labs that are: {}", names.join(", ")),
+        _ => "; no lab is up".to_string(),
+    }
+}
+
+/// The container of a lab's component, or an error naming the components.
+pub async fn component_container(engine: &Engine, lab: &str, component: &str) -> Result<String> {
+    let containers = engine.containers(Some(lab)).await?;
+    if containers.is_empty() {
+        bail!("no lab named {lab:?} is up{}", known_labs_hint(engine).await);
+    }
+    let mut components: Vec<String> = Vec::new();
+    for c in containers {
+        let name = c.labels.get(COMPONENT_LABEL).cloned().unwrap_or_default();
+        if name == component {
+            return Ok(c.name);
+        }
+        components.push(name);
+    }
+    components.sort();
+    bail!("lab {lab:?} has no component {component:?}; it has: {}", components.join(", "))
+}
+
+/// Writes every component's log, the topology and the status table to `dir`,
+/// for bug reports.
+pub async fn export_logs(engine: &Engine, lab: &str, dir: &Path) -> Result<Vec<String>> {
+    let rows = status(engine, lab).await?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for row in &rows {
+        let mut log = String::new();
+        let mut lines = engine.logs(&row.container, None, false);
+        while let Some(chunk) = lines.next().await {
+            log.push_str(&chunk?);
+        }
+        let file = format!("{}.log", row.component);
+        std::fs::write(dir.join(&file), log)?;
+        written.push(file);
+    }
+    if let Some((_, labels)) = engine.networks(Some(lab)).await?.into_iter().next() {
+        if let Some(yaml) = labels.get(TOPOLOGY_LABEL) {
+            let from = labels.get(TOPOLOGY_FILE_LABEL).cloned().unwrap_or_default();
+            std::fs::write(dir.join("topology.yaml"), format!("# lab {lab}, from {from}\n{yaml}"))?;
+            written.push("topology.yaml".into());
+        }
+    }
+    std::fs::write(dir.join("status.txt"), status_table(&rows))?;
+    written.push("status.txt".into());
+    Ok(written)
+}
+
+pub fn status_table(rows: &[ComponentStatus]) -> String {
+    let header = ["COMPONENT", "CONTAINER", "STATE", "ADDRESS", "HEALTH"];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| [r.component.clone(), r.container.clone(), r.state.clone(), r.address.clone(), r.health.clone()])
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}   "));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(header);
+    for row in &cells {
+        out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+    }
+    out
+}
+
+/// One row of `lab list`.
+#[derive(Debug, Clone)]
+pub struct LabSummary {
+    pub name: String,
+    pub topology: String,
+    pub running: usize,
+    pub containers: usize,
+}
+
+pub async fn list(engine: &Engine) -> Result<Vec<LabSummary>> {
+    let mut out = Vec::new();
+    for name in names(engine).await? {
+        let containers = engine.containers(Some(&name)).await?;
+        let topology = engine
+            .networks(Some(&name))
+            .await?
+            .into_iter()
+            .find_map(|(_, l)| l.get(TOPOLOGY_FILE_LABEL).cloned())
+            .unwrap_or_else(|| "-".into());
+        out.push(LabSummary {
+            name,
+            topology,
+            running: containers.iter().filter(|c| c.running).count(),
+            containers: containers.len(),
+        });
+    }
+    Ok(out)
+}

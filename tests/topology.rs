@@ -1,0 +1,87 @@
+//! Topology files: every shipped file parses to what kubelab will build, and
+//! every kind of bad input is reported with its file, line, column and field.
+
+use std::path::Path;
+
+use kubelab::topology::{self, TopologyError};
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo")
+}
+
+#[test]
+fn shipped_topologies_parse() {
+    let dir = repo_root().join("topologies");
+    let names = topology::known(&dir);
+    assert_eq!(names, ["1-node", "3-node", "ha"]);
+    for name in names {
+        let path = topology::resolve(&name, &dir).unwrap();
+        let source = topology::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        insta::assert_yaml_snapshot!(format!("topology-{name}"), source.topology);
+    }
+}
+
+/// The error text `lab` prints for a document.
+fn error_of(yaml: &str) -> String {
+    match topology::parse(yaml, Path::new("bad.yaml")) {
+        Ok(t) => panic!("expected an error, parsed {t:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const HEAD: &str = "apiVersion: kubelab.dev/v1alpha1\nkind: Topology\n";
+
+#[test]
+fn unknown_field_names_line_and_field() {
+    let doc = format!("{HEAD}nodes:\n  - name: a\n    labls: {{x: y}}\n");
+    insta::assert_snapshot!(error_of(&doc), @"bad.yaml:5:5: nodes[0]: unknown field `labls`, expected one of `name`, `labels`, `taints`, `capacity`");
+}
+
+#[test]
+fn bad_cidr_is_named_with_its_position() {
+    let doc = format!("{HEAD}networking:\n  podSubnet: 10.244.0.0/33\n");
+    insta::assert_snapshot!(error_of(&doc), @r#"bad.yaml:4:14: networking.podSubnet: invalid CIDR "10.244.0.0/33": expected an IPv4 address and prefix length, such as 10.244.0.0/16"#);
+    let doc = format!("{HEAD}networking:\n  serviceSubnet: 10.96.1.0/16\n");
+    insta::assert_snapshot!(error_of(&doc), @r#"bad.yaml:4:18: networking.serviceSubnet: invalid CIDR "10.96.1.0/16": host bits are set; the network is 10.96.0.0/16"#);
+}
+
+#[test]
+fn overlapping_subnets_and_duplicate_nodes_are_all_reported() {
+    let doc = format!(
+        "{HEAD}nodes:\n  - name: w1\n  - name: w2\n  - name: w1\nnetworking:\n  podSubnet: 10.0.0.0/8\n  serviceSubnet: 10.96.0.0/16\n  labSubnet: 172.30.0.0/24\n"
+    );
+    insta::assert_snapshot!(error_of(&doc), @r#"
+    bad.yaml:6:11: nodes[2].name: duplicate node name "w1": nodes[0] has it already
+    bad.yaml:9:18: networking.serviceSubnet: 10.96.0.0/16 overlaps networking.podSubnet (10.0.0.0/8)
+    "#);
+}
+
+#[test]
+fn malformed_yaml_says_where_and_what() {
+    let doc = format!("{HEAD}nodes:\n  - name: a\n   bad indent: [\n");
+    insta::assert_snapshot!(error_of(&doc));
+    let doc = format!("{HEAD}etcd:\n  members: three\n");
+    insta::assert_snapshot!(error_of(&doc), @"bad.yaml:4:12: etcd.members: invalid type: string \"three\", expected u8");
+}
+
+#[test]
+fn semantic_limits_are_checked() {
+    let doc = "apiVersion: v1\nkind: Pod\netcd: {members: 0}\ncontrolPlane: {replicas: 9}\nnodes:\n  - name: Bad_Name\n    taints: [{key: 'a b', effect: NoSchedule}]\n    capacity: {memory: 4GB, pods: 0}\n";
+    insta::assert_snapshot!(error_of(doc));
+}
+
+#[test]
+fn unknown_topology_lists_the_known_ones() {
+    let err = topology::resolve("5-node", &repo_root().join("topologies")).unwrap_err();
+    assert!(matches!(err, TopologyError::Unknown { .. }));
+    let text = err.to_string();
+    assert!(text.starts_with("unknown topology \"5-node\""), "{text}");
+    assert!(text.ends_with("1-node, 3-node, ha"), "{text}");
+}
+
+#[test]
+fn a_path_is_taken_as_it_is() {
+    let path = repo_root().join("topologies/ha.yaml");
+    let found = topology::resolve(path.to_str().unwrap(), Path::new("/nonexistent")).unwrap();
+    assert_eq!(found, path);
+}
