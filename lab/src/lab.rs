@@ -70,11 +70,10 @@ pub async fn up(
 ) -> Result<Plan> {
     check_name(name)?;
     let network = plan::network_name(name);
-    let hash = topology_hash(&source.topology);
     let networks = engine.networks(Some(name)).await?;
     if let Some((_, labels)) = networks.iter().find(|(n, _)| *n == network) {
         let theirs = labels.get(TOPOLOGY_HASH_LABEL).map(String::as_str).unwrap_or("?");
-        if theirs != hash {
+        if theirs != topology_hash(&source.topology) {
             let file = labels.get(TOPOLOGY_FILE_LABEL).map(String::as_str).unwrap_or("another topology");
             bail!(
                 "lab {name:?} is already up with a different topology ({file}); nothing was changed.\n\
@@ -88,20 +87,35 @@ pub async fn up(
         _ = cancel.cancelled() => return Err(Interrupted.into()),
     };
     let plan = plan::plan(name, &source.topology, &images);
+    apply(engine, source, &plan, options, progress, cancel).await?;
+    Ok(plan)
+}
+
+/// Makes the engine hold what `plan` describes. On failure or interruption
+/// it removes what it created (unless told to keep it) and returns the error.
+pub async fn apply(
+    engine: &Engine,
+    source: &Source,
+    plan: &Plan,
+    options: &UpOptions,
+    progress: &Progress,
+    cancel: &Cancel,
+) -> Result<()> {
+    let name = &plan.lab;
     let before = Before {
         containers: engine.containers(Some(name)).await?.into_iter().map(|c| c.name).collect(),
-        network: !networks.is_empty(),
+        network: engine.networks(Some(name)).await?.iter().any(|(n, _)| *n == plan.network),
         volumes: engine.volumes(Some(name)).await?.into_iter().collect(),
     };
-
-    match reconcile(engine, source, &plan, &hash, &before, progress, cancel).await {
-        Ok(()) => Ok(plan),
+    let hash = topology_hash(&source.topology);
+    match reconcile(engine, source, plan, &hash, &before, progress, cancel).await {
+        Ok(()) => Ok(()),
         Err(e) => {
             if options.keep_on_failure {
                 eprintln!("keeping what was started (--keep-on-failure); remove it with: lab down {name}");
             } else {
                 eprintln!("removing what this run started");
-                roll_back(engine, name, &network, &before).await?;
+                roll_back(engine, name, &plan.network, &before).await?;
             }
             Err(e)
         }

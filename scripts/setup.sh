@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Checks what building and running kubelab needs beyond Linux, Docker, Rust
+# and just, and installs it where it can (root with apt); otherwise it says
+# what to install. Run by `just setup`, and so by `just lab` and `just test`.
+set -euo pipefail
+
+missing=()
+need() { # need COMMAND DEBIAN-PACKAGE WHAT-FOR
+  command -v "$1" >/dev/null 2>&1 || missing+=("$2:$1:$3")
+}
+need debootstrap debootstrap "building the Debian base image"
+need tar tar "packing the base image"
+
+if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+  echo "setup: cannot reach the Docker engine. Start it (sudo systemctl start docker, or sudo dockerd &)," >&2
+  echo "       and check that DOCKER_HOST, if set, names it." >&2
+  exit 1
+fi
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+packages=$(printf '%s\n' "${missing[@]}" | cut -d: -f1 | sort -u | tr '\n' ' ')
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing ${packages}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${packages} >/dev/null
+  exit 0
+fi
+echo "setup: kubelab needs these and cannot install them itself (not root, or no apt):" >&2
+for m in "${missing[@]}"; do
+  IFS=: read -r pkg cmd why <<<"$m"
+  echo "  ${cmd} (Debian package ${pkg}), for ${why}" >&2
+done
+echo "On Debian or Ubuntu: sudo apt-get install ${packages}" >&2
+exit 1

@@ -1,0 +1,54 @@
+//! Benchmarks of the harness, run by `just bench` (never as timed tests):
+//! - `lab images build` with nothing changed (target: under 5 s);
+//! - `lab up 3-node` from nothing to every health gate green (target: under 10 s).
+//! Prints the median and the spread of a few runs.
+
+use std::time::{Duration, Instant};
+
+use kubelab::docker::Engine;
+use kubelab::images;
+use kubelab_scenarios::{lab_name, progress, repo, topology, up, LabGuard};
+
+const RUNS: usize = 5;
+
+fn report(what: &str, target: Duration, mut samples: Vec<Duration>) {
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let verdict = if median < target { "within" } else { "OVER" };
+    println!(
+        "{what:<40} median {:>6.2}s  min {:>6.2}s  max {:>6.2}s  ({verdict} target {:.0}s, {} runs)",
+        median.as_secs_f64(),
+        samples[0].as_secs_f64(),
+        samples[samples.len() - 1].as_secs_f64(),
+        target.as_secs_f64(),
+        samples.len()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let engine = Engine::connect().await.expect("a Docker engine");
+    let repo = repo();
+    // Warm: the images exist (just bench builds them first).
+    images::ensure(&engine, &repo, &progress()).await.expect("images");
+
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        images::ensure(&engine, &repo, &progress()).await.expect("images");
+        samples.push(started.elapsed());
+    }
+    report("images build, nothing changed", Duration::from_secs(5), samples);
+
+    let source = topology("3-node");
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        let name = lab_name("bench");
+        let guard = LabGuard::new(&name);
+        let started = Instant::now();
+        up(&engine, &source, &name).await.expect("lab up 3-node");
+        samples.push(started.elapsed());
+        drop(guard); // lab down
+    }
+    report("lab up 3-node to all gates green", Duration::from_secs(10), samples);
+}
