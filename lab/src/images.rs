@@ -333,8 +333,10 @@ struct ScratchDir(PathBuf);
 
 impl ScratchDir {
     fn new(path: PathBuf) -> Result<ScratchDir> {
+        // A leftover of an earlier, interrupted build goes the same way.
+        drop(ScratchDir(path.clone()));
         if path.exists() {
-            std::fs::remove_dir_all(&path)?;
+            bail!("{} is left from an earlier build and could not be removed", path.display());
         }
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))?;
         Ok(ScratchDir(path))
@@ -343,6 +345,23 @@ impl ScratchDir {
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
+        // debootstrap mounts /proc, /sys and sometimes /dev inside the root it
+        // builds; an interrupted run can leave them there. Detach them first,
+        // so that removing the folder never reaches into the host's.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut inside: Vec<PathBuf> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .map(|m| PathBuf::from(m.replace("\\040", " ")))
+            .filter(|m| m.starts_with(&self.0))
+            .collect();
+        inside.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+        for mount in &inside {
+            if let Err(e) = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH) {
+                eprintln!("could not unmount {}: {e}; leaving {} in place", mount.display(), self.0.display());
+                return;
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -67,7 +67,7 @@ pub fn plan(lab: &str, topology: &Topology, images: &Images) -> Plan {
     Plan {
         lab: lab.to_string(),
         network,
-        subnet: topology.networking.lab_subnet.map(|c| c.to_string()),
+        subnet: topology.networking.lab_subnet.as_ref().map(|c| c.net().to_string()),
         stages: vec![etcd, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
     }
 }

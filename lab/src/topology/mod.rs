@@ -6,9 +6,7 @@ mod source_map;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -125,10 +123,10 @@ fn default_pods() -> u32 {
     110
 }
 fn default_pod_subnet() -> Cidr {
-    Cidr("10.244.0.0/16".parse().unwrap())
+    Cidr("10.244.0.0/16".into())
 }
 fn default_service_subnet() -> Cidr {
-    Cidr("10.96.0.0/16".parse().unwrap())
+    Cidr("10.96.0.0/16".into())
 }
 
 impl Default for Etcd {
@@ -161,40 +159,33 @@ impl Default for Networking {
     }
 }
 
-/// An IPv4 network in CIDR notation whose host bits are zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Cidr(pub Ipv4Net);
+/// An IPv4 network in CIDR notation whose host bits are zero. Kept as
+/// written and checked after parsing, so that an error names the exact field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cidr(String);
 
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+impl Cidr {
+    pub fn check(&self) -> Result<Ipv4Net, String> {
+        let s = &self.0;
         let net: Ipv4Net = s.parse().map_err(|_| {
             format!("invalid CIDR {s:?}: expected an IPv4 address and prefix length, such as 10.244.0.0/16")
         })?;
         if net.addr() != net.network() {
-            return Err(format!(
-                "invalid CIDR {s:?}: host bits are set; the network is {}",
-                net.trunc()
-            ));
+            return Err(format!("invalid CIDR {s:?}: host bits are set; the network is {}", net.trunc()));
         }
-        Ok(Cidr(net))
+        Ok(net)
+    }
+
+    /// The network of a validated topology.
+    pub fn net(&self) -> Ipv4Net {
+        self.check().expect("topologies are validated when loaded")
     }
 }
-impl TryFrom<String> for Cidr {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-impl From<Cidr> for String {
-    fn from(c: Cidr) -> String {
-        c.0.to_string()
-    }
-}
+
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        f.write_str(&self.0)
     }
 }
 
@@ -477,36 +468,41 @@ fn validate(t: &Topology) -> Vec<(String, String)> {
     }
 
     let net = &t.networking;
-    // Each node gets one /24 of the pod subnet.
-    let pod = net.pod_subnet.0;
-    if pod.prefix_len() > 24 {
-        problems.push((
-            "networking.podSubnet".into(),
-            format!("pod subnet {pod} is smaller than one /24 per node"),
-        ));
-    } else if (1usize << (24 - pod.prefix_len())) < t.nodes.len() {
-        problems.push((
-            "networking.podSubnet".into(),
-            format!("pod subnet {pod} has fewer /24s than the {} nodes need", t.nodes.len()),
-        ));
-    }
-    let service = net.service_subnet.0;
-    if service.prefix_len() > 28 {
-        problems.push((
-            "networking.serviceSubnet".into(),
-            format!("service subnet {service} is too small: expected /28 or larger"),
-        ));
-    }
-    let mut subnets = vec![("networking.podSubnet", pod), ("networking.serviceSubnet", service)];
-    if let Some(lab) = net.lab_subnet {
-        let needed = container_count(t) + 3; // network, gateway and broadcast addresses
-        if (lab.0.hosts().count() + 2) < needed {
-            problems.push((
-                "networking.labSubnet".into(),
-                format!("lab subnet {lab} has too few addresses for the lab's {} containers", container_count(t)),
-            ));
+    let mut subnets = Vec::new();
+    let fields = [
+        ("networking.podSubnet", Some(&net.pod_subnet)),
+        ("networking.serviceSubnet", Some(&net.service_subnet)),
+        ("networking.labSubnet", net.lab_subnet.as_ref()),
+    ];
+    for (field, cidr) in fields {
+        match cidr.map(Cidr::check) {
+            Some(Ok(parsed)) => subnets.push((field, parsed)),
+            Some(Err(why)) => problems.push((field.to_string(), why)),
+            None => {}
         }
-        subnets.push(("networking.labSubnet", lab.0));
+    }
+    for (field, subnet) in &subnets {
+        let too_small = match *field {
+            // Each node gets one /24 of the pod subnet.
+            "networking.podSubnet" if subnet.prefix_len() > 24 => {
+                Some(format!("pod subnet {subnet} is smaller than one /24 per node"))
+            }
+            "networking.podSubnet" if (1usize << (24 - subnet.prefix_len())) < t.nodes.len() => {
+                Some(format!("pod subnet {subnet} has fewer /24s than the {} nodes need", t.nodes.len()))
+            }
+            "networking.serviceSubnet" if subnet.prefix_len() > 28 => {
+                Some(format!("service subnet {subnet} is too small: expected /28 or larger"))
+            }
+            // Network, gateway and broadcast addresses besides the containers.
+            "networking.labSubnet" if subnet.hosts().count() < container_count(t) + 1 => Some(format!(
+                "lab subnet {subnet} has too few addresses for the lab's {} containers",
+                container_count(t)
+            )),
+            _ => None,
+        };
+        if let Some(why) = too_small {
+            problems.push((field.to_string(), why));
+        }
     }
     for (i, (field_a, a)) in subnets.iter().enumerate() {
         for (field_b, b) in &subnets[i + 1..] {
@@ -531,12 +527,6 @@ pub fn container_count(t: &Topology) -> usize {
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
-}
-
-/// The pod subnet of the node at `index`: one /24 per node, in order.
-pub fn node_pod_subnet(t: &Topology, index: usize) -> Ipv4Net {
-    let base = u32::from(t.networking.pod_subnet.0.network());
-    Ipv4Net::new(Ipv4Addr::from(base + ((index as u32) << 8)), 24).expect("a /24 is valid")
 }
 
 /// RFC 1123 label: what Kubernetes requires of node names (kubelab names
