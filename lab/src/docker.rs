@@ -284,13 +284,14 @@ impl Engine {
         chunks.into_iter().filter_map(Result::ok).collect()
     }
 
-    pub async fn container_exists(&self, name: &str) -> Result<bool> {
+    /// Whether a container exists and runs.
+    pub async fn is_running(&self, name: &str) -> Result<bool> {
         match self
             .docker
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(c) => Ok(c.state.and_then(|s| s.running).unwrap_or(false)),
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(e.into()),
         }

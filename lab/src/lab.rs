@@ -221,11 +221,7 @@ async fn wait_for_gate(engine: &Engine, container: &str, gate: &[String], cancel
         if code == 0 {
             return Ok(());
         }
-        let running = engine
-            .containers(None)
-            .await?
-            .into_iter()
-            .any(|c| c.name == container && c.running);
+        let running = engine.is_running(container).await?;
         if !running || started.elapsed() > GATE_TIMEOUT {
             let why = if running { "its health gate did not pass in time" } else { "its container stopped" };
             let log = engine.log_tail(container, 20).await;
