@@ -5,7 +5,7 @@ use kubelab::cancel::Cancel;
 use kubelab::docker::Engine;
 use kubelab::lab::{self, UpOptions};
 use kubelab::plan;
-use kubelab_scenarios::{lab_name, progress, repo, topology, up, LabGuard};
+use kubelab_scenarios::{assert_nothing_left, lab_name, progress, repo, topology, up, LabGuard};
 
 fn strings(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
@@ -79,9 +79,7 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
 
     // Down leaves no container, network or volume with the lab's label.
     assert!(lab::down(&engine, &name, false).await.unwrap());
-    assert!(engine.containers(Some(&name)).await.unwrap().is_empty());
-    assert!(engine.networks(Some(&name)).await.unwrap().is_empty());
-    assert!(engine.volumes(Some(&name)).await.unwrap().is_empty());
+    assert_nothing_left(&engine, &name).await;
     drop(guard);
 }
 
@@ -132,9 +130,7 @@ async fn a_component_that_fails_its_gate_is_named_and_everything_is_removed() {
     assert!(text.contains("component etcd-1 did not come up"), "{text}");
     assert!(text.contains("its container stopped"), "{text}");
     assert!(text.contains("etcd [flags]"), "the log tail is shown: {text}");
-    assert!(engine.containers(Some(&name)).await.unwrap().is_empty());
-    assert!(engine.networks(Some(&name)).await.unwrap().is_empty());
-    assert!(engine.volumes(Some(&name)).await.unwrap().is_empty());
+    assert_nothing_left(&engine, &name).await;
 }
 
 #[tokio::test]
@@ -165,7 +161,5 @@ async fn interrupting_up_leaves_nothing_half_created() {
     let (result, ()) = tokio::join!(apply, interrupt);
     let err = result.unwrap_err();
     assert!(format!("{err:#}").contains("interrupted"), "{err:#}");
-    assert!(engine.containers(Some(&name)).await.unwrap().is_empty());
-    assert!(engine.networks(Some(&name)).await.unwrap().is_empty());
-    assert!(engine.volumes(Some(&name)).await.unwrap().is_empty());
+    assert_nothing_left(&engine, &name).await;
 }

@@ -17,7 +17,3 @@ pub const COMPONENTS: &[Component] = &[
     Component { name: "etcd", binary: None },
     Component { name: "node", binary: None },
 ];
-
-pub fn find(name: &str) -> Option<&'static Component> {
-    COMPONENTS.iter().find(|c| c.name == name)
-}

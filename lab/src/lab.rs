@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::cancel::{Cancel, Interrupted};
-use crate::docker::{Engine, Found, COMPONENT_LABEL, IMAGES_LABEL_VALUE, LAB_LABEL, PRIVILEGE_LABEL, ROLE_LABEL, SPEC_LABEL};
+use crate::docker::{Engine, Found, COMPONENT_LABEL, IMAGES_LABEL_VALUE, LAB_LABEL, ROLE_LABEL, SPEC_LABEL};
 use crate::images;
 use crate::plan::{self, Member, Plan, GATE_LABEL};
 use crate::progress::Progress;
@@ -149,19 +149,17 @@ async fn reconcile(
             engine.create_volume(&volume, labels(&[])).await?;
         }
     }
-    // Containers of the lab that the plan no longer has.
+    // Containers of the lab that the plan no longer has go; the rest are
+    // kept, started or replaced below.
     let wanted: HashSet<&str> = plan.members().map(|m| m.spec.name.as_str()).collect();
+    let mut existing: HashMap<String, Found> = HashMap::new();
     for found in engine.containers(Some(lab)).await? {
-        if !wanted.contains(found.name.as_str()) {
+        if wanted.contains(found.name.as_str()) {
+            existing.insert(found.name.clone(), found);
+        } else {
             engine.remove_container(&found.name).await?;
         }
     }
-    let existing: HashMap<String, Found> = engine
-        .containers(Some(lab))
-        .await?
-        .into_iter()
-        .map(|c| (c.name.clone(), c))
-        .collect();
     for stage in &plan.stages {
         cancel.check()?;
         let starts = stage
@@ -302,7 +300,6 @@ pub struct ComponentStatus {
     pub state: String,
     pub address: String,
     pub health: String,
-    pub privilege: String,
 }
 
 pub async fn status(engine: &Engine, lab: &str) -> Result<Vec<ComponentStatus>> {
@@ -334,7 +331,6 @@ pub async fn status(engine: &Engine, lab: &str) -> Result<Vec<ComponentStatus>> 
             state: c.state.clone(),
             address: c.address.clone().unwrap_or_else(|| "-".into()),
             health,
-            privilege: label(PRIVILEGE_LABEL),
         }
     });
     let mut rows = futures_util::future::join_all(rows).await;

@@ -68,3 +68,11 @@ pub async fn up(engine: &Engine, source: &Source, name: &str) -> anyhow::Result<
     let cancel = kubelab::cancel::Cancel::never();
     kubelab::lab::up(engine, &repo(), source, name, &options, &progress(), &cancel).await
 }
+
+/// Asserts that nothing labelled with the lab is left: no container,
+/// network or volume.
+pub async fn assert_nothing_left(engine: &Engine, lab: &str) {
+    assert!(engine.containers(Some(lab)).await.unwrap().is_empty(), "containers of {lab} are left");
+    assert!(engine.networks(Some(lab)).await.unwrap().is_empty(), "the network of {lab} is left");
+    assert!(engine.volumes(Some(lab)).await.unwrap().is_empty(), "volumes of {lab} are left");
+}
