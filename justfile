@@ -29,9 +29,11 @@ images: build
 test: images
     cargo test --release --workspace
 
-# Benchmarks (figures go in the README): lab up to green, no-op image build.
+# Benchmarks (figures go in the README): lab up to green, no-op image
+# build; the apiserver's throughput, watch latency, LIST and memory.
 bench: images
     cargo bench -p kubelab-scenarios --bench lab_up
+    cargo bench -p kubelab-scenarios --bench apiserver
 
 # Take every lab down.
 down: build

@@ -10,12 +10,17 @@ need() { # need COMMAND DEBIAN-PACKAGE WHAT-FOR
 }
 need debootstrap debootstrap "building the Debian base image"
 need tar tar "packing the base image"
+need protoc protobuf-compiler "building etcd-client (the apiserver's etcd API)"
+need etcd etcd-server "the apiserver tests, which run a real etcd on loopback"
+need curl curl "the apiserver tests"
 
 if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   echo "setup: cannot reach the Docker engine. Start it (sudo systemctl start docker, or sudo dockerd &)," >&2
   echo "       and check that DOCKER_HOST, if set, names it." >&2
   exit 1
 fi
+
+command -v kubectl >/dev/null 2>&1 || echo "setup: kubectl is not installed; the tests drive the real kubectl (https://kubernetes.io/docs/tasks/tools/)" >&2
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 packages=$(printf '%s\n' "${missing[@]}" | cut -d: -f1 | sort -u | tr '\n' ' ')

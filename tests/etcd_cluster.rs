@@ -56,6 +56,7 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     etcd-0 LAB-etcd-0 running ADDR healthy
     etcd-1 LAB-etcd-1 running ADDR healthy
     etcd-2 LAB-etcd-2 running ADDR healthy
+    apiserver-0 LAB-apiserver-0 running ADDR healthy
     ");
 
     // Bringing it up again changes nothing that is healthy.
@@ -75,7 +76,7 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     let err = up(&engine, &other, &name).await
         .unwrap_err();
     assert!(err.to_string().contains("already up with a different topology"), "{err}");
-    assert_eq!(engine.containers(Some(&name)).await.unwrap().len(), 3);
+    assert_eq!(engine.containers(Some(&name)).await.unwrap().len(), before.len());
 
     // Down leaves no container, network or volume with the lab's label.
     assert!(lab::down(&engine, &name, false).await.unwrap());
@@ -109,7 +110,10 @@ async fn keep_data_survives_down_and_up() {
 /// A plan for `source` under `name`, with images built.
 async fn plan_for(engine: &Engine, name: &str, source: &kubelab::topology::Source) -> plan::Plan {
     let images = kubelab::images::ensure(engine, &repo(), &progress()).await.unwrap();
-    plan::plan(name, &source.topology, &images)
+    let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
+    let serving = plan::apiserver_serving_names(name, &source.topology);
+    let pki = kubelab::pki::Pki::load_or_create(&kubelab::pki::dir(name).unwrap(), &serving, &nodes).unwrap();
+    plan::plan(name, &source.topology, &images, &pki)
 }
 
 #[tokio::test]

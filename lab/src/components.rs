@@ -15,5 +15,6 @@ pub struct Component {
 
 pub const COMPONENTS: &[Component] = &[
     Component { name: "etcd", binary: None },
+    Component { name: "apiserver", binary: Some("apiserver") },
     Component { name: "node", binary: None },
 ];

@@ -13,7 +13,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, UploadToContainerOptions,
 };
 use bollard::{body_full, body_try_stream, Docker};
 use futures_util::{Stream, StreamExt};
@@ -45,6 +45,31 @@ pub struct ContainerSpec {
     pub tmpfs: Vec<String>,
     /// Needs network namespaces, iptables and a writable /proc/sys.
     pub privileged: bool,
+    /// Files put into the container before it starts (certificates). They
+    /// are part of the spec, so a changed file replaces the container.
+    pub files: Vec<File>,
+}
+
+/// A file copied into a container: absolute path, mode, contents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct File {
+    pub path: String,
+    pub mode: u32,
+    pub contents: String,
+}
+
+/// The files as a tar archive rooted at `/`.
+fn files_tar(files: &[File]) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for f in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(f.contents.len() as u64);
+        header.set_mode(f.mode);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder.append_data(&mut header, f.path.trim_start_matches('/'), f.contents.as_bytes())?;
+    }
+    Ok(builder.into_inner()?)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -204,6 +229,13 @@ impl Engine {
             .create_container(Some(options), body)
             .await
             .with_context(|| format!("creating container {}", spec.name))?;
+        if !spec.files.is_empty() {
+            let options = UploadToContainerOptions { path: "/".into(), ..Default::default() };
+            self.docker
+                .upload_to_container(&spec.name, Some(options), body_full(files_tar(&spec.files)?.into()))
+                .await
+                .with_context(|| format!("copying files into container {}", spec.name))?;
+        }
         self.start(&spec.name).await
     }
 

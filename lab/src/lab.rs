@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 use crate::cancel::{Cancel, Interrupted};
 use crate::docker::{Engine, Found, COMPONENT_LABEL, IMAGES_LABEL_VALUE, LAB_LABEL, ROLE_LABEL, SPEC_LABEL};
 use crate::images;
+use crate::kubeconfig::{self, Kubeconfig};
+use crate::pki::{self, Pki};
 use crate::plan::{self, Member, Plan, GATE_LABEL};
+use crate::state;
 use crate::progress::Progress;
 use crate::repo::Repo;
 use crate::topology::{self, Source};
@@ -86,9 +89,53 @@ pub async fn up(
         images = images::ensure(engine, repo, progress) => images?,
         _ = cancel.cancelled() => return Err(Interrupted.into()),
     };
-    let plan = plan::plan(name, &source.topology, &images);
-    apply(engine, source, &plan, options, progress, cancel).await?;
+    // The PKI lives on the host (the kubeconfig needs the admin key); a
+    // run that creates it and then fails takes it away again.
+    let state = state::state_dir(name)?;
+    let state_existed = state.exists();
+    let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
+    let serving = plan::apiserver_serving_names(name, &source.topology);
+    let pki = Pki::load_or_create(&pki::dir(name)?, &serving, &nodes)?;
+    let plan = plan::plan(name, &source.topology, &images, &pki);
+    let applied = apply(engine, source, &plan, options, progress, cancel).await;
+    if applied.is_err() && !state_existed && !options.keep_on_failure {
+        let _ = std::fs::remove_dir_all(&state);
+    }
+    applied?;
     Ok(plan)
+}
+
+/// The kubeconfig that reaches a lab's apiserver from this machine: the
+/// container's address on the lab network (the host is on that bridge),
+/// checked against the serving certificate's name `kubernetes`.
+pub async fn kubeconfig(engine: &Engine, lab: &str) -> Result<Kubeconfig> {
+    let instance = "apiserver-0";
+    let found = engine
+        .containers(Some(lab))
+        .await?
+        .into_iter()
+        .find(|c| c.labels.get(COMPONENT_LABEL).map(String::as_str) == Some(instance));
+    let Some(found) = found else {
+        bail!("lab {lab:?} has no apiserver{}", known_labs_hint(engine).await);
+    };
+    let Some(address) = found.address.filter(|_| found.running) else {
+        bail!("the apiserver of lab {lab:?} is not running (see: lab status {lab})");
+    };
+    let dir = pki::dir(lab)?;
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {} (the lab's PKI); `lab up` recreates it", path.display()))
+    };
+    let server = format!("https://{address}:{}", plan::APISERVER_PORT);
+    Ok(kubeconfig::for_lab(
+        lab,
+        &server,
+        Some("kubernetes"),
+        &read("ca.crt")?,
+        &read(&format!("{}.crt", pki::ADMIN))?,
+        &read(&format!("{}.key", pki::ADMIN))?,
+    ))
 }
 
 /// Makes the engine hold what `plan` describes. On failure or interruption
@@ -264,6 +311,9 @@ pub async fn down(engine: &Engine, lab: &str, keep_data: bool) -> Result<bool> {
     let networks = engine.networks(Some(lab)).await?;
     let volumes = engine.volumes(Some(lab)).await?;
     if containers.is_empty() && networks.is_empty() && volumes.is_empty() {
+        if !keep_data {
+            remove_state(lab)?;
+        }
         return Ok(false);
     }
     try_join_all(containers.iter().map(|c| engine.remove_container(&c.name))).await?;
@@ -274,8 +324,19 @@ pub async fn down(engine: &Engine, lab: &str, keep_data: bool) -> Result<bool> {
         for v in volumes {
             engine.remove_volume(&v).await?;
         }
+        remove_state(lab)?;
     }
     Ok(true)
+}
+
+/// Removes the lab's host-side state (its PKI).
+fn remove_state(lab: &str) -> Result<()> {
+    let dir = state::state_dir(lab)?;
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
 }
 
 /// Names of every lab with anything on the engine.

@@ -5,13 +5,20 @@
 //! - [`plan`]: a topology turned into containers, stages and health gates.
 //! - [`lab`]: labs brought up, reconciled, inspected and taken down.
 //! - [`docker`]: the provider; the only module that speaks to Docker.
+//! - [`pki`]: a lab's CA, certificates and service-account keys on the host.
+//! - [`kubeconfig`]: a lab's kubeconfig, merged into the user's.
+//! - [`state`], [`files`]: where host-side state lives; files written whole.
 
 pub mod cancel;
 pub mod components;
 pub mod docker;
+pub mod files;
 pub mod images;
+pub mod kubeconfig;
 pub mod lab;
+pub mod pki;
 pub mod plan;
 pub mod progress;
 pub mod repo;
+pub mod state;
 pub mod topology;

@@ -12,7 +12,7 @@ use kubelab::docker::Engine;
 use kubelab::lab::{self, UpOptions, DEFAULT_NAME};
 use kubelab::progress::Progress;
 use kubelab::repo::Repo;
-use kubelab::{images, topology};
+use kubelab::{images, kubeconfig, topology};
 
 #[derive(Parser)]
 #[command(name = "lab", version, about = "Kubernetes you can take apart: labs from topology files, on Docker")]
@@ -126,13 +126,22 @@ async fn run(cli: Cli) -> Result<()> {
                 path.display(),
                 started.elapsed().as_secs_f32()
             );
+            let config = lab::kubeconfig(&engine, &name).await?;
+            let file = kubeconfig::user_kubeconfig_path()?;
+            kubeconfig::merge_into(&file, &config)?;
+            let context = kubeconfig::entry_name(&name);
+            eprintln!("kubeconfig: context {context} merged into {} and made current. Try:", file.display());
+            eprintln!("  kubectl --context {context} get namespaces");
             Ok(())
         }
         Command::Down { name, all, keep_data } => {
             let engine = Engine::connect().await?;
             let names = if all { lab::names(&engine).await? } else { vec![name.unwrap_or_else(|| DEFAULT_NAME.into())] };
             for name in names {
-                if lab::down(&engine, &name, keep_data).await? {
+                let removed = lab::down(&engine, &name, keep_data).await?;
+                // The context would point at nothing; `up` merges it again.
+                kubeconfig::remove_from(&kubeconfig::user_kubeconfig_path()?, &name)?;
+                if removed {
                     let kept = if keep_data { " (data volumes kept)" } else { "" };
                     eprintln!("lab {name} is down{kept}");
                 } else if !all {
@@ -176,11 +185,10 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Kubeconfig { name } => {
+            let engine = Engine::connect().await?;
             let name = name.unwrap_or_else(|| DEFAULT_NAME.into());
-            bail!(
-                "lab {name:?} has no kubeconfig: kubelab has no apiserver component yet, \
-                 so there is nothing for kubectl to talk to"
-            )
+            print!("{}", lab::kubeconfig(&engine, &name).await?.to_yaml());
+            Ok(())
         }
         Command::Images { what: ImagesCommand::Build } => {
             let repo = Repo::locate()?;

@@ -7,9 +7,15 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::docker::{Attachment, ContainerSpec, COMPONENT_LABEL, LAB_LABEL, ROLE_LABEL, SPEC_LABEL};
+use crate::docker::{Attachment, ContainerSpec, File, COMPONENT_LABEL, LAB_LABEL, ROLE_LABEL, SPEC_LABEL};
 use crate::images::Images;
+use crate::pki::{self, Pki, ServingNames};
 use crate::topology::Topology;
+
+/// Where components find the lab's certificates inside their containers.
+pub const PKI_DIR: &str = "/etc/kubelab/pki";
+/// The apiserver's port inside the lab network.
+pub const APISERVER_PORT: u16 = 6443;
 
 /// The label that carries a container's health gate, so `lab status` can
 /// ask it again without the topology.
@@ -60,16 +66,96 @@ pub fn container_name(lab: &str, instance: &str) -> String {
     format!("{lab}-{instance}")
 }
 
-pub fn plan(lab: &str, topology: &Topology, images: &Images) -> Plan {
+pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan {
     let network = network_name(lab);
     let etcd = etcd_stage(lab, &network, topology, images);
+    let apiservers = apiserver_stage(lab, &network, topology, images, pki);
     let nodes = node_stage(lab, &network, topology, images);
     Plan {
         lab: lab.to_string(),
         network,
         subnet: topology.networking.lab_subnet.as_ref().map(|c| c.net().to_string()),
-        stages: vec![etcd, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
+        stages: vec![etcd, apiservers, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
     }
+}
+
+/// The instance names of a topology's apiservers: `apiserver-0`, ...
+pub fn apiserver_instances(t: &Topology) -> Vec<String> {
+    (0..t.control_plane.replicas).map(|i| format!("apiserver-{i}")).collect()
+}
+
+/// The names the apiserver's serving certificate must hold: its aliases
+/// and container names on the lab network, and the first address of the
+/// service subnet (the `kubernetes` Service, as upstream).
+pub fn apiserver_serving_names(lab: &str, t: &Topology) -> ServingNames {
+    let mut dns = vec!["apiserver".to_string()];
+    for instance in apiserver_instances(t) {
+        dns.push(container_name(lab, &instance));
+        dns.push(instance);
+    }
+    let service = t.networking.service_subnet.net();
+    let first = match service.hosts().next() {
+        Some(ip) => vec![std::net::IpAddr::from(ip)],
+        None => vec![],
+    };
+    ServingNames { dns, ips: first }
+}
+
+/// The certificate files of one identity, and the CA, as container files.
+fn pki_files(pki: &Pki, identity: &str, as_name: &str) -> Vec<File> {
+    let id = pki.identity(identity).expect("the PKI holds every identity the plan asks for");
+    vec![
+        File { path: format!("{PKI_DIR}/ca.crt"), mode: 0o644, contents: pki.ca_pem().to_string() },
+        File { path: format!("{PKI_DIR}/{as_name}.crt"), mode: 0o644, contents: id.cert_pem.clone() },
+        File { path: format!("{PKI_DIR}/{as_name}.key"), mode: 0o600, contents: id.key_pem.clone() },
+    ]
+}
+
+fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
+    let etcd_servers = (0..t.etcd.members).map(|i| format!("http://etcd-{i}:2379")).collect::<Vec<_>>().join(",");
+    let instances = apiserver_instances(t);
+    let members = instances
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut aliases = vec![name.clone()];
+            if i == 0 {
+                aliases.push("apiserver".into());
+            }
+            let cmd = vec![
+                format!("--etcd-servers={etcd_servers}"),
+                format!("--secure-port={APISERVER_PORT}"),
+                format!("--tls-cert-file={PKI_DIR}/apiserver.crt"),
+                format!("--tls-private-key-file={PKI_DIR}/apiserver.key"),
+                format!("--client-ca-file={PKI_DIR}/ca.crt"),
+                format!("--advertise-address={name}:{APISERVER_PORT}"),
+            ];
+            let spec = ContainerSpec {
+                name: container_name(lab, name),
+                hostname: name.clone(),
+                image: images.of("apiserver").to_string(),
+                cmd,
+                env: vec![],
+                labels: BTreeMap::new(),
+                network: Attachment::Network { network: network.to_string(), aliases },
+                volumes: vec![],
+                tmpfs: vec![],
+                privileged: false,
+                files: pki_files(pki, pki::APISERVER, "apiserver"),
+            };
+            // Ready means serving TLS and reaching etcd; /readyz needs no
+            // client certificate, as upstream's public-info role allows.
+            let gate = vec![
+                "curl".to_string(),
+                "-fsk".to_string(),
+                "--max-time".to_string(),
+                "2".to_string(),
+                format!("https://127.0.0.1:{APISERVER_PORT}/readyz"),
+            ];
+            member(lab, name, "apiserver", spec, gate)
+        })
+        .collect();
+    Stage { name: "apiserver", members }
 }
 
 fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage {
@@ -109,6 +195,7 @@ fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage 
                 volumes: vec![(format!("{lab}-{name}-data"), "/var/lib/etcd".into())],
                 tmpfs: vec![],
                 privileged: false,
+                files: vec![],
             };
             let gate = ["etcdctl", "--endpoints=http://127.0.0.1:2379", "--command-timeout=2s", "endpoint", "health"]
                 .map(String::from)
@@ -140,6 +227,7 @@ fn node_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage 
                 volumes: vec![(format!("{lab}-{}-var", node.name), "/var".into())],
                 tmpfs: vec!["/run".into(), "/tmp".into()],
                 privileged: true,
+                files: vec![],
             };
             // The node can do what kubelet and kube-proxy will ask of it.
             let gate = vec![

@@ -1,6 +1,7 @@
 //! Benchmarks of the harness, run by `just bench` (never as timed tests):
 //! - `lab images build` with nothing changed (target: under 5 s);
 //! - `lab up 3-node` from nothing to every health gate green (target: under 10 s).
+//!
 //! Prints the median and the spread of a few runs.
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! What scenario tests share: the repo, a Docker engine, and labs that are
 //! removed when the test ends, also when it fails.
 
+pub mod apiserver;
+
 use std::path::PathBuf;
 
 use kubelab::docker::Engine;

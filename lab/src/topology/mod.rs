@@ -444,7 +444,7 @@ fn validate(t: &Topology) -> Vec<(String, String)> {
                 format!("duplicate node name {:?}: nodes[{first}] has it already", node.name),
             ));
         }
-        for (key, _) in &node.labels {
+        for key in node.labels.keys() {
             if let Err(why) = check_label_key(key) {
                 problems.push((format!("{at}.labels.{key}"), format!("invalid label key {key:?}: {why}")));
             }

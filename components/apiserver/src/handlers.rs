@@ -1,0 +1,562 @@
+//! HTTP to the generic store: one set of handlers for every resource of the
+//! table. Reads the verb from method, path and query; decodes bodies;
+//! negotiates JSON or Table; streams watches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::auth::{self, Attributes, User};
+use crate::discovery;
+use crate::meta;
+use crate::patch::{self, PatchType};
+use crate::registry::{DeleteOptions, ListOptions, Part, Registry};
+use crate::route::{self, Discovery, Route, Target};
+use crate::selectors;
+use crate::status::{ApiError, ApiResult};
+use crate::table::{self, Include};
+use crate::watch;
+
+/// Upstream's limit on request bodies.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub struct App {
+    pub registry: Registry,
+    /// Where clients reach this server, for the /api document.
+    pub advertise: String,
+}
+
+pub type Query = HashMap<String, String>;
+
+pub fn query_of(uri: &axum::http::Uri) -> Query {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+pub fn json_response(code: StatusCode, value: &Value) -> Response {
+    let body = serde_json::to_vec(value).expect("a JSON value serializes");
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn flag(q: &Query, key: &str) -> bool {
+    matches!(q.get(key).map(String::as_str), Some("true" | "1"))
+}
+
+/// The one entry point for every API path.
+pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
+    match serve(&app, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn serve(app: &Arc<App>, request: Request) -> ApiResult<Response> {
+    let (parts, body) = request.into_parts();
+    let user = parts.extensions.get::<Option<User>>().cloned().flatten();
+    let Some(user) = user else {
+        return Err(ApiError::unauthorized());
+    };
+    let q = query_of(&parts.uri);
+    let route = route::parse(parts.uri.path())?;
+    let target = match route {
+        Route::Discovery(d) => {
+            if parts.method != Method::GET {
+                return Err(ApiError::method_not_allowed());
+            }
+            return Ok(discovery_response(d, &app.advertise));
+        }
+        Route::Resource(t) => t,
+    };
+    let watching = target.watch_path || flag(&q, "watch");
+    let verb = verb(&parts.method, &target, watching)?;
+    let attributes = Attributes {
+        verb,
+        group: target.resource.group,
+        resource: target.resource.plural,
+        subresource: target.subresource.as_deref().unwrap_or(""),
+        namespace: target.namespace.as_deref().unwrap_or(""),
+        name: target.name.as_deref().unwrap_or(""),
+    };
+    auth::authorize(&user, &attributes)?;
+    let body = read_body(body, &parts.headers).await?;
+    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
+    check_acceptable(&accept)?;
+    let ctx = Ctx { app: app.clone(), target, q, headers: parts.headers, body, accept };
+    match verb {
+        "get" => ctx.get().await,
+        "list" => ctx.list().await,
+        "watch" => watch::serve(&ctx.app, &ctx.target, &ctx.q, &ctx.accept).await,
+        "create" => ctx.create().await,
+        "update" => ctx.update().await,
+        "patch" => ctx.patch().await,
+        "delete" => ctx.delete().await,
+        "deletecollection" => ctx.delete_collection().await,
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn verb(method: &Method, t: &Target, watching: bool) -> ApiResult<&'static str> {
+    let named = t.name.is_some();
+    let sub = t.subresource.as_deref();
+    Ok(match (method.as_str(), named, sub) {
+        ("GET", false, None) if watching => "watch",
+        ("GET", true, None) if watching => "watch",
+        ("GET", false, None) => "list",
+        ("GET", true, Some("binding" | "finalize")) => return Err(ApiError::method_not_allowed()),
+        ("GET", true, _) => "get",
+        ("POST", false, None) => "create",
+        ("POST", true, Some("binding")) => "create",
+        ("PUT", true, Some("binding")) | ("PATCH", true, Some("binding")) => return Err(ApiError::method_not_allowed()),
+        ("PUT", true, _) => "update",
+        ("PATCH", true, Some("finalize")) => return Err(ApiError::method_not_allowed()),
+        ("PATCH", true, _) => "patch",
+        ("DELETE", true, None) => "delete",
+        ("DELETE", false, None) => "deletecollection",
+        _ => return Err(ApiError::method_not_allowed()),
+    })
+}
+
+fn discovery_response(d: Discovery, advertise: &str) -> Response {
+    let doc = match d {
+        Discovery::CoreVersions => Some(discovery::core_versions(advertise)),
+        Discovery::Groups => Some(discovery::group_list()),
+        Discovery::Group(g) => discovery::api_group(g),
+        Discovery::Resources { group, version } => discovery::resource_list(group, version),
+    };
+    match doc {
+        Some(doc) => json_response(StatusCode::OK, &doc),
+        None => ApiError::no_route().into_response(),
+    }
+}
+
+/// Reads the body, up to [`MAX_BODY`]. A larger one is read on (and
+/// dropped) so the client hears 413 instead of a broken connection, up to a
+/// bound past which the connection is simply closed.
+async fn read_body(body: Body, _headers: &HeaderMap) -> ApiResult<Bytes> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total > 16 * MAX_BODY {
+                break;
+            }
+            if total <= MAX_BODY {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    if total > MAX_BODY {
+        return Err(ApiError::too_large());
+    }
+    Ok(Bytes::from(kept))
+}
+
+/// We answer in JSON; a client that accepts neither JSON nor anything gets 406.
+fn check_acceptable(accept: &str) -> ApiResult<()> {
+    let ok = accept.split(',').any(|t| {
+        let t = t.split(';').next().unwrap_or("").trim();
+        matches!(t, "application/json" | "*/*" | "application/*" | "" | "application/json-seq")
+    });
+    if ok { Ok(()) } else { Err(ApiError::not_acceptable(accept)) }
+}
+
+/// Decodes a JSON, YAML or Kubernetes protobuf body into an object.
+pub fn decode_object(body: &[u8], content_type: &str) -> ApiResult<Value> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let value: Value = match media {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
+        "application/yaml" | "application/apply-patch+yaml" => {
+            let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+            serde_yaml::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?
+        }
+        crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+struct Ctx {
+    app: Arc<App>,
+    target: Target,
+    q: Query,
+    headers: HeaderMap,
+    body: Bytes,
+    accept: String,
+}
+
+impl Ctx {
+    fn ns(&self) -> Option<&str> {
+        self.target.namespace.as_deref()
+    }
+    fn name(&self) -> &str {
+        self.target.name.as_deref().unwrap_or("")
+    }
+    fn dry_run(&self) -> bool {
+        self.q.get("dryRun").is_some_and(|v| v == "All")
+    }
+    fn content_type(&self) -> &str {
+        self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json")
+    }
+    fn registry(&self) -> &Registry {
+        &self.app.registry
+    }
+
+    /// The body, with its apiVersion and kind checked against the URL.
+    fn body_object(&self, expect_kind: &str, expect_version: &str) -> ApiResult<Value> {
+        let obj = decode_object(&self.body, self.content_type())?;
+        if let Some(v) = obj.get("apiVersion").and_then(Value::as_str) {
+            if v != expect_version {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({expect_version})"
+                )));
+            }
+        }
+        if let Some(k) = obj.get("kind").and_then(Value::as_str) {
+            if k != expect_kind {
+                return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({expect_kind})")));
+            }
+        }
+        Ok(obj)
+    }
+
+    fn respond(&self, code: StatusCode, obj: &Value) -> Response {
+        if table::wants_table(&self.accept) && obj.get("kind").and_then(Value::as_str) == Some(self.target.resource.kind) {
+            let include = Include::parse(self.q.get("includeObject").map(String::as_str));
+            let meta = json!({"resourceVersion": meta::resource_version(obj).unwrap_or("")});
+            let t = table::table(self.target.resource, std::slice::from_ref(obj), meta, include, table::table_version(&self.accept), true);
+            return json_response(code, &t);
+        }
+        json_response(code, obj)
+    }
+
+    async fn get(&self) -> ApiResult<Response> {
+        let res = self.target.resource;
+        let obj = self.registry().get(res, self.ns(), self.name()).await?;
+        match self.target.subresource.as_deref() {
+            Some("scale") => Ok(json_response(StatusCode::OK, &to_scale(&obj)?)),
+            _ => Ok(self.respond(StatusCode::OK, &obj)),
+        }
+    }
+
+    fn list_options(&self) -> ApiResult<ListOptions> {
+        list_options(&self.q, false)
+    }
+
+    async fn list(&self) -> ApiResult<Response> {
+        let res = self.target.resource;
+        let opts = self.list_options()?;
+        if Registry::cacheable(&opts) {
+            let (items, revision) = self.registry().list_cached(res, self.ns(), &opts).await?;
+            if !table::wants_table(&self.accept) {
+                return Ok(raw_list(res, &items, revision));
+            }
+            let objects: Vec<Value> = items.iter().filter_map(|b| serde_json::from_slice(b).ok()).collect();
+            let include = Include::parse(self.q.get("includeObject").map(String::as_str));
+            let meta = json!({"resourceVersion": revision.to_string()});
+            let t = table::table(res, &objects, meta, include, table::table_version(&self.accept), true);
+            return Ok(json_response(StatusCode::OK, &t));
+        }
+        let listed = self.registry().list(res, self.ns(), &opts).await?;
+        let mut list_meta = json!({"resourceVersion": listed.revision.to_string()});
+        if let Some(c) = &listed.continue_token {
+            list_meta["continue"] = json!(c);
+        }
+        if let Some(n) = listed.remaining {
+            list_meta["remainingItemCount"] = json!(n);
+        }
+        if table::wants_table(&self.accept) {
+            let include = Include::parse(self.q.get("includeObject").map(String::as_str));
+            let t = table::table(res, &listed.items, list_meta, include, table::table_version(&self.accept), true);
+            return Ok(json_response(StatusCode::OK, &t));
+        }
+        let list = json!({
+            "kind": format!("{}List", res.kind),
+            "apiVersion": res.api_version(),
+            "metadata": list_meta,
+            "items": listed.items,
+        });
+        Ok(json_response(StatusCode::OK, &list))
+    }
+
+    async fn create(&self) -> ApiResult<Response> {
+        let res = self.target.resource;
+        if self.target.subresource.as_deref() == Some("binding") {
+            return self.bind().await;
+        }
+        let obj = self.body_object(res.kind, &res.api_version())?;
+        let created = self.registry().create(res, self.ns(), obj, self.dry_run()).await?;
+        Ok(self.respond(StatusCode::CREATED, &created))
+    }
+
+    async fn update(&self) -> ApiResult<Response> {
+        let res = self.target.resource;
+        match self.target.subresource.as_deref() {
+            Some("scale") => {
+                let scale = self.body_object("Scale", "autoscaling/v1")?;
+                return self.write_scale(scale).await;
+            }
+            Some("finalize") => {
+                let obj = self.body_object(res.kind, &res.api_version())?;
+                return self.finalize(obj).await;
+            }
+            _ => {}
+        }
+        let obj = self.body_object(res.kind, &res.api_version())?;
+        let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
+        let updated = self.registry().update(res, self.ns(), self.name(), obj, part, self.dry_run()).await?;
+        Ok(self.respond(StatusCode::OK, &updated))
+    }
+
+    async fn patch(&self) -> ApiResult<Response> {
+        let res = self.target.resource;
+        let ct = self.content_type().to_string();
+        let kind = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+        if kind == PatchType::Apply {
+            return Err(ApiError::unsupported_media_type(
+                "application/apply-patch+yaml (server-side apply is not served yet; use client-side kubectl apply)",
+            ));
+        }
+        let patch_doc: Value = serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+        let current = self.registry().get(res, self.ns(), self.name()).await?;
+        let is_scale = self.target.subresource.as_deref() == Some("scale");
+        let mut doc = if is_scale { to_scale(&current)? } else { current.clone() };
+        let applied = match kind {
+            PatchType::Merge => {
+                patch::merge(&mut doc, &patch_doc);
+                Ok(())
+            }
+            PatchType::Json => patch::json_patch(&mut doc, &patch_doc),
+            PatchType::Strategic => patch::strategic(&mut doc, &patch_doc),
+            PatchType::Apply => unreachable!("refused above"),
+        };
+        applied.map_err(|why| ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: format!("the patch could not be applied: {why}"),
+            details: None,
+        })?;
+        if is_scale {
+            return self.write_scale(doc).await;
+        }
+        // A patch carries no resourceVersion unless the client put one in:
+        // apply it to the version it was computed on.
+        if meta::resource_version(&doc).is_none() {
+            meta::meta_mut(&mut doc).insert("resourceVersion".into(), current["metadata"]["resourceVersion"].clone());
+        }
+        let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
+        let updated = self.registry().update(res, self.ns(), self.name(), doc, part, self.dry_run()).await?;
+        Ok(self.respond(StatusCode::OK, &updated))
+    }
+
+    fn delete_options(&self) -> ApiResult<DeleteOptions> {
+        let mut opts = DeleteOptions { dry_run: self.dry_run(), ..Default::default() };
+        if !self.body.is_empty() {
+            let body = decode_object(&self.body, self.content_type())?;
+            opts.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
+            opts.propagation_policy = body.get("propagationPolicy").and_then(Value::as_str).map(String::from);
+            if body.get("orphanDependents") == Some(&json!(true)) && opts.propagation_policy.is_none() {
+                opts.propagation_policy = Some("Orphan".into());
+            }
+            opts.uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+            opts.resource_version = body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
+            if body.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|x| x == "All")) {
+                opts.dry_run = true;
+            }
+        }
+        if let Some(g) = self.q.get("gracePeriodSeconds") {
+            opts.grace_period_seconds =
+                Some(g.parse().map_err(|_| ApiError::bad_request(format!("gracePeriodSeconds: invalid integer {g:?}")))?);
+        }
+        if let Some(p) = self.q.get("propagationPolicy") {
+            opts.propagation_policy = Some(p.clone());
+        }
+        Ok(opts)
+    }
+
+    async fn delete(&self) -> ApiResult<Response> {
+        let opts = self.delete_options()?;
+        let (obj, gone) = self.registry().delete(self.target.resource, self.ns(), self.name(), &opts).await?;
+        // Upstream: 200 with the object once it is gone, 202 while it waits
+        // for its grace period or finalizers.
+        let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+        Ok(json_response(code, &obj))
+    }
+
+    async fn delete_collection(&self) -> ApiResult<Response> {
+        let res = self.target.resource;
+        let opts = self.delete_options()?;
+        let listed = self.registry().delete_collection(res, self.ns(), &self.list_options()?, &opts).await?;
+        let list = json!({
+            "kind": format!("{}List", res.kind),
+            "apiVersion": res.api_version(),
+            "metadata": {"resourceVersion": listed.revision.to_string()},
+            "items": listed.items,
+        });
+        Ok(json_response(StatusCode::OK, &list))
+    }
+
+    /// pods/binding: assigns a pod to a node, once.
+    async fn bind(&self) -> ApiResult<Response> {
+        let binding = self.body_object("Binding", "v1")?;
+        let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let pod_name = self.name().to_string();
+        if node.is_empty() {
+            return Err(ApiError::invalid(
+                &crate::status::Subject { group: "".into(), kind: "Binding".into(), name: pod_name },
+                vec![crate::status::Cause::required("target.name")],
+            ));
+        }
+        let res = self.target.resource;
+        let subject = crate::status::Subject { group: "".into(), kind: "pods/binding".into(), name: pod_name.clone() };
+        self.registry()
+            .guaranteed_update(res, self.ns(), &pod_name, |pod| {
+                if pod.pointer("/metadata/deletionTimestamp").is_some() {
+                    return Err(ApiError::conflict(&subject, format!("pod {pod_name} is being deleted, cannot be assigned to a host")));
+                }
+                if let Some(bound) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                    return Err(ApiError::conflict(&subject, format!("pod {pod_name} is already assigned to node {bound:?}")));
+                }
+                pod["spec"]["nodeName"] = json!(node);
+                let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()});
+                let conditions = pod["status"].as_object_mut().map(|s| s.entry("conditions").or_insert(json!([])));
+                if let Some(Value::Array(list)) = conditions {
+                    list.retain(|c| c["type"] != "PodScheduled");
+                    list.push(condition);
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+    }
+
+    async fn write_scale(&self, scale: Value) -> ApiResult<Response> {
+        let res = self.target.resource;
+        let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64);
+        let Some(replicas) = replicas.filter(|r| *r >= 0) else {
+            return Err(ApiError::invalid(
+                &crate::status::Subject { group: "autoscaling".into(), kind: "Scale".into(), name: self.name().into() },
+                vec![crate::status::Cause::invalid("spec.replicas", scale.pointer("/spec/replicas").unwrap_or(&Value::Null), "must be greater than or equal to 0")],
+            ));
+        };
+        let mut obj = self.registry().get(res, self.ns(), self.name()).await?;
+        if let Some(rv) = meta::resource_version(&scale) {
+            if Some(rv) != meta::resource_version(&obj) {
+                return Err(ApiError::stale(&res.subject(self.name())));
+            }
+        }
+        obj["spec"]["replicas"] = json!(replicas);
+        let updated = self.registry().update(res, self.ns(), self.name(), obj, Part::Main, self.dry_run()).await?;
+        Ok(json_response(StatusCode::OK, &to_scale(&updated)?))
+    }
+
+    /// namespaces/finalize: only `spec.finalizers` is taken from the body;
+    /// a terminating namespace with none left is removed.
+    async fn finalize(&self, body: Value) -> ApiResult<Response> {
+        let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+        let res = self.target.resource;
+        let obj = self
+            .registry()
+            .guaranteed_update(res, None, self.name(), |ns| {
+                ns["spec"]["finalizers"] = finalizers.clone();
+                Ok(())
+            })
+            .await?;
+        Ok(json_response(StatusCode::OK, &obj))
+    }
+}
+
+/// The list options of a list, or (`watch`) of a watch, which may ask for
+/// NotOlderThan with no version when it sends initial events.
+/// A list response put together from the cached JSON of its items, without
+/// parsing them again.
+fn raw_list(res: &crate::resources::Resource, items: &[Bytes], revision: i64) -> Response {
+    let head = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {"resourceVersion": revision.to_string()}});
+    let head = serde_json::to_vec(&head).expect("serializes");
+    let mut body = Vec::with_capacity(head.len() + items.iter().map(|i| i.len() + 1).sum::<usize>() + 16);
+    body.extend_from_slice(&head[..head.len() - 1]);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub fn list_options(q: &Query, watch: bool) -> ApiResult<ListOptions> {
+    let labels = selectors::parse_labels(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = selectors::parse_fields(q.get("fieldSelector").map(String::as_str).unwrap_or("")).map_err(ApiError::bad_request)?;
+    let limit = match q.get("limit") {
+        Some(l) => l.parse::<i64>().map_err(|_| ApiError::bad_request(format!("limit: invalid integer {l:?}")))?.max(0),
+        None => 0,
+    };
+    let rv_match = q.get("resourceVersionMatch").filter(|s| !s.is_empty()).cloned();
+    let rv = q.get("resourceVersion").filter(|s| !s.is_empty()).cloned();
+    if let Some(m) = &rv_match {
+        if !matches!(m.as_str(), "Exact" | "NotOlderThan") {
+            return Err(ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\"")));
+        }
+        if rv.is_none() && !(watch && m == "NotOlderThan") {
+            return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"));
+        }
+    }
+    let continue_token = q.get("continue").filter(|s| !s.is_empty()).cloned();
+    if continue_token.is_some() && rv.as_deref().is_some_and(|v| v != "0") {
+        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+    }
+    Ok(ListOptions { labels, fields, limit, continue_token, resource_version: rv, resource_version_match: rv_match })
+}
+
+/// The autoscaling/v1 Scale of a workload.
+fn to_scale(obj: &Value) -> ApiResult<Value> {
+    let selector = obj
+        .pointer("/spec/selector")
+        .map(|s| crate::strategy::apps::label_selector(s).map(|sel| selector_string(&sel)))
+        .transpose()
+        .map_err(ApiError::internal)?
+        .unwrap_or_default();
+    let m = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
+    let metadata: serde_json::Map<String, Value> = m.as_object().map(|m| m.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {"replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0), "selector": selector},
+    }))
+}
+
+fn selector_string(s: &selectors::Selector) -> String {
+    use selectors::Op;
+    let mut parts: Vec<String> = s
+        .0
+        .iter()
+        .map(|r| match &r.op {
+            Op::Equals(v) => format!("{}={v}", r.key),
+            Op::NotEquals(v) => format!("{}!={v}", r.key),
+            Op::In(vs) => format!("{} in ({})", r.key, vs.iter().cloned().collect::<Vec<_>>().join(",")),
+            Op::NotIn(vs) => format!("{} notin ({})", r.key, vs.iter().cloned().collect::<Vec<_>>().join(",")),
+            Op::Exists => r.key.clone(),
+            Op::DoesNotExist => format!("!{}", r.key),
+        })
+        .collect();
+    parts.sort();
+    parts.join(",")
+}

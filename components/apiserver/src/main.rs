@@ -1,0 +1,74 @@
+//! The apiserver binary. Flags are named as upstream's kube-apiserver names
+//! them, so its documentation reads across.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use apiserver::registry::Registry;
+use apiserver::server::{self, TlsFiles};
+use apiserver::storage::Etcd;
+use apiserver::App;
+
+#[derive(Parser, Debug)]
+#[command(name = "apiserver", about = "kubelab's Kubernetes API server")]
+struct Args {
+    /// etcd client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_servers: Vec<String>,
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// The serving certificate (PEM).
+    #[arg(long)]
+    tls_cert_file: PathBuf,
+    #[arg(long)]
+    tls_private_key_file: PathBuf,
+    /// The CA that signs client certificates (PEM).
+    #[arg(long)]
+    client_ca_file: PathBuf,
+    /// The address this server tells clients to use, in /api.
+    #[arg(long)]
+    advertise_address: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    let tls = server::tls_config(&TlsFiles {
+        cert: &args.tls_cert_file,
+        key: &args.tls_private_key_file,
+        client_ca: &args.client_ca_file,
+    })?;
+    // etcd may still be starting (its gate passed, a member not yet
+    // elected): keep trying for a while, then give up with the reason.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let registry = loop {
+        let attempt = async {
+            let registry = Registry::new(Etcd::connect(&args.etcd_servers).await?);
+            registry.bootstrap().await.context("bootstrapping the system namespaces")?;
+            anyhow::Ok(registry)
+        };
+        match attempt.await {
+            Ok(r) => break r,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!("etcd not ready yet: {e:#}");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let addr = SocketAddr::new(args.bind_address, args.secure_port);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let advertise = args.advertise_address.unwrap_or_else(|| format!("{}:{}", args.bind_address, args.secure_port));
+    let app = Arc::new(App { registry, advertise });
+    tracing::info!("serving the Kubernetes API on https://{addr}");
+    server::serve(listener, tls, apiserver::router(app)).await
+}

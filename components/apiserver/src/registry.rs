@@ -1,0 +1,664 @@
+//! The generic store: create, get, list, update and delete for every
+//! resource of the table, with the resource's strategy deciding defaults,
+//! checks and field values. Handlers translate HTTP to these calls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::meta::{self, meta_mut};
+use crate::resources::{self, Resource};
+use crate::selectors::Selector;
+use crate::status::{ApiError, ApiResult, Cause};
+use crate::storage::{Etcd, ReadError, Stored, WriteError};
+use crate::validation;
+use crate::watch_cache::WatchCache;
+
+/// The namespaces every cluster starts with, as upstream's bootstrap makes them.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+pub struct Registry {
+    pub etcd: Etcd,
+    /// Events each watch cache keeps for resuming watches.
+    pub watch_history: usize,
+    caches: Mutex<HashMap<&'static str, Arc<tokio::sync::OnceCell<Arc<WatchCache>>>>>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ListOptions {
+    pub labels: Selector,
+    pub fields: Selector,
+    pub limit: i64,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ListResult {
+    pub items: Vec<Value>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Which part of an object an update writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Everything but status (for resources that have a status subresource).
+    Main,
+    /// Status only.
+    Status,
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e)
+}
+
+fn read_failed(e: ReadError) -> ApiError {
+    match e {
+        ReadError::Compacted => ApiError::expired("The resourceVersion for the provided list is too old."),
+        ReadError::Future => ApiError::bad_request("Too large resource version"),
+        ReadError::Etcd(e) => ApiError::unavailable(format!("etcd: {e}")),
+    }
+}
+
+/// An object as clients see it: the stored JSON with resourceVersion set.
+pub fn decode(stored: &Stored) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| internal(format!("object at {} is not JSON: {e}", stored.key)))?;
+    meta_mut(&mut v).insert("resourceVersion".into(), json!(stored.mod_revision.to_string()));
+    Ok(v)
+}
+
+/// What is stored: without resourceVersion (the key's revision is the truth).
+fn encode(obj: &Value) -> Vec<u8> {
+    let mut v = obj.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&v).expect("a JSON value serializes")
+}
+
+fn field_value(res: &Resource, obj: &Value, field: &str) -> Option<String> {
+    let pointer = match field {
+        "metadata.name" => "/metadata/name",
+        "metadata.namespace" if res.namespaced => "/metadata/namespace",
+        _ => res.strategy.fields().iter().find(|(k, _)| *k == field)?.1,
+    };
+    // Upstream's field sets hold every supported field, "" when unset, so
+    // `spec.nodeName=` finds pods not yet scheduled.
+    Some(match obj.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    })
+}
+
+/// Checks that every key of a field selector is one the resource has.
+pub fn check_fields(res: &Resource, fields: &Selector) -> ApiResult<()> {
+    for r in &fields.0 {
+        let known = r.key == "metadata.name"
+            || (r.key == "metadata.namespace" && res.namespaced)
+            || res.strategy.fields().iter().any(|(k, _)| *k == r.key);
+        if !known {
+            return Err(ApiError::bad_request(format!("field label not supported: {}", r.key)));
+        }
+    }
+    Ok(())
+}
+
+pub fn matches(res: &Resource, obj: &Value, labels: &Selector, fields: &Selector) -> bool {
+    labels.matches_labels(meta::labels(obj))
+        && fields.matches(|k| field_value(res, obj, k))
+}
+
+/// A continue token, as upstream encodes it: where the next page starts and
+/// the revision all pages are read at.
+fn encode_continue(revision: i64, start: &str) -> String {
+    let token = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": start});
+    base64::engine::general_purpose::STANDARD.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
+    let bad = || ApiError::bad_request("continue key is not valid: the continue token could not be decoded");
+    let raw = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v["rv"].as_i64().filter(|r| *r > 0).ok_or_else(bad)?;
+    let start = v["start"].as_str().ok_or_else(bad)?;
+    if start.starts_with('/') || start.contains("..") {
+        return Err(bad());
+    }
+    Ok((rv, start.to_string()))
+}
+
+fn random_suffix() -> String {
+    // Upstream's alphabet: no vowels (no words), no look-alike characters.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes.iter().take(5).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+/// Whether `metadata.generation` counts spec changes for this resource.
+fn tracks_generation(res: &Resource) -> bool {
+    res.has_status() && !matches!(res.plural, "namespaces" | "nodes")
+}
+
+fn parse_rv(s: &str) -> ApiResult<i64> {
+    s.parse::<i64>().map_err(|_| ApiError::bad_request(format!("Invalid value: {s:?}: resourceVersion must be an integer")))
+}
+
+impl Registry {
+    pub fn new(etcd: Etcd) -> Self {
+        Registry { etcd, watch_history: crate::watch_cache::HISTORY, caches: Mutex::new(HashMap::new()) }
+    }
+
+    /// The watch cache of a resource, started on first use.
+    pub async fn cache(&self, res: &'static Resource) -> ApiResult<Arc<WatchCache>> {
+        let cell = self.caches.lock().unwrap().entry(res.storage).or_default().clone();
+        cell.get_or_try_init(|| WatchCache::start(self.etcd.clone(), res.prefix(None), self.watch_history))
+            .await
+            .cloned()
+            .map_err(|e| ApiError::unavailable(format!("cannot start the watch cache of {}: {e}", res.plural)))
+    }
+
+    /// Creates the system namespaces that do not exist yet.
+    pub async fn bootstrap(&self) -> anyhow::Result<()> {
+        let ns = resources::namespaces();
+        for name in SYSTEM_NAMESPACES {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            match self.create(ns, None, obj, false).await {
+                Ok(_) => tracing::info!("created namespace {name}"),
+                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) => anyhow::bail!("cannot create namespace {name}: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(&self, res: &Resource, namespace: Option<&str>, name: &str) -> ApiResult<Stored> {
+        self.etcd
+            .get(&res.key(namespace, name))
+            .await
+            .map_err(read_failed)?
+            .ok_or_else(|| ApiError::not_found(&res.subject(name)))
+    }
+
+    pub async fn get(&self, res: &Resource, namespace: Option<&str>, name: &str) -> ApiResult<Value> {
+        decode(&self.read(res, namespace, name).await?)
+    }
+
+    /// New objects may only go into a namespace that exists and is not
+    /// being deleted.
+    async fn check_namespace(&self, res: &Resource, namespace: &str, name: &str) -> ApiResult<()> {
+        let ns = resources::namespaces();
+        let key = ns.key(None, namespace);
+        // The namespaces' watch cache answers without a round trip to etcd;
+        // one it has not seen yet (just created) is read from etcd.
+        let cached = self.cache(ns).await?.get(&key);
+        let obj: Value = match cached {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(internal)?,
+            None => match self.etcd.get(&key).await.map_err(read_failed)? {
+                Some(found) => decode(&found)?,
+                None => return Err(ApiError::not_found(&ns.subject(namespace))),
+            },
+        };
+        if obj.pointer("/status/phase") == Some(&json!("Terminating")) {
+            return Err(ApiError::forbidden(
+                &res.subject(name),
+                format!("unable to create new content in namespace {namespace} because it is being terminated"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Values of the wrong type are a bad request, as upstream's decoder
+    /// refuses them before any validation.
+    fn check_types(&self, res: &Resource, obj: &Value) -> ApiResult<()> {
+        (res.decode_check)(obj).map_err(|why| {
+            ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {why}", res.kind, res.version, res.kind))
+        })
+    }
+
+    /// Checks metadata every resource shares, then the strategy's own checks.
+    fn validate(&self, res: &Resource, obj: &Value) -> ApiResult<()> {
+        let mut causes = Vec::new();
+        let name = meta::name(obj);
+        if name.is_empty() {
+            causes.push(Cause::required("metadata.name"));
+        } else if let Some(why) = validation::dns1123_subdomain(name) {
+            causes.push(Cause::invalid("metadata.name", &json!(name), why));
+        }
+        if res.namespaced {
+            let ns = meta::namespace(obj).unwrap_or("");
+            if let Some(why) = validation::dns1123_label(ns) {
+                causes.push(Cause::invalid("metadata.namespace", &json!(ns), why));
+            }
+        }
+        if let Some(m) = obj.get("metadata") {
+            validation::metadata_maps(m, &mut causes);
+        }
+        causes.extend(res.strategy.validate(obj));
+        // The strategy may repeat a name check the generic one made.
+        causes.dedup();
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(&res.kind_subject(name), causes))
+        }
+    }
+
+    pub async fn create(&self, res: &Resource, namespace: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the object must be a JSON object"));
+        }
+        obj["apiVersion"] = json!(res.api_version());
+        obj["kind"] = json!(res.kind);
+        self.check_types(res, &obj)?;
+        let m = meta_mut(&mut obj);
+        if m.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
+            if let Some(prefix) = m.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+                let generated = format!("{prefix}{}", random_suffix());
+                m.insert("name".into(), json!(generated));
+            }
+        }
+        if res.namespaced {
+            let ns = namespace.unwrap_or("default");
+            match m.get("namespace").and_then(Value::as_str) {
+                Some(theirs) if !theirs.is_empty() && theirs != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => {
+                    m.insert("namespace".into(), json!(ns));
+                }
+            }
+        } else {
+            m.remove("namespace");
+        }
+        for server_set in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            m.remove(server_set);
+        }
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+        if tracks_generation(res) {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+        if res.has_status() {
+            obj["status"] = json!({});
+        }
+        res.strategy.default(&mut obj);
+        self.validate(res, &obj)?;
+        let name = meta::name(&obj).to_string();
+        let ns = meta::namespace(&obj).map(str::to_string);
+        if res.namespaced {
+            self.check_namespace(res, ns.as_deref().unwrap_or("default"), &name).await?;
+        }
+        if dry_run {
+            return Ok(obj);
+        }
+        let revision = match self.etcd.create(&res.key(ns.as_deref(), &name), encode(&obj)).await {
+            Ok(r) => r,
+            Err(WriteError::Exists) => return Err(ApiError::already_exists(&res.subject(&name))),
+            Err(e) => return Err(internal(format!("etcd: {e:?}"))),
+        };
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
+        Ok(obj)
+    }
+
+    /// Whether a list can be served from the watch cache: not paged and not
+    /// at an exact version (those read etcd, as upstream does).
+    pub fn cacheable(opts: &ListOptions) -> bool {
+        opts.limit == 0 && opts.continue_token.is_none() && opts.resource_version_match.as_deref() != Some("Exact")
+    }
+
+    /// A list from the watch cache, as JSON bytes with resourceVersions set.
+    /// Without a version it first waits for the cache to reach etcd's
+    /// current revision, so the read is as consistent as one from etcd.
+    pub async fn list_cached(&self, res: &'static Resource, namespace: Option<&str>, opts: &ListOptions) -> ApiResult<(Vec<bytes::Bytes>, i64)> {
+        check_fields(res, &opts.fields)?;
+        let cache = self.cache(res).await?;
+        let wanted = match opts.resource_version.as_deref() {
+            Some("0") => 0,
+            Some(v) => parse_rv(v)?,
+            None => self.etcd.revision().await.map_err(read_failed)?,
+        };
+        if wanted > 0 && !cache.wait_for(wanted, std::time::Duration::from_secs(3)).await {
+            return Err(ApiError { code: 504, reason: "Timeout", message: format!("Too large resource version: {wanted}, current: {}", cache.revision()), details: None });
+        }
+        let (mut items, revision) = cache.snapshot(&res.prefix(namespace));
+        if !opts.labels.is_empty() || !opts.fields.is_empty() {
+            items.retain(|b| serde_json::from_slice::<Value>(b).is_ok_and(|o| matches(res, &o, &opts.labels, &opts.fields)));
+        }
+        Ok((items, revision))
+    }
+
+    pub async fn list(&self, res: &Resource, namespace: Option<&str>, opts: &ListOptions) -> ApiResult<ListResult> {
+        check_fields(res, &opts.fields)?;
+        let prefix = res.prefix(namespace);
+        let (mut revision, mut start) = match &opts.continue_token {
+            Some(token) => {
+                let (rv, start) = decode_continue(token)?;
+                (rv, format!("{prefix}{start}"))
+            }
+            None => (0, String::new()),
+        };
+        if opts.continue_token.is_none() && opts.resource_version_match.as_deref() == Some("Exact") {
+            revision = parse_rv(opts.resource_version.as_deref().unwrap_or(""))?;
+        }
+        let filtered = !opts.labels.is_empty() || !opts.fields.is_empty();
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        let mut remaining = None;
+        loop {
+            let want = if opts.limit > 0 { opts.limit - items.len() as i64 } else { 0 };
+            let page = self.etcd.range(&prefix, &start, revision, want).await.map_err(|e| match e {
+                ReadError::Compacted if opts.continue_token.is_some() => ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue value from the response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ),
+                other => read_failed(other),
+            })?;
+            revision = page.revision.max(revision);
+            let mut last_key = None;
+            for stored in &page.items {
+                let obj = decode(stored)?;
+                last_key = Some(stored.key.clone());
+                if !filtered || matches(res, &obj, &opts.labels, &opts.fields) {
+                    items.push(obj);
+                }
+            }
+            if !page.more {
+                break;
+            }
+            let last = last_key.expect("a page with more has items");
+            start = format!("{last}\0");
+            if opts.limit > 0 && items.len() as i64 >= opts.limit {
+                let rel = start.strip_prefix(&res.prefix(None)).unwrap_or(&start).to_string();
+                let rel = if namespace.is_some() && res.namespaced {
+                    start.strip_prefix(&prefix).map(|s| s.to_string()).unwrap_or(rel)
+                } else {
+                    rel
+                };
+                continue_token = Some(encode_continue(revision, &rel));
+                if !filtered {
+                    remaining = Some(page.count - page.items.len() as i64);
+                }
+                break;
+            }
+        }
+        Ok(ListResult { items, revision, continue_token, remaining })
+    }
+
+    pub async fn update(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        part: Part,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the object must be a JSON object"));
+        }
+        let their_name = meta::name(&obj);
+        if !their_name.is_empty() && their_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({their_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if res.namespaced {
+            if let Some(theirs) = meta::namespace(&obj).filter(|s| !s.is_empty()) {
+                if Some(theirs) != namespace {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+            }
+        }
+        let current = self.read(res, namespace, name).await?;
+        let old = decode(&current)?;
+        if let Some(rv) = meta::resource_version(&obj) {
+            if parse_rv(rv)? != current.mod_revision {
+                return Err(ApiError::stale(&res.subject(name)));
+            }
+        }
+        obj["apiVersion"] = json!(res.api_version());
+        obj["kind"] = json!(res.kind);
+        self.check_types(res, &obj)?;
+        if part == Part::Status {
+            // A status write changes status alone (and nothing of spec or metadata).
+            let status = obj.get("status").cloned().unwrap_or(json!({}));
+            obj = old.clone();
+            obj["status"] = status;
+        } else if res.has_status() {
+            obj["status"] = old.get("status").cloned().unwrap_or(json!({}));
+        }
+        {
+            let m = meta_mut(&mut obj);
+            let om = old.get("metadata").cloned().unwrap_or(json!({}));
+            for kept in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                match om.get(kept) {
+                    Some(v) => m.insert(kept.into(), v.clone()),
+                    None => m.remove(kept),
+                };
+            }
+            m.insert("name".into(), json!(name));
+            if res.namespaced {
+                m.insert("namespace".into(), json!(namespace.unwrap_or("default")));
+            }
+            m.insert("resourceVersion".into(), json!(current.mod_revision.to_string()));
+        }
+        res.strategy.default(&mut obj);
+        if tracks_generation(res) && part == Part::Main && obj.get("spec") != old.get("spec") {
+            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            meta_mut(&mut obj).insert("generation".into(), json!(generation));
+        }
+        self.validate(res, &obj)?;
+        if obj == old {
+            // Nothing changed: upstream answers with the object as stored.
+            return Ok(old);
+        }
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            let finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            let added = finalizers > old.pointer("/metadata/finalizers").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            if added {
+                return Err(ApiError::invalid(
+                    &res.kind_subject(name),
+                    vec![Cause::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted")],
+                ));
+            }
+        }
+        if dry_run {
+            return Ok(obj);
+        }
+        // An object being deleted whose last finalizer is removed goes now.
+        let finished = old.pointer("/metadata/deletionTimestamp").is_some()
+            && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+            && !(res.plural == "pods" && obj.pointer("/spec/nodeName").is_some() && old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0);
+        let key = res.key(namespace, name);
+        let result = if finished {
+            self.etcd.delete(&key, current.mod_revision).await
+        } else {
+            self.etcd.update(&key, encode(&obj), current.mod_revision).await
+        };
+        let revision = result.map_err(|e| match e {
+            WriteError::Changed(_) => ApiError::stale(&res.subject(name)),
+            WriteError::Missing => ApiError::not_found(&res.subject(name)),
+            other => internal(format!("etcd: {other:?}")),
+        })?;
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
+        Ok(obj)
+    }
+
+    /// Deletes an object, or starts its deletion: objects with finalizers,
+    /// bound pods with a grace period and namespaces get a
+    /// deletionTimestamp and stay until their finalizers and owners are done.
+    /// Returns the object and whether it is gone.
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<(Value, bool)> {
+        let current = self.read(res, namespace, name).await?;
+        let mut obj = decode(&current)?;
+        let subject = res.subject(name);
+        if let Some(uid) = &opts.uid {
+            let theirs = meta::get(&obj, "uid").unwrap_or("");
+            if theirs != uid {
+                return Err(ApiError::conflict(&subject, format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {theirs}")));
+            }
+        }
+        if let Some(rv) = &opts.resource_version {
+            if parse_rv(rv)? != current.mod_revision {
+                return Err(ApiError::conflict(&subject, format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    current.mod_revision
+                )));
+            }
+        }
+        let mut finalizers: Vec<Value> = obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let policy = opts.propagation_policy.as_deref();
+        match policy {
+            None | Some("Background") => {}
+            Some("Foreground") => finalizers.push(json!("foregroundDeletion")),
+            Some("Orphan") => finalizers.push(json!("orphan")),
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    &res.kind_subject(name),
+                    vec![Cause::not_supported("propagationPolicy", &json!(other), &["Foreground", "Background", "Orphan"])],
+                ))
+            }
+        }
+        finalizers.dedup();
+        let grace = if res.plural == "pods" && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+            opts.grace_period_seconds.or(obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)).unwrap_or(30).max(0)
+        } else {
+            0
+        };
+        let already = obj.pointer("/metadata/deletionTimestamp").is_some();
+        let terminating_namespace = res.plural == "namespaces";
+        let graceful = !finalizers.is_empty() || grace > 0 || terminating_namespace;
+        if graceful {
+            let now = chrono::Utc::now();
+            {
+                let m = meta_mut(&mut obj);
+                if !already {
+                    let at = now + chrono::Duration::seconds(grace);
+                    m.insert("deletionTimestamp".into(), json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+                }
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if !finalizers.is_empty() {
+                    m.insert("finalizers".into(), Value::Array(finalizers));
+                }
+            }
+            if terminating_namespace {
+                obj["status"]["phase"] = json!("Terminating");
+            }
+            if already && obj == decode(&current)? {
+                return Ok((obj, false));
+            }
+            if opts.dry_run {
+                return Ok((obj, false));
+            }
+            let revision = self
+                .etcd
+                .update(&res.key(namespace, name), encode(&obj), current.mod_revision)
+                .await
+                .map_err(|e| match e {
+                    WriteError::Changed(_) => ApiError::stale(&subject),
+                    WriteError::Missing => ApiError::not_found(&subject),
+                    other => internal(format!("etcd: {other:?}")),
+                })?;
+            meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
+            return Ok((obj, false));
+        }
+        if opts.dry_run {
+            return Ok((obj, true));
+        }
+        self.etcd.delete(&res.key(namespace, name), current.mod_revision).await.map_err(|e| match e {
+            WriteError::Changed(_) => ApiError::stale(&subject),
+            WriteError::Missing => ApiError::not_found(&subject),
+            other => internal(format!("etcd: {other:?}")),
+        })?;
+        Ok((obj, true))
+    }
+
+    /// Deletes every object a list with `list_opts` returns.
+    pub async fn delete_collection(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        list_opts: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> ApiResult<ListResult> {
+        let mut listed = self.list(res, namespace, &ListOptions { limit: 0, continue_token: None, ..list_opts.clone() }).await?;
+        let mut deleted = Vec::new();
+        for obj in listed.items.drain(..) {
+            let ns = meta::namespace(&obj).map(str::to_string);
+            match self.delete(res, ns.as_deref(), meta::name(&obj), opts).await {
+                Ok((obj, _)) => deleted.push(obj),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        listed.items = deleted;
+        Ok(listed)
+    }
+}
+
+impl Registry {
+    /// Reads an object, lets `change` edit it, and writes it back on the
+    /// revision it read, retrying when another writer came first. `change`
+    /// decides with the latest state each time, so nothing is lost.
+    pub async fn guaranteed_update(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        mut change: impl FnMut(&mut Value) -> ApiResult<()>,
+    ) -> ApiResult<Value> {
+        let subject = res.subject(name);
+        loop {
+            let current = self.read(res, namespace, name).await?;
+            let mut obj = decode(&current)?;
+            change(&mut obj)?;
+            let key = res.key(namespace, name);
+            let gone = obj.pointer("/metadata/deletionTimestamp").is_some()
+                && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+                && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+                && res.plural == "namespaces";
+            let result = if gone {
+                self.etcd.delete(&key, current.mod_revision).await
+            } else {
+                self.etcd.update(&key, encode(&obj), current.mod_revision).await
+            };
+            match result {
+                Ok(revision) => {
+                    meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
+                    return Ok(obj);
+                }
+                Err(WriteError::Changed(_)) => continue,
+                Err(WriteError::Missing) => return Err(ApiError::not_found(&subject)),
+                Err(other) => return Err(internal(format!("etcd: {other:?}"))),
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The resource table: one row per resource the apiserver serves. It drives
+//! routing, discovery, storage keys and which strategy applies; nothing
+//! else in the server names a resource.
+
+use crate::status::Subject;
+use crate::strategy::{self, Strategy};
+
+pub struct Resource {
+    /// API group; "" is the core group served under /api.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources beyond the object itself: "status", "scale", ...
+    pub subresources: &'static [&'static str],
+    /// The key path under /registry/ (upstream's: pods are `pods`, nodes
+    /// `minions`, services `services/specs`).
+    pub storage: &'static str,
+    pub strategy: &'static dyn Strategy,
+    /// The kind's schema (from k8s-openapi), for OpenAPI documents.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// Decodes the object as its k8s-openapi type: an error names the
+    /// field whose value has the wrong type.
+    pub decode_check: fn(&serde_json::Value) -> Result<(), String>,
+}
+
+/// Whether `value` decodes as `T`, and if not, where and why.
+pub fn decodes_as<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{}: {}", e.path(), e.inner())),
+    }
+}
+
+/// Every verb a stored resource supports.
+pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn has_status(&self) -> bool {
+        self.subresources.contains(&"status")
+    }
+
+    /// The etcd key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/{name}", self.storage),
+            _ => format!("/registry/{}/{name}", self.storage),
+        }
+    }
+
+    /// The etcd prefix of all objects (`namespace` None) or one namespace's.
+    pub fn prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/", self.storage),
+            _ => format!("/registry/{}/", self.storage),
+        }
+    }
+
+    /// How errors name this resource: `pods "web"`, `deployments.apps "d"`.
+    pub fn subject(&self, name: &str) -> Subject {
+        Subject { group: self.group.into(), kind: self.plural.into(), name: name.into() }
+    }
+
+    /// How `Invalid` errors name it: `Pod "web" is invalid`.
+    pub fn kind_subject(&self, name: &str) -> Subject {
+        Subject { group: self.group.into(), kind: self.kind.into(), name: name.into() }
+    }
+}
+
+macro_rules! resource {
+    ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, namespaced: $ns:expr,
+     short: $short:expr, categories: $cat:expr, sub: $sub:expr, storage: $storage:expr, strategy: $strategy:expr,
+     schema: $ty:ty) => {
+        Resource {
+            group: $group,
+            version: $version,
+            plural: $plural,
+            singular: $singular,
+            kind: $kind,
+            namespaced: $ns,
+            short_names: $short,
+            categories: $cat,
+            subresources: $sub,
+            storage: $storage,
+            strategy: $strategy,
+            schema: |g| g.subschema_for::<$ty>(),
+            decode_check: decodes_as::<$ty>,
+        }
+    };
+}
+
+pub static RESOURCES: &[Resource] = &[
+    resource!("", "v1", "namespaces", "namespace", "Namespace", namespaced: false,
+        short: &["ns"], categories: &[], sub: &["status", "finalize"], storage: "namespaces", strategy: &strategy::core::Namespaces, schema: k8s_openapi::api::core::v1::Namespace),
+    resource!("", "v1", "pods", "pod", "Pod", namespaced: true,
+        short: &["po"], categories: &["all"], sub: &["status", "binding"], storage: "pods", strategy: &strategy::core::Pods, schema: k8s_openapi::api::core::v1::Pod),
+    resource!("", "v1", "nodes", "node", "Node", namespaced: false,
+        short: &["no"], categories: &[], sub: &["status"], storage: "minions", strategy: &strategy::core::Nodes, schema: k8s_openapi::api::core::v1::Node),
+    resource!("", "v1", "services", "service", "Service", namespaced: true,
+        short: &["svc"], categories: &["all"], sub: &["status"], storage: "services/specs", strategy: &strategy::core::Services, schema: k8s_openapi::api::core::v1::Service),
+    resource!("", "v1", "endpoints", "endpoints", "Endpoints", namespaced: true,
+        short: &["ep"], categories: &[], sub: &[], storage: "services/endpoints", strategy: &strategy::core::Endpoints, schema: k8s_openapi::api::core::v1::Endpoints),
+    resource!("", "v1", "configmaps", "configmap", "ConfigMap", namespaced: true,
+        short: &["cm"], categories: &[], sub: &[], storage: "configmaps", strategy: &strategy::core::ConfigMaps, schema: k8s_openapi::api::core::v1::ConfigMap),
+    resource!("", "v1", "secrets", "secret", "Secret", namespaced: true,
+        short: &[], categories: &[], sub: &[], storage: "secrets", strategy: &strategy::core::Secrets, schema: k8s_openapi::api::core::v1::Secret),
+    resource!("", "v1", "events", "event", "Event", namespaced: true,
+        short: &["ev"], categories: &[], sub: &[], storage: "events", strategy: &strategy::core::Events, schema: k8s_openapi::api::core::v1::Event),
+    resource!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", namespaced: true,
+        short: &["sa"], categories: &[], sub: &[], storage: "serviceaccounts", strategy: &strategy::core::ServiceAccounts, schema: k8s_openapi::api::core::v1::ServiceAccount),
+    resource!("apps", "v1", "deployments", "deployment", "Deployment", namespaced: true,
+        short: &["deploy"], categories: &["all"], sub: &["status", "scale"], storage: "deployments", strategy: &strategy::apps::Deployments, schema: k8s_openapi::api::apps::v1::Deployment),
+    resource!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", namespaced: true,
+        short: &["rs"], categories: &["all"], sub: &["status", "scale"], storage: "replicasets", strategy: &strategy::apps::ReplicaSets, schema: k8s_openapi::api::apps::v1::ReplicaSet),
+    resource!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", namespaced: true,
+        short: &["ds"], categories: &["all"], sub: &["status"], storage: "daemonsets", strategy: &strategy::apps::DaemonSets, schema: k8s_openapi::api::apps::v1::DaemonSet),
+    resource!("coordination.k8s.io", "v1", "leases", "lease", "Lease", namespaced: true,
+        short: &[], categories: &[], sub: &[], storage: "leases", strategy: &strategy::other::Leases, schema: k8s_openapi::api::coordination::v1::Lease),
+    resource!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", namespaced: true,
+        short: &[], categories: &[], sub: &[], storage: "endpointslices", strategy: &strategy::other::EndpointSlices, schema: k8s_openapi::api::discovery::v1::EndpointSlice),
+];
+
+/// The groups served under /apis, in discovery order, with their one version.
+pub fn groups() -> Vec<&'static str> {
+    let mut groups: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !groups.contains(&r.group) {
+            groups.push(r.group);
+        }
+    }
+    groups
+}
+
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+pub fn in_group_version<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + 'a {
+    RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
+}
+
+pub fn namespaces() -> &'static Resource {
+    find("", "v1", "namespaces").expect("namespaces are in the table")
+}

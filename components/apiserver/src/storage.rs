@@ -1,0 +1,198 @@
+//! etcd, the only place the apiserver keeps anything. Objects are stored as
+//! JSON under upstream's keys (`/registry/pods/<ns>/<name>`), so `etcdctl get`
+//! shows them readably. Every write is one transaction conditioned on the
+//! key's revision: a stale write fails whole, nothing is half-written.
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
+
+/// One stored value and the revision that last wrote it (the object's
+/// resourceVersion).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+/// What a conditional write found instead of what it expected.
+#[derive(Debug)]
+pub enum WriteError {
+    /// Create: the key exists.
+    Exists,
+    /// Update/delete: the key is gone.
+    Missing,
+    /// Update/delete: the key was written since the revision given; here is
+    /// what it holds now.
+    Changed(Stored),
+    Etcd(String),
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    /// The revision asked for has been compacted away.
+    Compacted,
+    /// The revision asked for is newer than etcd's.
+    Future,
+    Etcd(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Compacted => write!(f, "the requested revision has been compacted"),
+            ReadError::Future => write!(f, "the requested revision is newer than the store's"),
+            ReadError::Etcd(e) => write!(f, "etcd: {e}"),
+        }
+    }
+}
+
+fn read_error(e: etcd_client::Error) -> ReadError {
+    let text = e.to_string();
+    if text.contains("required revision has been compacted") {
+        ReadError::Compacted
+    } else if text.contains("future revision") {
+        ReadError::Future
+    } else {
+        ReadError::Etcd(text)
+    }
+}
+
+fn stored(kv: &etcd_client::KeyValue) -> Stored {
+    Stored {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        mod_revision: kv.mod_revision(),
+    }
+}
+
+/// One page of a range read.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Stored>,
+    /// The revision the read saw (a list's resourceVersion).
+    pub revision: i64,
+    /// More keys follow the last item.
+    pub more: bool,
+    /// How many keys the whole range holds at that revision.
+    pub count: i64,
+}
+
+const MAX_MESSAGE: usize = i32::MAX as usize;
+
+#[derive(Clone)]
+pub struct Etcd {
+    client: Client,
+}
+
+impl Etcd {
+    pub async fn connect(endpoints: &[String]) -> anyhow::Result<Self> {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(5))
+            .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5));
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach etcd at {}: {e}", endpoints.join(",")))?;
+        Ok(Etcd { client })
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// gRPC's default 4 MiB message limit would fail a list of a few
+    /// thousand pods; upstream lifts it the same way.
+    fn kv(&self) -> KvClient {
+        self.client.kv_client().max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn watch_client(&self) -> etcd_client::WatchClient {
+        self.client.watch_client().max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Stored>, ReadError> {
+        let resp = self.kv().get(key, None).await.map_err(read_error)?;
+        Ok(resp.kvs().first().map(stored))
+    }
+
+    /// Keys from `start` (inclusive) to the end of `prefix`, at `revision`
+    /// (0 = now), at most `limit` of them (0 = all).
+    pub async fn range(&self, prefix: &str, start: &str, revision: i64, limit: i64) -> Result<Page, ReadError> {
+        let end = prefix_end(prefix);
+        let from = if start.is_empty() { prefix } else { start };
+        let mut options = GetOptions::new().with_range(end).with_limit(limit);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let resp = self.kv().get(from, Some(options)).await.map_err(read_error)?;
+        Ok(Page {
+            items: resp.kvs().iter().map(stored).collect(),
+            revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
+            more: resp.more(),
+            count: resp.count(),
+        })
+    }
+
+    /// The store's current revision.
+    pub async fn revision(&self) -> Result<i64, ReadError> {
+        let resp = self
+            .kv()
+            .get("/registry/", Some(GetOptions::new().with_limit(1).with_keys_only()))
+            .await
+            .map_err(read_error)?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    /// Writes `value` at `key` only if the key does not exist.
+    pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64, WriteError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        let resp = self.kv().txn(txn).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        if !resp.succeeded() {
+            return Err(WriteError::Exists);
+        }
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    /// Writes `value` at `key` only if the key was last written at `revision`.
+    pub async fn update(&self, key: &str, value: Vec<u8>, revision: i64) -> Result<i64, WriteError> {
+        self.conditional(key, revision, TxnOp::put(key, value, None)).await
+    }
+
+    /// Deletes `key` only if it was last written at `revision`.
+    pub async fn delete(&self, key: &str, revision: i64) -> Result<i64, WriteError> {
+        self.conditional(key, revision, TxnOp::delete(key, None)).await
+    }
+
+    async fn conditional(&self, key: &str, revision: i64, op: TxnOp) -> Result<i64, WriteError> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
+            .and_then([op])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.kv().txn(txn).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        if resp.succeeded() {
+            return Ok(resp.header().map(|h| h.revision()).unwrap_or_default());
+        }
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Get(get) = op {
+                return Err(match get.kvs().first() {
+                    Some(kv) => WriteError::Changed(stored(kv)),
+                    None => WriteError::Missing,
+                });
+            }
+        }
+        Err(WriteError::Missing)
+    }
+}
+
+/// The first key after every key that starts with `prefix`.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}

@@ -1,0 +1,217 @@
+//! apps/v1 workloads: their pod templates take the pod defaults and checks.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::core::{default_pod_spec, validate_pod_spec};
+use super::{age, array_at, col, default_at, int_at, name, wide, Column, Strategy, AGE, NAME};
+use crate::selectors::{Op, Requirement, Selector};
+use crate::status::Cause;
+
+fn default_template(obj: &mut Value) {
+    if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+        default_pod_spec(spec);
+    }
+}
+
+/// A `LabelSelector` (matchLabels + matchExpressions) as a selector.
+pub fn label_selector(sel: &Value) -> Result<Selector, String> {
+    let mut reqs = Vec::new();
+    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in m {
+            reqs.push(Requirement { key: k.clone(), op: Op::Equals(v.as_str().unwrap_or("").to_string()) });
+        }
+    }
+    for e in array_at(sel, "/matchExpressions") {
+        let key = e["key"].as_str().unwrap_or("").to_string();
+        let values = array_at(e, "/values").iter().filter_map(Value::as_str).map(String::from).collect();
+        let op = match e["operator"].as_str() {
+            Some("In") => Op::In(values),
+            Some("NotIn") => Op::NotIn(values),
+            Some("Exists") => Op::Exists,
+            Some("DoesNotExist") => Op::DoesNotExist,
+            other => return Err(format!("{other:?} is not a valid label selector operator")),
+        };
+        reqs.push(Requirement { key, op });
+    }
+    Ok(Selector(reqs))
+}
+
+/// The selector is required, non-empty, and must match the template's labels.
+fn validate_workload(obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    match obj.pointer("/spec/selector") {
+        None | Some(Value::Null) => causes.push(Cause::required("spec.selector")),
+        Some(sel) => match label_selector(sel) {
+            Err(why) => causes.push(Cause::invalid("spec.selector", sel, why)),
+            Ok(s) if s.is_empty() => causes.push(Cause::invalid("spec.selector", sel, "empty selector is invalid for deployment")),
+            Ok(s) => {
+                let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
+                if !s.matches_labels(labels) {
+                    let shown = obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
+                    causes.push(Cause::invalid("spec.template.metadata.labels", &json!(shown.to_string()), "`selector` does not match template `labels`"));
+                }
+            }
+        },
+    }
+    if let Some(r) = obj.pointer("/spec/replicas") {
+        if r.as_i64().is_none_or(|n| n < 0) {
+            causes.push(Cause::invalid("spec.replicas", r, "must be greater than or equal to 0"));
+        }
+    }
+    validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec", &mut causes);
+    causes
+}
+
+fn containers_images(obj: &Value) -> (String, String) {
+    let cs = array_at(obj, "/spec/template/spec/containers");
+    let names: Vec<&str> = cs.iter().filter_map(|c| c["name"].as_str()).collect();
+    let images: Vec<&str> = cs.iter().filter_map(|c| c["image"].as_str()).collect();
+    (names.join(","), images.join(","))
+}
+
+fn selector_string(obj: &Value) -> String {
+    let sel = obj.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
+        parts.extend(m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))));
+    }
+    for e in array_at(&sel, "/matchExpressions") {
+        let key = e["key"].as_str().unwrap_or("");
+        let values: Vec<&str> = array_at(e, "/values").iter().filter_map(Value::as_str).collect();
+        parts.push(match e["operator"].as_str() {
+            Some("In") => format!("{key} in ({})", values.join(",")),
+            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+            Some("DoesNotExist") => format!("!{key}"),
+            _ => key.to_string(),
+        });
+    }
+    parts.sort();
+    if parts.is_empty() { "<none>".into() } else { parts.join(",") }
+}
+
+const CONTAINERS: super::Column = wide("Containers", "string", "Names of each container in the template.");
+const IMAGES: super::Column = wide("Images", "string", "Images referenced by each container in the template.");
+const SELECTOR: super::Column = wide("Selector", "string", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
+
+pub struct Deployments;
+impl Strategy for Deployments {
+    fn default(&self, obj: &mut Value) {
+        default_at(obj, &["spec", "replicas"], json!(1));
+        default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
+        default_at(obj, &["spec", "progressDeadlineSeconds"], json!(600));
+        default_at(obj, &["spec", "strategy", "type"], json!("RollingUpdate"));
+        if obj.pointer("/spec/strategy/type") == Some(&json!("RollingUpdate")) {
+            default_at(obj, &["spec", "strategy", "rollingUpdate", "maxUnavailable"], json!("25%"));
+            default_at(obj, &["spec", "strategy", "rollingUpdate", "maxSurge"], json!("25%"));
+        }
+        default_template(obj);
+    }
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        validate_workload(obj)
+    }
+    fn columns(&self) -> &'static [Column] {
+        const { &[
+            NAME,
+            col("Ready", "string", "Number of the pod with ready state"),
+            col("Up-to-date", "string", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+            col("Available", "string", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ] }
+    }
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        let (containers, images) = containers_images(obj);
+        vec![
+            json!(name(obj)),
+            json!(format!("{}/{}", int_at(obj, "/status/readyReplicas"), int_at(obj, "/spec/replicas"))),
+            json!(int_at(obj, "/status/updatedReplicas")),
+            json!(int_at(obj, "/status/availableReplicas")),
+            json!(age(obj, now)),
+            json!(containers),
+            json!(images),
+            json!(selector_string(obj)),
+        ]
+    }
+}
+
+pub struct ReplicaSets;
+impl Strategy for ReplicaSets {
+    fn default(&self, obj: &mut Value) {
+        default_at(obj, &["spec", "replicas"], json!(1));
+        default_template(obj);
+    }
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        validate_workload(obj)
+    }
+    fn columns(&self) -> &'static [Column] {
+        const { &[
+            NAME,
+            col("Desired", "integer", "Replicas is the number of desired replicas."),
+            col("Current", "integer", "Replicas is the most recently observed number of replicas."),
+            col("Ready", "integer", "The number of ready replicas for this replica set."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ] }
+    }
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        let (containers, images) = containers_images(obj);
+        vec![
+            json!(name(obj)),
+            json!(int_at(obj, "/spec/replicas")),
+            json!(int_at(obj, "/status/replicas")),
+            json!(int_at(obj, "/status/readyReplicas")),
+            json!(age(obj, now)),
+            json!(containers),
+            json!(images),
+            json!(selector_string(obj)),
+        ]
+    }
+}
+
+pub struct DaemonSets;
+impl Strategy for DaemonSets {
+    fn default(&self, obj: &mut Value) {
+        default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
+        default_at(obj, &["spec", "updateStrategy", "type"], json!("RollingUpdate"));
+        default_template(obj);
+    }
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        validate_workload(obj)
+    }
+    fn columns(&self) -> &'static [Column] {
+        const { &[
+            NAME,
+            col("Desired", "integer", "The total number of nodes that should be running the daemon pod."),
+            col("Current", "integer", "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
+            col("Ready", "integer", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
+            col("Up-to-date", "integer", "The total number of nodes that are running updated daemon pod"),
+            col("Available", "integer", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
+            col("Node Selector", "string", "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ] }
+    }
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        let (containers, images) = containers_images(obj);
+        vec![
+            json!(name(obj)),
+            json!(int_at(obj, "/status/desiredNumberScheduled")),
+            json!(int_at(obj, "/status/currentNumberScheduled")),
+            json!(int_at(obj, "/status/numberReady")),
+            json!(int_at(obj, "/status/updatedNumberScheduled")),
+            json!(int_at(obj, "/status/numberAvailable")),
+            json!(super::map_string(obj, "/spec/template/spec/nodeSelector")),
+            json!(age(obj, now)),
+            json!(containers),
+            json!(images),
+            json!(selector_string(obj)),
+        ]
+    }
+}

@@ -1,0 +1,226 @@
+//! The real kubectl against our apiserver (over a real etcd): what it
+//! prints is snapshotted, with ages, uids, versions and times normalised.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubelab_scenarios::apiserver::{Output, TestApi};
+use regex::Regex;
+
+/// Output with what changes from run to run replaced, and table columns
+/// joined by two spaces (their widths follow the ages).
+fn normalize(text: &str) -> String {
+    let rules = [
+        (r"\b\d+(s|m\d*s?|h\d*m?|d\d*h?)\b", "<age>"),
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>"),
+        (r#"(resourceVersion"?:\s*)"?\d+"?"#, "${1}<rv>"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>"),
+        (r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", "<time>"),
+    ];
+    let mut out = text.to_string();
+    for (pattern, with) in rules {
+        out = Regex::new(pattern).unwrap().replace_all(&out, with).into_owned();
+    }
+    let columns = Regex::new(r" {2,}").unwrap();
+    out.lines().map(|l| columns.replace_all(l.trim_end(), "  ").into_owned()).collect::<Vec<_>>().join("\n")
+}
+
+fn ok(out: Output) -> String {
+    assert_eq!(out.code, 0, "kubectl failed:\n{}", out.stderr);
+    normalize(&out.stdout)
+}
+
+fn failed(out: Output) -> String {
+    assert_ne!(out.code, 0, "kubectl should have failed:\n{}", out.stdout);
+    normalize(&out.stderr)
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: demo
+data:
+  color: blue
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+        env:
+        - name: COLOR
+          value: blue
+      - name: sidecar
+        image: busybox:1.36
+        command: ["sleep", "infinity"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+spec:
+  clusterIP: 10.96.0.10
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 80
+"#;
+
+#[test]
+fn discovery_and_explain() {
+    let api = TestApi::start();
+    insta::assert_snapshot!("api_resources", ok(api.kubectl(&["api-resources"])));
+    insta::assert_snapshot!("api_versions", ok(api.kubectl(&["api-versions"])));
+    insta::assert_snapshot!("get_namespaces", ok(api.kubectl(&["get", "namespaces"])));
+    let empty = api.kubectl(&["get", "all"]);
+    assert_eq!(empty.code, 0);
+    assert_eq!(empty.stderr.trim(), "No resources found in default namespace.");
+    insta::assert_snapshot!("explain_replicas", ok(api.kubectl(&["explain", "deployment.spec.replicas"])));
+    let fields = ok(api.kubectl(&["explain", "pods.spec.containers.ports"]));
+    assert!(fields.contains("containerPort\t<integer> -required-") || fields.contains("containerPort\t<integer>"), "{fields}");
+}
+
+#[test]
+fn apply_get_change_and_delete() {
+    let api = TestApi::start();
+    let dir = api.dir.path().to_path_buf();
+    let file = dir.join("app.yaml");
+    std::fs::write(&file, MANIFEST).unwrap();
+    let file = file.to_str().unwrap();
+    insta::assert_snapshot!("apply_created", ok(api.kubectl(&["apply", "-f", file])));
+    insta::assert_snapshot!("apply_unchanged", ok(api.kubectl(&["apply", "-f", file])));
+    insta::assert_snapshot!("get_all", ok(api.kubectl(&["get", "all", "-n", "demo"])));
+    insta::assert_snapshot!("get_wide", ok(api.kubectl(&["get", "deploy,svc", "-n", "demo", "-o", "wide"])));
+    insta::assert_snapshot!("get_yaml", ok(api.kubectl(&["get", "cm", "settings", "-n", "demo", "-o", "yaml"])));
+    let json: serde_json::Value = serde_json::from_str(&api.kubectl(&["get", "deploy", "web", "-n", "demo", "-o", "json"]).stdout).unwrap();
+    assert_eq!(json["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], "blue");
+    assert_eq!(json["metadata"]["generation"], 1);
+
+    let ns = ["-n", "demo"];
+    let run = |args: &[&str]| ok(api.kubectl(&[args, &ns[..]].concat()));
+    insta::assert_snapshot!("label", run(&["label", "deploy/web", "tier=front"]));
+    insta::assert_snapshot!("annotate", run(&["annotate", "deploy/web", "owner=team-a"]));
+    insta::assert_snapshot!("scale", run(&["scale", "deploy/web", "--replicas=3"]));
+    run(&["patch", "deploy/web", "--type=merge", "-p", r#"{"spec":{"replicas":4}}"#]);
+    run(&["patch", "deploy/web", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/template/spec/containers/1/image","value":"busybox:1.37"}]"#]);
+    run(&["patch", "deploy/web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.28"}]}}}}"#]);
+    // kubectl edit, with an editor that changes the replica count.
+    let editor = dir.join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/replicas: 4/replicas: 5/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let edited = api.kubectl_with(&["edit", "deploy/web", "-n", "demo"], None, &[("KUBE_EDITOR", editor.to_str().unwrap())]);
+    insta::assert_snapshot!("edit", ok(edited));
+    let d: serde_json::Value = serde_json::from_str(&api.kubectl(&["get", "deploy", "web", "-n", "demo", "-o", "json"]).stdout).unwrap();
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["metadata"]["labels"]["tier"], "front");
+    assert_eq!(d["metadata"]["annotations"]["owner"], "team-a");
+    let images: Vec<&str> = d["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().map(|c| c["image"].as_str().unwrap()).collect();
+    assert_eq!(images, ["nginx:1.28", "busybox:1.37"]);
+    // The strategic merge patch kept the container's env and ports.
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 80);
+    assert_eq!(d["metadata"]["generation"], 6);
+    insta::assert_snapshot!("describe", ok(api.kubectl(&["describe", "deploy", "web", "-n", "demo"])));
+
+    // Applying a manifest without the sidecar removes it (three-way merge).
+    std::fs::write(dir.join("app.yaml"), MANIFEST.replace("      - name: sidecar\n        image: busybox:1.36\n        command: [\"sleep\", \"infinity\"]\n", "")).unwrap();
+    insta::assert_snapshot!("apply_configured", ok(api.kubectl(&["apply", "-f", file])));
+    let d: serde_json::Value = serde_json::from_str(&api.kubectl(&["get", "deploy", "web", "-n", "demo", "-o", "json"]).stdout).unwrap();
+    assert_eq!(d["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
+
+    insta::assert_snapshot!("delete", ok(api.kubectl(&["delete", "deploy/web", "svc/web", "cm/settings", "-n", "demo"])));
+    insta::assert_snapshot!("get_after_delete", normalize(&api.kubectl(&["get", "all", "-n", "demo"]).stderr));
+}
+
+#[test]
+fn errors_read_as_upstream() {
+    let api = TestApi::start();
+    insta::assert_snapshot!("not_found", failed(api.kubectl(&["get", "pod", "nope"])));
+    let invalid = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n";
+    insta::assert_snapshot!("invalid", failed(api.kubectl_stdin(&["apply", "-f", "-"], invalid)));
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: x\n  - name: a\n    image: x\n    ports:\n    - containerPort: 70000\n";
+    insta::assert_snapshot!("invalid_pod", failed(api.kubectl_stdin(&["apply", "-f", "-"], pod)));
+    // YAML 1.1 reads `y` as true: a value of the wrong type, named by its path.
+    let typed = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: y\n";
+    insta::assert_snapshot!("wrong_type", failed(api.kubectl_stdin(&["apply", "-f", "-"], typed)));
+    let elsewhere = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nowhere\n";
+    insta::assert_snapshot!("missing_namespace", failed(api.kubectl_stdin(&["apply", "-f", "-"], elsewhere)));
+    insta::assert_snapshot!("unknown_type", failed(api.kubectl(&["get", "widgets"])));
+}
+
+#[test]
+fn get_watch_prints_changes() {
+    let api = TestApi::start();
+    let mut child = Command::new("kubectl")
+        .args(["get", "configmaps", "--watch", "--output-watch-events"])
+        .env("KUBECONFIG", &api.kubeconfig)
+        .env("HOME", api.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // Changes made once the watch is running.
+    std::thread::sleep(Duration::from_millis(1500));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n";
+    ok(api.kubectl_stdin(&["apply", "-f", "-"], cm));
+    ok(api.kubectl(&["label", "cm/watched", "x=y"]));
+    ok(api.kubectl(&["delete", "cm/watched"]));
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lines.len() < 4 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(line);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    insta::assert_snapshot!("get_watch", normalize(&lines.join("\n")));
+}
+
+#[test]
+fn namespaces_are_deleted_through_terminating() {
+    let api = TestApi::start();
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n";
+    ok(api.kubectl_stdin(&["apply", "-f", "-"], ns));
+    // The namespace controller (controller-manager) finishes the deletion;
+    // until it runs, the namespace stays Terminating, as upstream's would.
+    insta::assert_snapshot!("delete_ns", ok(api.kubectl(&["delete", "namespace", "scratch", "--wait=false"])));
+    insta::assert_snapshot!("ns_terminating", ok(api.kubectl(&["get", "namespace", "scratch"])));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\n  namespace: scratch\n";
+    insta::assert_snapshot!("create_in_terminating", failed(api.kubectl_stdin(&["apply", "-f", "-"], cm)));
+}

@@ -1,0 +1,64 @@
+//! A lab from `topologies/1-node.yaml` on the real Docker engine: the
+//! apiserver container comes up behind its health gate, the lab's
+//! kubeconfig reaches it from this machine, kubectl writes through it into
+//! the lab's etcd, and `down` takes the PKI away with the containers.
+
+use kubelab::docker::Engine;
+use kubelab::{lab, pki, plan};
+use kubelab_scenarios::{assert_nothing_left, lab_name, topology, up, LabGuard};
+
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn kubectl_reaches_the_labs_apiserver() {
+    let engine = Engine::connect().await.unwrap();
+    let name = lab_name("kubectl");
+    let guard = LabGuard::new(&name);
+    let source = topology("1-node");
+    up(&engine, &source, &name).await.unwrap();
+
+    let config = lab::kubeconfig(&engine, &name).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config");
+    std::fs::write(&file, config.to_yaml()).unwrap();
+
+    let (code, out) = kubectl(&file, &["get", "namespaces", "-o", "name"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "namespace/default\nnamespace/kube-node-lease\nnamespace/kube-public\nnamespace/kube-system\n");
+    let (code, out) = kubectl(&file, &["apply", "-f", "-", "--dry-run=server"]);
+    assert_ne!(code, 0, "no manifest on stdin is an error: {out}");
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n  written: via-kubectl\n";
+    let mut child = std::process::Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .env("KUBECONFIG", &file)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), cm.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+
+    // What kubectl wrote is in etcd, as JSON under upstream's key.
+    let etcd = plan::container_name(&name, "etcd-0");
+    let args = ["etcdctl", "get", "--print-value-only", "/registry/configmaps/default/probe"].map(String::from).to_vec();
+    let (code, stored) = engine.exec(&etcd, &args).await.unwrap();
+    assert_eq!(code, 0, "{stored}");
+    let stored: serde_json::Value = serde_json::from_str(stored.trim()).unwrap();
+    assert_eq!(stored["data"]["written"], "via-kubectl");
+
+    // Without the admin certificate, the API answers 401.
+    let apiserver = plan::container_name(&name, "apiserver-0");
+    let curl = ["curl", "-sk", "https://127.0.0.1:6443/api/v1/namespaces"].map(String::from).to_vec();
+    let (_, body) = engine.exec(&apiserver, &curl).await.unwrap();
+    assert!(body.contains("\"code\":401"), "{body}");
+
+    let pki_dir = pki::dir(&name).unwrap();
+    assert!(pki_dir.join("ca.crt").is_file());
+    assert!(lab::down(&engine, &name, false).await.unwrap());
+    assert!(!pki_dir.exists(), "down removes the lab's PKI");
+    assert_nothing_left(&engine, &name).await;
+    drop(guard);
+}

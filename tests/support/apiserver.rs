@@ -1,0 +1,283 @@
+//! An apiserver for tests: a real etcd (Debian's binary, on loopback ports
+//! of its own), the lab's PKI in a temporary directory, and our apiserver
+//! running in this process on a thread of its own. kubectl and kube-rs reach
+//! it through a kubeconfig written for it.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kubelab::kubeconfig;
+use kubelab::pki::{self, Pki, ServingNames};
+
+pub struct TestApi {
+    pub dir: tempfile::TempDir,
+    etcd: Child,
+    pub etcd_url: String,
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    server: Server,
+}
+
+/// Where the apiserver runs: on a thread of this process, or as the real
+/// binary in a process of its own (benchmarks measure its memory).
+enum Server {
+    Thread { shutdown: Option<tokio::sync::oneshot::Sender<()>>, thread: Option<std::thread::JoinHandle<()>> },
+    Process(Child),
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// What a kubectl run printed.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Settings of a test apiserver.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Events each watch cache keeps (small values make 410 easy to reach).
+    pub watch_history: Option<usize>,
+    /// Run this apiserver binary instead of the library in-process.
+    pub binary: Option<PathBuf>,
+}
+
+impl TestApi {
+    pub fn start() -> TestApi {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> TestApi {
+        let dir = tempfile::tempdir().unwrap();
+        let (client_port, peer_port) = (free_port(), free_port());
+        let etcd_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd = Command::new("etcd")
+            .args([
+                "--name=test",
+                &format!("--data-dir={}", dir.path().join("etcd").display()),
+                &format!("--listen-client-urls={etcd_url}"),
+                &format!("--advertise-client-urls={etcd_url}"),
+                &format!("--listen-peer-urls={peer_url}"),
+                &format!("--initial-advertise-peer-urls={peer_url}"),
+                &format!("--initial-cluster=test={peer_url}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("etcd.log")).unwrap())
+            .spawn()
+            .expect("etcd is not on PATH: install Debian's etcd-server (`just setup` does)");
+
+        let pki_dir = dir.path().join("pki");
+        let names = ServingNames { dns: vec![], ips: vec![Ipv4Addr::LOCALHOST.into()] };
+        let pki = Pki::load_or_create(&pki_dir, &names, &[]).unwrap();
+        let admin = pki.identity(pki::ADMIN).unwrap();
+
+        let (port, server) = match &options.binary {
+            Some(binary) => Self::spawn_binary(binary, &pki_dir, &etcd_url),
+            None => Self::spawn_thread(options.clone(), pki_dir.clone(), etcd_url.clone()),
+        };
+        let url = format!("https://127.0.0.1:{port}");
+        let config = kubeconfig::for_lab("test", &url, None, pki.ca_pem(), &admin.cert_pem, &admin.key_pem);
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, config.to_yaml()).unwrap();
+        TestApi { dir, etcd, etcd_url, url, kubeconfig, server }
+    }
+
+    /// The apiserver binary, with the flags the lab gives it; ready once it
+    /// listens (it creates the system namespaces first).
+    fn spawn_binary(binary: &std::path::Path, pki_dir: &std::path::Path, etcd_url: &str) -> (u16, Server) {
+        let port = free_port();
+        let child = Command::new(binary)
+            .args([
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={port}"),
+                format!("--tls-cert-file={}", pki_dir.join("apiserver.crt").display()),
+                format!("--tls-private-key-file={}", pki_dir.join("apiserver.key").display()),
+                format!("--client-ca-file={}", pki_dir.join("ca.crt").display()),
+            ])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("the apiserver binary runs");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(Instant::now() < deadline, "the apiserver binary did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (port, Server::Process(child))
+    }
+
+    /// The PID of the apiserver's process (this one, when it runs in-process).
+    pub fn apiserver_pid(&self) -> u32 {
+        match &self.server {
+            Server::Process(child) => child.id(),
+            Server::Thread { .. } => std::process::id(),
+        }
+    }
+
+    fn spawn_thread(options: Options, pki_dir: PathBuf, etcd_url: String) -> (u16, Server) {
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
+        let endpoints = vec![etcd_url];
+        let pki_dir2 = pki_dir;
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let tls = apiserver::server::tls_config(&apiserver::server::TlsFiles {
+                    cert: &pki_dir2.join("apiserver.crt"),
+                    key: &pki_dir2.join("apiserver.key"),
+                    client_ca: &pki_dir2.join("ca.crt"),
+                })
+                .unwrap();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let registry = loop {
+                    match apiserver::storage::Etcd::connect(&endpoints).await {
+                        Ok(etcd) => {
+                            let mut registry = apiserver::registry::Registry::new(etcd);
+                            if let Some(h) = options.watch_history {
+                                registry.watch_history = h;
+                            }
+                            if registry.bootstrap().await.is_ok() {
+                                break registry;
+                            }
+                        }
+                        Err(e) if Instant::now() > deadline => panic!("etcd did not come up: {e}"),
+                        Err(_) => {}
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                };
+                let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+                let port = listener.local_addr().unwrap().port();
+                let app = Arc::new(apiserver::App { registry, advertise: format!("127.0.0.1:{port}") });
+                port_tx.send(port).unwrap();
+                tokio::select! {
+                    r = apiserver::server::serve(listener, tls, apiserver::router(app)) => r.unwrap(),
+                    _ = shutdown_rx => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_millis(100));
+        });
+        let port = port_rx.recv_timeout(Duration::from_secs(30)).expect("the apiserver did not start");
+        (port, Server::Thread { shutdown: Some(shutdown), thread: Some(thread) })
+    }
+
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    /// Runs the real kubectl against this apiserver.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with(args, None, &[])
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.kubectl_with(args, Some(stdin), &[])
+    }
+
+    pub fn kubectl_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+        use std::io::Write;
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .env_remove("KUBECTL_EXTERNAL_DIFF")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("kubectl is not on PATH");
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A raw request with the admin identity: status, headers and body.
+    pub async fn raw(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+        use http_body_util::BodyExt;
+        let client = self.client().await;
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", content_type)
+            .body(kube::client::Body::from(body))
+            .unwrap();
+        let response = client.send(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    /// A watch request: the JSON lines it sends until it ends or `limit`
+    /// lines or `wait` has passed, whichever comes first.
+    pub async fn watch_lines(&self, path: &str, limit: usize, wait: Duration) -> Vec<serde_json::Value> {
+        use http_body_util::BodyExt;
+        let client = self.client().await;
+        let request = http::Request::builder().uri(path).body(kube::client::Body::empty()).unwrap();
+        let response = client.send(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "watch {path}");
+        let mut body = response.into_body();
+        let mut buffer = Vec::new();
+        let mut lines = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while lines.len() < limit {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => frame,
+                _ => break,
+            };
+            if let Ok(data) = frame.into_data() {
+                buffer.extend_from_slice(&data);
+                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    lines.push(serde_json::from_slice(&line).expect("each watch line is one JSON object"));
+                }
+            }
+        }
+        lines
+    }
+
+    /// A kube-rs client with the admin identity.
+    pub async fn client(&self) -> kube::Client {
+        let config = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        match &mut self.server {
+            Server::Thread { shutdown, thread } => {
+                if let Some(s) = shutdown.take() {
+                    let _ = s.send(());
+                }
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
+            }
+            // Only the process this fixture started, by its own handle.
+            Server::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        // Only the etcd this fixture started, by its own handle.
+        let _ = self.etcd.kill();
+        let _ = self.etcd.wait();
+    }
+}
