@@ -224,3 +224,25 @@ fn namespaces_are_deleted_through_terminating() {
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\n  namespace: scratch\n";
     insta::assert_snapshot!("create_in_terminating", failed(api.kubectl_stdin(&["apply", "-f", "-"], cm)));
 }
+
+#[test]
+fn componentstatus_and_field_validation() {
+    let api = TestApi::start();
+    // etcd answers; the scheduler and controller-manager are not running
+    // in this test, and say so.
+    let out = api.kubectl(&["get", "componentstatus"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("Warning: v1 ComponentStatus is deprecated in v1.19+"), "{}", out.stderr);
+    let rows: Vec<Vec<&str>> = out.stdout.lines().map(|l| l.split_whitespace().take(2).collect()).collect();
+    assert_eq!(rows, [vec!["NAME", "STATUS"], vec!["controller-manager", "Unhealthy"], vec!["etcd-0", "Healthy"], vec!["scheduler", "Unhealthy"]]);
+
+    // kubectl asks for strict field validation: unknown fields are refused,
+    // named by their path; with --validate=warn they are dropped with a warning.
+    let typo = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n  lables: {a: b}\ndata:\n  k: v\n";
+    insta::assert_snapshot!("unknown_field_strict", failed(api.kubectl_stdin(&["apply", "-f", "-"], typo)));
+    let warned = api.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], typo);
+    assert_eq!(warned.code, 0, "{}", warned.stderr);
+    assert!(warned.stderr.contains(r#"unknown field "metadata.lables""#), "{}", warned.stderr);
+    let stored: serde_json::Value = serde_json::from_str(&api.kubectl(&["get", "cm", "typo", "-o", "json"]).stdout).unwrap();
+    assert!(stored["metadata"].get("lables").is_none(), "unknown fields are not stored");
+}

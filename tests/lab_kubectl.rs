@@ -5,13 +5,8 @@
 
 use kubelab::docker::Engine;
 use kubelab::{lab, pki, plan};
-use kubelab_scenarios::{assert_nothing_left, lab_name, topology, up, LabGuard};
+use kubelab_scenarios::{assert_nothing_left, kubectl, lab_name, topology, up, LabGuard};
 
-fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
 
 #[tokio::test]
 async fn kubectl_reaches_the_labs_apiserver() {

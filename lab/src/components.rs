@@ -16,5 +16,6 @@ pub struct Component {
 pub const COMPONENTS: &[Component] = &[
     Component { name: "etcd", binary: None },
     Component { name: "apiserver", binary: Some("apiserver") },
+    Component { name: "loadbalancer", binary: None },
     Component { name: "node", binary: None },
 ];

@@ -105,16 +105,18 @@ pub async fn up(
     Ok(plan)
 }
 
-/// The kubeconfig that reaches a lab's apiserver from this machine: the
-/// container's address on the lab network (the host is on that bridge),
-/// checked against the serving certificate's name `kubernetes`.
+/// The kubeconfig that reaches a lab's API from this machine: the address
+/// of its load balancer or apiserver on the lab network (the host is on
+/// that bridge), checked against the serving certificate's name `kubernetes`.
 pub async fn kubeconfig(engine: &Engine, lab: &str) -> Result<Kubeconfig> {
-    let instance = "apiserver-0";
-    let found = engine
-        .containers(Some(lab))
-        .await?
-        .into_iter()
-        .find(|c| c.labels.get(COMPONENT_LABEL).map(String::as_str) == Some(instance));
+    // The load balancer when the lab has one, else the one apiserver.
+    let containers = engine.containers(Some(lab)).await?;
+    let component = |c: &Found, instance: &str| c.labels.get(COMPONENT_LABEL).map(String::as_str) == Some(instance);
+    let found = containers
+        .iter()
+        .find(|c| component(c, plan::LOADBALANCER))
+        .or_else(|| containers.iter().find(|c| component(c, "apiserver-0")))
+        .cloned();
     let Some(found) = found else {
         bail!("lab {lab:?} has no apiserver{}", known_labs_hint(engine).await);
     };

@@ -70,13 +70,55 @@ pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan 
     let network = network_name(lab);
     let etcd = etcd_stage(lab, &network, topology, images);
     let apiservers = apiserver_stage(lab, &network, topology, images, pki);
+    let balancer = loadbalancer_stage(lab, &network, topology, images);
     let nodes = node_stage(lab, &network, topology, images);
     Plan {
         lab: lab.to_string(),
         network,
         subnet: topology.networking.lab_subnet.as_ref().map(|c| c.net().to_string()),
-        stages: vec![etcd, apiservers, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
+        stages: vec![etcd, apiservers, balancer, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
     }
+}
+
+/// The instance in front of several apiservers.
+pub const LOADBALANCER: &str = "loadbalancer";
+
+/// haproxy in TCP mode over every apiserver, each checked on /readyz.
+fn haproxy_config(t: &Topology) -> String {
+    let mut cfg = String::from(
+        "# Written by kubelab's start plan: the apiservers behind one address.\n\
+         global\n  log stdout format raw local0\n  maxconn 4096\n\
+         defaults\n  mode tcp\n  log global\n  option tcplog\n  option redispatch\n  retries 2\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
+         frontend apiserver\n  bind *:6443\n  default_backend apiservers\n\
+         backend apiservers\n  option httpchk GET /readyz\n  http-check expect status 200\n\
+         \x20 default-server check check-ssl verify none inter 1s fall 2 rise 1\n",
+    );
+    for instance in apiserver_instances(t) {
+        cfg.push_str(&format!("  server {instance} {instance}:{APISERVER_PORT}\n"));
+    }
+    cfg
+}
+
+fn loadbalancer_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage {
+    if t.control_plane.replicas < 2 {
+        return Stage { name: "loadbalancer", members: vec![] };
+    }
+    let spec = ContainerSpec {
+        name: container_name(lab, LOADBALANCER),
+        hostname: LOADBALANCER.into(),
+        image: images.of("loadbalancer").to_string(),
+        cmd: vec![],
+        env: vec![],
+        labels: BTreeMap::new(),
+        network: Attachment::Network { network: network.to_string(), aliases: vec![LOADBALANCER.into(), "apiserver".into()] },
+        volumes: vec![],
+        tmpfs: vec![],
+        privileged: false,
+        files: vec![File { path: "/usr/local/etc/haproxy/haproxy.cfg".into(), mode: 0o644, contents: haproxy_config(t) }],
+    };
+    // Healthy once an apiserver answers through it.
+    let gate = ["curl", "-fsk", "--max-time", "2", "https://127.0.0.1:6443/readyz"].map(String::from).to_vec();
+    Stage { name: "loadbalancer", members: vec![member(lab, LOADBALANCER, "loadbalancer", spec, gate)] }
 }
 
 /// The instance names of a topology's apiservers: `apiserver-0`, ...
@@ -88,7 +130,7 @@ pub fn apiserver_instances(t: &Topology) -> Vec<String> {
 /// and container names on the lab network, and the first address of the
 /// service subnet (the `kubernetes` Service, as upstream).
 pub fn apiserver_serving_names(lab: &str, t: &Topology) -> ServingNames {
-    let mut dns = vec!["apiserver".to_string()];
+    let mut dns = vec!["apiserver".to_string(), LOADBALANCER.to_string(), container_name(lab, LOADBALANCER)];
     for instance in apiserver_instances(t) {
         dns.push(container_name(lab, &instance));
         dns.push(instance);
@@ -119,7 +161,9 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
         .enumerate()
         .map(|(i, name)| {
             let mut aliases = vec![name.clone()];
-            if i == 0 {
+            // With one apiserver it is the API's address; with more, the
+            // load balancer is.
+            if i == 0 && instances.len() == 1 {
                 aliases.push("apiserver".into());
             }
             let cmd = vec![
@@ -129,6 +173,9 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 format!("--tls-private-key-file={PKI_DIR}/apiserver.key"),
                 format!("--client-ca-file={PKI_DIR}/ca.crt"),
                 format!("--advertise-address={name}:{APISERVER_PORT}"),
+                // Where componentstatuses will find them once they run.
+                "--scheduler-address=scheduler:10259".into(),
+                "--controller-manager-address=controller-manager:10257".into(),
             ];
             let spec = ContainerSpec {
                 name: container_name(lab, name),

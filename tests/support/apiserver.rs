@@ -155,7 +155,9 @@ impl TestApi {
                 };
                 let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
                 let port = listener.local_addr().unwrap().port();
-                let app = Arc::new(apiserver::App { registry, advertise: format!("127.0.0.1:{port}") });
+                // Nothing listens on these: the scheduler and controller-manager are not here.
+                let probes = apiserver::componentstatus::probes(&endpoints, "127.0.0.1:1", "127.0.0.1:2");
+                let app = Arc::new(apiserver::App { registry, advertise: format!("127.0.0.1:{port}"), probes });
                 port_tx.send(port).unwrap();
                 tokio::select! {
                     r = apiserver::server::serve(listener, tls, apiserver::router(app)) => r.unwrap(),

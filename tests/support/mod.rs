@@ -78,3 +78,16 @@ pub async fn assert_nothing_left(engine: &Engine, lab: &str) {
     assert!(engine.networks(Some(lab)).await.unwrap().is_empty(), "the network of {lab} is left");
     assert!(engine.volumes(Some(lab)).await.unwrap().is_empty(), "volumes of {lab} are left");
 }
+
+/// Runs kubectl with `kubeconfig` (requests time out after 5 s): its exit
+/// code and its stdout followed by its stderr.
+pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new("kubectl")
+        .args(args)
+        .arg("--request-timeout=5s")
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("kubectl is installed");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}

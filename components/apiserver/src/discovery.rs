@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resources::{self, Resource, VERBS};
+use crate::resources::{self, Resource};
 
 /// The kind and verbs of a subresource, as upstream lists them.
 fn subresource_entry(r: &Resource, sub: &str) -> Value {
@@ -38,7 +38,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs(),
         });
         if !r.short_names.is_empty() {
             e["shortNames"] = json!(r.short_names);

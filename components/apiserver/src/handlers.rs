@@ -29,6 +29,8 @@ pub struct App {
     pub registry: Registry,
     /// Where clients reach this server, for the /api document.
     pub advertise: String,
+    /// What componentstatuses asks.
+    pub probes: Vec<crate::componentstatus::Probe>,
 }
 
 pub type Query = HashMap<String, String>;
@@ -86,6 +88,9 @@ async fn serve(app: &Arc<App>, request: Request) -> ApiResult<Response> {
     let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
     check_acceptable(&accept)?;
     let ctx = Ctx { app: app.clone(), target, q, headers: parts.headers, body, accept };
+    if ctx.target.resource.probed {
+        return ctx.probed(verb).await;
+    }
     match verb {
         "get" => ctx.get().await,
         "list" => ctx.list().await,
@@ -215,7 +220,7 @@ impl Ctx {
 
     /// The body, with its apiVersion and kind checked against the URL.
     fn body_object(&self, expect_kind: &str, expect_version: &str) -> ApiResult<Value> {
-        let obj = decode_object(&self.body, self.content_type())?;
+        let mut obj = decode_object(&self.body, self.content_type())?;
         if let Some(v) = obj.get("apiVersion").and_then(Value::as_str) {
             if v != expect_version {
                 return Err(ApiError::bad_request(format!(
@@ -228,7 +233,27 @@ impl Ctx {
                 return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({expect_kind})")));
             }
         }
+        obj["apiVersion"] = json!(expect_version);
+        obj["kind"] = json!(expect_kind);
         Ok(obj)
+    }
+
+    /// Type errors and unknown fields of a client's object of this resource
+    /// (see `fields`); returns the warnings to send back.
+    fn check_fields(&self, obj: &mut Value) -> ApiResult<Vec<String>> {
+        crate::fields::check(self.target.resource, obj, crate::fields::Mode::from_query(&self.q)?)
+    }
+
+    fn respond_warned(&self, code: StatusCode, obj: &Value, warnings: &[String]) -> Response {
+        let mut response = self.respond(code, obj);
+        for w in warnings {
+            // RFC 7234 warn-code 299, agent "-", the text quoted.
+            let value = format!("299 - {}", serde_json::to_string(w).expect("a string serializes"));
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                response.headers_mut().append(header::WARNING, v);
+            }
+        }
+        response
     }
 
     fn respond(&self, code: StatusCode, obj: &Value) -> Response {
@@ -295,9 +320,10 @@ impl Ctx {
         if self.target.subresource.as_deref() == Some("binding") {
             return self.bind().await;
         }
-        let obj = self.body_object(res.kind, &res.api_version())?;
+        let mut obj = self.body_object(res.kind, &res.api_version())?;
+        let warnings = self.check_fields(&mut obj)?;
         let created = self.registry().create(res, self.ns(), obj, self.dry_run()).await?;
-        Ok(self.respond(StatusCode::CREATED, &created))
+        Ok(self.respond_warned(StatusCode::CREATED, &created, &warnings))
     }
 
     async fn update(&self) -> ApiResult<Response> {
@@ -313,10 +339,11 @@ impl Ctx {
             }
             _ => {}
         }
-        let obj = self.body_object(res.kind, &res.api_version())?;
+        let mut obj = self.body_object(res.kind, &res.api_version())?;
+        let warnings = self.check_fields(&mut obj)?;
         let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
         let updated = self.registry().update(res, self.ns(), self.name(), obj, part, self.dry_run()).await?;
-        Ok(self.respond(StatusCode::OK, &updated))
+        Ok(self.respond_warned(StatusCode::OK, &updated, &warnings))
     }
 
     async fn patch(&self) -> ApiResult<Response> {
@@ -356,9 +383,10 @@ impl Ctx {
         if meta::resource_version(&doc).is_none() {
             meta::meta_mut(&mut doc).insert("resourceVersion".into(), current["metadata"]["resourceVersion"].clone());
         }
+        let warnings = self.check_fields(&mut doc)?;
         let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
         let updated = self.registry().update(res, self.ns(), self.name(), doc, part, self.dry_run()).await?;
-        Ok(self.respond(StatusCode::OK, &updated))
+        Ok(self.respond_warned(StatusCode::OK, &updated, &warnings))
     }
 
     fn delete_options(&self) -> ApiResult<DeleteOptions> {
@@ -406,6 +434,32 @@ impl Ctx {
             "items": listed.items,
         });
         Ok(json_response(StatusCode::OK, &list))
+    }
+
+    /// componentstatuses: asked now, never stored.
+    async fn probed(&self, verb: &str) -> ApiResult<Response> {
+        use crate::componentstatus as cs;
+        let res = self.target.resource;
+        let warning = vec![cs::DEPRECATION.to_string()];
+        match verb {
+            "get" => {
+                let obj = cs::get(&self.app.probes, self.name()).await.ok_or_else(|| ApiError::not_found(&res.subject(self.name())))?;
+                Ok(self.respond_warned(StatusCode::OK, &obj, &warning))
+            }
+            "list" => {
+                let items = cs::list(&self.app.probes).await;
+                let mut response = if table::wants_table(&self.accept) {
+                    let include = Include::parse(self.q.get("includeObject").map(String::as_str));
+                    json_response(StatusCode::OK, &table::table(res, &items, json!({}), include, table::table_version(&self.accept), true))
+                } else {
+                    json_response(StatusCode::OK, &json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": items}))
+                };
+                let value = format!("299 - {}", serde_json::to_string(cs::DEPRECATION).expect("serializes"));
+                response.headers_mut().append(header::WARNING, axum::http::HeaderValue::from_str(&value).expect("ascii"));
+                Ok(response)
+            }
+            _ => Err(ApiError::method_not_allowed()),
+        }
     }
 
     /// pods/binding: assigns a pod to a node, once.

@@ -2,7 +2,9 @@
 //! for the path of a request through these modules.
 
 pub mod auth;
+pub mod componentstatus;
 pub mod discovery;
+pub mod fields;
 pub mod handlers;
 pub mod meta;
 pub mod openapi;

@@ -34,6 +34,12 @@ struct Args {
     /// The address this server tells clients to use, in /api.
     #[arg(long)]
     advertise_address: Option<String>,
+    /// Where componentstatuses finds the scheduler's /healthz (host:port).
+    #[arg(long, default_value = "127.0.0.1:10259")]
+    scheduler_address: String,
+    /// Where componentstatuses finds the controller-manager's /healthz.
+    #[arg(long, default_value = "127.0.0.1:10257")]
+    controller_manager_address: String,
 }
 
 #[tokio::main]
@@ -68,7 +74,8 @@ async fn main() -> Result<()> {
     let addr = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let advertise = args.advertise_address.unwrap_or_else(|| format!("{}:{}", args.bind_address, args.secure_port));
-    let app = Arc::new(App { registry, advertise });
+    let probes = apiserver::componentstatus::probes(&args.etcd_servers, &args.scheduler_address, &args.controller_manager_address);
+    let app = Arc::new(App { registry, advertise, probes });
     tracing::info!("serving the Kubernetes API on https://{addr}");
     server::serve(listener, tls, apiserver::router(app)).await
 }

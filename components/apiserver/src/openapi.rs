@@ -131,6 +131,12 @@ fn paths_of(r: &Resource, refs: &BTreeMap<&str, String>) -> Vec<(String, Value)>
     }
     let mut item_params = scope_params.clone();
     item_params.insert(0, path_param("name"));
+    if r.probed {
+        return vec![
+            (collection.clone(), json!({"get": op(r, "list", format!("list{name}"), list_params(), &kind_ref, false)})),
+            (item, json!({"get": op(r, "get", format!("read{name}"), vec![], &kind_ref, false), "parameters": item_params})),
+        ];
+    }
     let with = |mut a: Vec<Value>, b: Vec<Value>| {
         a.extend(b);
         a

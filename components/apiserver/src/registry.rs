@@ -224,14 +224,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Values of the wrong type are a bad request, as upstream's decoder
-    /// refuses them before any validation.
-    fn check_types(&self, res: &Resource, obj: &Value) -> ApiResult<()> {
-        (res.decode_check)(obj).map_err(|why| {
-            ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {why}", res.kind, res.version, res.kind))
-        })
-    }
-
     /// Checks metadata every resource shares, then the strategy's own checks.
     fn validate(&self, res: &Resource, obj: &Value) -> ApiResult<()> {
         let mut causes = Vec::new();
@@ -266,7 +258,6 @@ impl Registry {
         }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
-        self.check_types(res, &obj)?;
         let m = meta_mut(&mut obj);
         if m.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
             if let Some(prefix) = m.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) {
@@ -440,7 +431,6 @@ impl Registry {
         }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
-        self.check_types(res, &obj)?;
         if part == Part::Status {
             // A status write changes status alone (and nothing of spec or metadata).
             let status = obj.get("status").cloned().unwrap_or(json!({}));

@@ -23,15 +23,19 @@ pub struct Resource {
     pub strategy: &'static dyn Strategy,
     /// The kind's schema (from k8s-openapi), for OpenAPI documents.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
-    /// Decodes the object as its k8s-openapi type: an error names the
-    /// field whose value has the wrong type.
-    pub decode_check: fn(&serde_json::Value) -> Result<(), String>,
+    /// Decodes the object as its k8s-openapi type and writes it back: an
+    /// error names the field whose value has the wrong type; what comes
+    /// back holds only the fields the kind has.
+    pub decode_check: fn(&serde_json::Value) -> Result<serde_json::Value, String>,
+    /// Asked at read time instead of stored (componentstatuses): get and
+    /// list only.
+    pub probed: bool,
 }
 
-/// Whether `value` decodes as `T`, and if not, where and why.
-pub fn decodes_as<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
+/// `value` through `T` and back, or where and why it does not decode.
+pub fn decodes_as<T: serde::de::DeserializeOwned + serde::Serialize>(value: &serde_json::Value) -> Result<serde_json::Value, String> {
     match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(_) => Ok(()),
+        Ok(typed) => serde_json::to_value(typed).map_err(|e| e.to_string()),
         Err(e) => Err(format!("{}: {}", e.path(), e.inner())),
     }
 }
@@ -46,6 +50,10 @@ impl Resource {
         } else {
             format!("{}/{}", self.group, self.version)
         }
+    }
+
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.probed { &["get", "list"] } else { VERBS }
     }
 
     pub fn has_status(&self) -> bool {
@@ -83,6 +91,12 @@ macro_rules! resource {
     ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, namespaced: $ns:expr,
      short: $short:expr, categories: $cat:expr, sub: $sub:expr, storage: $storage:expr, strategy: $strategy:expr,
      schema: $ty:ty) => {
+        resource!($group, $version, $plural, $singular, $kind, namespaced: $ns, short: $short, categories: $cat,
+            sub: $sub, storage: $storage, strategy: $strategy, schema: $ty, probed: false)
+    };
+    ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, namespaced: $ns:expr,
+     short: $short:expr, categories: $cat:expr, sub: $sub:expr, storage: $storage:expr, strategy: $strategy:expr,
+     schema: $ty:ty, probed: $probed:expr) => {
         Resource {
             group: $group,
             version: $version,
@@ -97,6 +111,7 @@ macro_rules! resource {
             strategy: $strategy,
             schema: |g| g.subschema_for::<$ty>(),
             decode_check: decodes_as::<$ty>,
+            probed: $probed,
         }
     };
 }
@@ -120,6 +135,9 @@ pub static RESOURCES: &[Resource] = &[
         short: &["ev"], categories: &[], sub: &[], storage: "events", strategy: &strategy::core::Events, schema: k8s_openapi::api::core::v1::Event),
     resource!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", namespaced: true,
         short: &["sa"], categories: &[], sub: &[], storage: "serviceaccounts", strategy: &strategy::core::ServiceAccounts, schema: k8s_openapi::api::core::v1::ServiceAccount),
+    resource!("", "v1", "componentstatuses", "componentstatus", "ComponentStatus", namespaced: false,
+        short: &["cs"], categories: &[], sub: &[], storage: "", strategy: &strategy::core::ComponentStatuses,
+        schema: k8s_openapi::api::core::v1::ComponentStatus, probed: true),
     resource!("apps", "v1", "deployments", "deployment", "Deployment", namespaced: true,
         short: &["deploy"], categories: &["all"], sub: &["status", "scale"], storage: "deployments", strategy: &strategy::apps::Deployments, schema: k8s_openapi::api::apps::v1::Deployment),
     resource!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", namespaced: true,

@@ -467,3 +467,27 @@ impl Strategy for Events {
         ]
     }
 }
+
+pub struct ComponentStatuses;
+impl Strategy for ComponentStatuses {
+    fn columns(&self) -> &'static [Column] {
+        const {
+            &[
+                NAME,
+                col("Status", "string", "Status of the component conditions"),
+                col("Message", "string", "Message of the component conditions"),
+                col("Error", "string", "Error of the component conditions"),
+            ]
+        }
+    }
+    fn cells(&self, obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+        let healthy = array_at(obj, "/conditions").iter().find(|c| c["type"] == "Healthy");
+        let status = match healthy.and_then(|c| c["status"].as_str()) {
+            Some("True") => "Healthy",
+            Some("False") => "Unhealthy",
+            _ => "Unknown",
+        };
+        let field = |k: &str| healthy.and_then(|c| c[k].as_str()).unwrap_or("").to_string();
+        vec![json!(name(obj)), json!(status), json!(field("message")), json!(field("error"))]
+    }
+}

@@ -1,0 +1,49 @@
+//! The ha topology on the real Docker engine: three etcd members, two
+//! apiservers behind haproxy, three nodes. kubectl goes through the load
+//! balancer and keeps working when one apiserver is gone.
+
+use std::time::{Duration, Instant};
+
+use kubelab::docker::Engine;
+use kubelab::{lab, plan};
+use kubelab_scenarios::{kubectl, lab_name, topology, up, LabGuard};
+
+
+#[tokio::test]
+async fn two_apiservers_behind_a_load_balancer() {
+    let engine = Engine::connect().await.unwrap();
+    let name = lab_name("ha");
+    let _guard = LabGuard::new(&name);
+    up(&engine, &topology("ha"), &name).await.unwrap();
+
+    let rows = lab::status(&engine, &name).await.unwrap();
+    let healthy: Vec<&str> = rows.iter().filter(|r| r.health == "healthy").map(|r| r.component.as_str()).collect();
+    for c in ["etcd-0", "etcd-1", "etcd-2", "apiserver-0", "apiserver-1", "loadbalancer", "infra-1", "worker-1", "worker-2"] {
+        assert!(healthy.contains(&c), "{c} is not healthy: {rows:?}");
+    }
+
+    // The kubeconfig points at the load balancer.
+    let config = lab::kubeconfig(&engine, &name).await.unwrap();
+    let balancer = engine.containers(Some(&name)).await.unwrap().into_iter().find(|c| c.name == plan::container_name(&name, plan::LOADBALANCER)).unwrap();
+    assert!(config.to_yaml().contains(&format!("https://{}:6443", balancer.address.unwrap())));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config");
+    std::fs::write(&file, config.to_yaml()).unwrap();
+    let (code, out) = kubectl(&file, &["create", "configmap", "before", "--from-literal=a=1"]);
+    assert_eq!(code, 0, "{out}");
+
+    // Without apiserver-0, the other one serves, with the same data.
+    engine.remove_container(&plan::container_name(&name, "apiserver-0")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, out) = kubectl(&file, &["get", "configmap", "before", "-o", "name"]);
+        if code == 0 {
+            assert_eq!(out.trim(), "configmap/before");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the API did not come back through apiserver-1: {out}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (code, out) = kubectl(&file, &["create", "configmap", "after", "--from-literal=a=2"]);
+    assert_eq!(code, 0, "{out}");
+}
