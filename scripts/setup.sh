@@ -20,6 +20,13 @@ if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   exit 1
 fi
 
+# The Python client the tests drive, from PyPI.
+if ! python3 -c 'import kubernetes' >/dev/null 2>&1; then
+  echo "setup: installing the Python kubernetes client (pip) for the tests" >&2
+  python3 -m pip install --quiet kubernetes >/dev/null 2>&1 \
+    || echo "setup: could not install it; run: python3 -m pip install kubernetes" >&2
+fi
+
 command -v kubectl >/dev/null 2>&1 || echo "setup: kubectl is not installed; the tests drive the real kubectl (https://kubernetes.io/docs/tasks/tools/)" >&2
 
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -426,3 +426,59 @@ fn no_client_certificate_is_401() {
     let health = std::process::Command::new("curl").args(["-sk", &format!("{}/readyz", api.url)]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&health.stdout), "ok");
 }
+
+#[tokio::test]
+async fn service_addresses_are_allocated_once() {
+    use k8s_openapi::api::core::v1::Service;
+    let api = TestApi::start();
+    let services: Api<Service> = Api::namespaced(api.client().await, "default");
+    let kubernetes = services.get("kubernetes").await.unwrap();
+    assert_eq!(kubernetes.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("10.96.0.1"));
+
+    let svc = |name: &str, spec: Value| -> Service {
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})).unwrap()
+    };
+    // Twenty at once: twenty different addresses, all in the range.
+    let creates = (0..20).map(|i| {
+        let services = services.clone();
+        let s = svc(&format!("s{i}"), json!({"ports": [{"port": 80}], "type": "NodePort"}));
+        tokio::spawn(async move { services.create(&PostParams::default(), &s).await.unwrap() })
+    });
+    let created: Vec<Service> = futures_util::future::join_all(creates).await.into_iter().map(|r| r.unwrap()).collect();
+    let mut ips: Vec<String> = created.iter().map(|s| s.spec.as_ref().unwrap().cluster_ip.clone().unwrap()).collect();
+    let mut ports: Vec<i32> = created.iter().map(|s| s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port.unwrap()).collect();
+    assert!(ips.iter().all(|ip| ip.starts_with("10.96.") && ip != "10.96.0.1"), "{ips:?}");
+    assert!(ports.iter().all(|p| (30000..=32767).contains(p)), "{ports:?}");
+    ips.sort();
+    ips.dedup();
+    ports.sort();
+    ports.dedup();
+    assert_eq!((ips.len(), ports.len()), (20, 20), "no address given twice");
+
+    // Asking for a taken address, or one outside the range, is refused.
+    let taken = created[0].spec.as_ref().unwrap().cluster_ip.clone().unwrap();
+    let e = services.create(&PostParams::default(), &svc("dup", json!({"clusterIP": taken, "ports": [{"port": 80}]}))).await.unwrap_err();
+    assert_eq!(code(&e), 422);
+    assert!(e.to_string().contains("provided IP is already allocated"), "{e}");
+    let e = services.create(&PostParams::default(), &svc("far", json!({"clusterIP": "10.0.0.5", "ports": [{"port": 80}]}))).await.unwrap_err();
+    assert!(e.to_string().contains("not in the valid range"), "{e}");
+    let port = created[0].spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port.unwrap();
+    let e = services.create(&PostParams::default(), &svc("dupport", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}))).await.unwrap_err();
+    assert!(e.to_string().contains("provided port is already allocated"), "{e}");
+    let e = services.create(&PostParams::default(), &svc("cip", json!({"ports": [{"port": 80, "nodePort": 30001}]}))).await.unwrap_err();
+    assert_eq!(code(&e), 422);
+
+    // The address stays when an update leaves it out, and cannot change.
+    let patch = Patch::Merge(json!({"spec": {"clusterIP": null, "clusterIPs": null, "selector": {"app": "x"}}}));
+    let kept = services.patch("s0", &PatchParams::default(), &patch).await.unwrap();
+    assert_eq!(kept.spec.unwrap().cluster_ip.unwrap(), taken);
+    let e = services.patch("s0", &PatchParams::default(), &Patch::Merge(json!({"spec": {"clusterIP": "10.96.9.9"}}))).await.unwrap_err();
+    assert!(e.to_string().contains("may not change once set"), "{e}");
+
+    // Deleting frees the address for someone else.
+    services.delete("s0", &DeleteParams::default()).await.unwrap();
+    let again = services.create(&PostParams::default(), &svc("reuse", json!({"clusterIP": taken, "ports": [{"port": 80}]}))).await.unwrap();
+    assert_eq!(again.spec.unwrap().cluster_ip.unwrap(), taken);
+    let headless = services.create(&PostParams::default(), &svc("headless", json!({"clusterIP": "None", "ports": [{"port": 80}]}))).await.unwrap();
+    assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+}

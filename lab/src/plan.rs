@@ -173,6 +173,7 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 format!("--tls-private-key-file={PKI_DIR}/apiserver.key"),
                 format!("--client-ca-file={PKI_DIR}/ca.crt"),
                 format!("--advertise-address={name}:{APISERVER_PORT}"),
+                format!("--service-cluster-ip-range={}", t.networking.service_subnet.net()),
                 // Where componentstatuses will find them once they run.
                 "--scheduler-address=scheduler:10259".into(),
                 "--controller-manager-address=controller-manager:10257".into(),

@@ -34,6 +34,12 @@ struct Args {
     /// The address this server tells clients to use, in /api.
     #[arg(long)]
     advertise_address: Option<String>,
+    /// Service ClusterIPs come from here; the first is the `kubernetes` Service's.
+    #[arg(long, default_value = "10.96.0.0/16")]
+    service_cluster_ip_range: ipnet::Ipv4Net,
+    /// NodePorts come from here (low-high).
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
     /// Where componentstatuses finds the scheduler's /healthz (host:port).
     #[arg(long, default_value = "127.0.0.1:10259")]
     scheduler_address: String,
@@ -53,13 +59,20 @@ async fn main() -> Result<()> {
         key: &args.tls_private_key_file,
         client_ca: &args.client_ca_file,
     })?;
+    let node_ports = args
+        .service_node_port_range
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+        .filter(|(a, b)| a <= b)
+        .with_context(|| format!("--service-node-port-range {:?}: expected LOW-HIGH, such as 30000-32767", args.service_node_port_range))?;
     // etcd may still be starting (its gate passed, a member not yet
     // elected): keep trying for a while, then give up with the reason.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let registry = loop {
         let attempt = async {
-            let registry = Registry::new(Etcd::connect(&args.etcd_servers).await?);
-            registry.bootstrap().await.context("bootstrapping the system namespaces")?;
+            let mut registry = Registry::new(Etcd::connect(&args.etcd_servers).await?);
+            registry.services = apiserver::allocator::ServiceNetwork { cluster_ips: args.service_cluster_ip_range, node_ports };
+            registry.bootstrap(args.secure_port).await.context("bootstrapping the system namespaces and the kubernetes Service")?;
             anyhow::Ok(registry)
         };
         match attempt.await {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use crate::allocator;
 use crate::meta::{self, meta_mut};
 use crate::resources::{self, Resource};
 use crate::selectors::Selector;
@@ -21,6 +22,8 @@ pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"
 
 pub struct Registry {
     pub etcd: Etcd,
+    /// Where Service ClusterIPs and NodePorts come from.
+    pub services: allocator::ServiceNetwork,
     /// Events each watch cache keeps for resuming watches.
     pub watch_history: usize,
     caches: Mutex<HashMap<&'static str, Arc<tokio::sync::OnceCell<Arc<WatchCache>>>>>,
@@ -162,7 +165,12 @@ fn parse_rv(s: &str) -> ApiResult<i64> {
 
 impl Registry {
     pub fn new(etcd: Etcd) -> Self {
-        Registry { etcd, watch_history: crate::watch_cache::HISTORY, caches: Mutex::new(HashMap::new()) }
+        Registry {
+            etcd,
+            services: allocator::ServiceNetwork::default(),
+            watch_history: crate::watch_cache::HISTORY,
+            caches: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The watch cache of a resource, started on first use.
@@ -174,8 +182,9 @@ impl Registry {
             .map_err(|e| ApiError::unavailable(format!("cannot start the watch cache of {}: {e}", res.plural)))
     }
 
-    /// Creates the system namespaces that do not exist yet.
-    pub async fn bootstrap(&self) -> anyhow::Result<()> {
+    /// Creates the system namespaces and the `kubernetes` Service (its
+    /// target port is the apiserver's) where they do not exist yet.
+    pub async fn bootstrap(&self, api_port: u16) -> anyhow::Result<()> {
         let ns = resources::namespaces();
         for name in SYSTEM_NAMESPACES {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
@@ -185,7 +194,23 @@ impl Registry {
                 Err(e) => anyhow::bail!("cannot create namespace {name}: {e}"),
             }
         }
+        let services = resources::find("", "v1", "services").expect("services are in the table");
+        match self.create(services, Some("default"), allocator::kubernetes_service(&self.services, api_port), false).await {
+            Ok(_) => tracing::info!("created service default/kubernetes"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => anyhow::bail!("cannot create the kubernetes service: {e}"),
+        }
         Ok(())
+    }
+
+    /// Fills in and checks what the server allocates (Service addresses).
+    async fn allocate(&self, res: &Resource, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+        if allocator::claims(res, obj).is_empty() && !(res.plural == "services" && res.group.is_empty()) {
+            return Ok(());
+        }
+        let taken = self.etcd.keys(allocator::CLAIMS_PREFIX).await.map_err(read_failed)?.into_iter().collect();
+        let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
+        allocator::allocate(res, obj, old, &self.services, &taken, seed)
     }
 
     async fn read(&self, res: &Resource, namespace: Option<&str>, name: &str) -> ApiResult<Stored> {
@@ -300,16 +325,26 @@ impl Registry {
         if res.namespaced {
             self.check_namespace(res, ns.as_deref().unwrap_or("default"), &name).await?;
         }
-        if dry_run {
-            return Ok(obj);
+        let requested = obj.clone();
+        // A concurrent create may take an address picked here first: pick again.
+        let mut attempts = 0;
+        loop {
+            let mut candidate = requested.clone();
+            self.allocate(res, &mut candidate, None).await?;
+            if dry_run {
+                return Ok(candidate);
+            }
+            let claims = allocator::claims(res, &candidate);
+            match self.etcd.create(&res.key(ns.as_deref(), &name), encode(&candidate), &claims).await {
+                Ok(revision) => {
+                    meta_mut(&mut candidate).insert("resourceVersion".into(), json!(revision.to_string()));
+                    return Ok(candidate);
+                }
+                Err(WriteError::Exists) => return Err(ApiError::already_exists(&res.subject(&name))),
+                Err(WriteError::Claimed(_)) if attempts < 8 => attempts += 1,
+                Err(e) => return Err(internal(format!("etcd: {e:?}"))),
+            }
         }
-        let revision = match self.etcd.create(&res.key(ns.as_deref(), &name), encode(&obj)).await {
-            Ok(r) => r,
-            Err(WriteError::Exists) => return Err(ApiError::already_exists(&res.subject(&name))),
-            Err(e) => return Err(internal(format!("etcd: {e:?}"))),
-        };
-        meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
-        Ok(obj)
     }
 
     /// Whether a list can be served from the watch cache: not paged and not
@@ -455,6 +490,7 @@ impl Registry {
             m.insert("resourceVersion".into(), json!(current.mod_revision.to_string()));
         }
         res.strategy.default(&mut obj);
+        self.allocate(res, &mut obj, Some(&old)).await?;
         if tracks_generation(res) && part == Part::Main && obj.get("spec") != old.get("spec") {
             let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta_mut(&mut obj).insert("generation".into(), json!(generation));
@@ -482,14 +518,18 @@ impl Registry {
             && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
             && !(res.plural == "pods" && obj.pointer("/spec/nodeName").is_some() && old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0);
         let key = res.key(namespace, name);
+        let (old_claims, new_claims) = (allocator::claims(res, &old), allocator::claims(res, &obj));
         let result = if finished {
-            self.etcd.delete(&key, current.mod_revision).await
+            self.etcd.delete(&key, current.mod_revision, &old_claims).await
         } else {
-            self.etcd.update(&key, encode(&obj), current.mod_revision).await
+            let take: Vec<String> = new_claims.iter().filter(|c| !old_claims.contains(c)).cloned().collect();
+            let free: Vec<String> = old_claims.iter().filter(|c| !new_claims.contains(c)).cloned().collect();
+            self.etcd.update(&key, encode(&obj), current.mod_revision, &take, &free).await
         };
         let revision = result.map_err(|e| match e {
             WriteError::Changed(_) => ApiError::stale(&res.subject(name)),
             WriteError::Missing => ApiError::not_found(&res.subject(name)),
+            WriteError::Claimed(c) => ApiError::conflict(&res.subject(name), format!("{c} was allocated meanwhile; try again")),
             other => internal(format!("etcd: {other:?}")),
         })?;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
@@ -570,7 +610,7 @@ impl Registry {
             }
             let revision = self
                 .etcd
-                .update(&res.key(namespace, name), encode(&obj), current.mod_revision)
+                .update(&res.key(namespace, name), encode(&obj), current.mod_revision, &[], &[])
                 .await
                 .map_err(|e| match e {
                     WriteError::Changed(_) => ApiError::stale(&subject),
@@ -583,7 +623,8 @@ impl Registry {
         if opts.dry_run {
             return Ok((obj, true));
         }
-        self.etcd.delete(&res.key(namespace, name), current.mod_revision).await.map_err(|e| match e {
+        let claims = allocator::claims(res, &obj);
+        self.etcd.delete(&res.key(namespace, name), current.mod_revision, &claims).await.map_err(|e| match e {
             WriteError::Changed(_) => ApiError::stale(&subject),
             WriteError::Missing => ApiError::not_found(&subject),
             other => internal(format!("etcd: {other:?}")),
@@ -635,10 +676,12 @@ impl Registry {
                 && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
                 && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
                 && res.plural == "namespaces";
+            // Namespaces and pods only come here: neither holds claims.
             let result = if gone {
-                self.etcd.delete(&key, current.mod_revision).await
+                self.etcd.delete(&key, current.mod_revision, &[]).await
             } else {
-                self.etcd.update(&key, encode(&obj), current.mod_revision).await
+                self.etcd.update(&key, encode(&obj), current.mod_revision, &[], &[])
+                    .await
             };
             match result {
                 Ok(revision) => {

@@ -24,6 +24,8 @@ pub enum WriteError {
     /// Update/delete: the key was written since the revision given; here is
     /// what it holds now.
     Changed(Stored),
+    /// A claim key (an allocated Service IP or node port) is taken.
+    Claimed(String),
     Etcd(String),
 }
 
@@ -142,46 +144,90 @@ impl Etcd {
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
-    /// Writes `value` at `key` only if the key does not exist.
-    pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64, WriteError> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, None)]);
-        let resp = self.kv().txn(txn).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
-        if !resp.succeeded() {
-            return Err(WriteError::Exists);
+    /// Writes `value` at `key` only if the key does not exist, and takes
+    /// the `claims` (keys naming what the object holds exclusively) in the
+    /// same transaction, only if none is taken.
+    pub async fn create(&self, key: &str, value: Vec<u8>, claims: &[String]) -> Result<i64, WriteError> {
+        let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
+        let mut then = vec![TxnOp::put(key, value, None)];
+        let mut check = vec![TxnOp::get(key, None)];
+        for c in claims {
+            when.push(Compare::create_revision(c.as_str(), CompareOp::Equal, 0));
+            then.push(TxnOp::put(c.as_str(), key, None));
+            check.push(TxnOp::get(c.as_str(), None));
         }
-        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
-    }
-
-    /// Writes `value` at `key` only if the key was last written at `revision`.
-    pub async fn update(&self, key: &str, value: Vec<u8>, revision: i64) -> Result<i64, WriteError> {
-        self.conditional(key, revision, TxnOp::put(key, value, None)).await
-    }
-
-    /// Deletes `key` only if it was last written at `revision`.
-    pub async fn delete(&self, key: &str, revision: i64) -> Result<i64, WriteError> {
-        self.conditional(key, revision, TxnOp::delete(key, None)).await
-    }
-
-    async fn conditional(&self, key: &str, revision: i64, op: TxnOp) -> Result<i64, WriteError> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
-            .and_then([op])
-            .or_else([TxnOp::get(key, None)]);
-        let resp = self.kv().txn(txn).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        let resp = self.kv().txn(Txn::new().when(when).and_then(then).or_else(check)).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
         if resp.succeeded() {
             return Ok(resp.header().map(|h| h.revision()).unwrap_or_default());
         }
-        for op in resp.op_responses() {
-            if let TxnOpResponse::Get(get) = op {
-                return Err(match get.kvs().first() {
-                    Some(kv) => WriteError::Changed(stored(kv)),
-                    None => WriteError::Missing,
-                });
-            }
+        let found = gets(&resp);
+        if found.first().is_some_and(Option::is_some) {
+            return Err(WriteError::Exists);
         }
-        Err(WriteError::Missing)
+        Err(claimed(&found[1..], claims))
+    }
+
+    /// Writes `value` at `key` only if the key was last written at
+    /// `revision`, taking the claims in `take` (only if free) and freeing
+    /// those in `free`, all in one transaction.
+    pub async fn update(&self, key: &str, value: Vec<u8>, revision: i64, take: &[String], free: &[String]) -> Result<i64, WriteError> {
+        let mut then = vec![TxnOp::put(key, value, None)];
+        then.extend(take.iter().map(|c| TxnOp::put(c.as_str(), key, None)));
+        then.extend(free.iter().map(|c| TxnOp::delete(c.as_str(), None)));
+        self.conditional(key, revision, then, take).await
+    }
+
+    /// Deletes `key` only if it was last written at `revision`, and frees
+    /// its claims.
+    pub async fn delete(&self, key: &str, revision: i64, free: &[String]) -> Result<i64, WriteError> {
+        let mut then = vec![TxnOp::delete(key, None)];
+        then.extend(free.iter().map(|c| TxnOp::delete(c.as_str(), None)));
+        self.conditional(key, revision, then, &[]).await
+    }
+
+    async fn conditional(&self, key: &str, revision: i64, then: Vec<TxnOp>, take: &[String]) -> Result<i64, WriteError> {
+        let mut when = vec![Compare::mod_revision(key, CompareOp::Equal, revision)];
+        let mut check = vec![TxnOp::get(key, None)];
+        for c in take {
+            when.push(Compare::create_revision(c.as_str(), CompareOp::Equal, 0));
+            check.push(TxnOp::get(c.as_str(), None));
+        }
+        let resp = self.kv().txn(Txn::new().when(when).and_then(then).or_else(check)).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        if resp.succeeded() {
+            return Ok(resp.header().map(|h| h.revision()).unwrap_or_default());
+        }
+        let found = gets(&resp);
+        match found.first() {
+            Some(Some(current)) if current.mod_revision != revision => Err(WriteError::Changed(current.clone())),
+            Some(Some(_)) => Err(claimed(&found[1..], take)),
+            _ => Err(WriteError::Missing),
+        }
+    }
+
+    /// The claim keys in use under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, ReadError> {
+        let options = GetOptions::new().with_range(prefix_end(prefix)).with_keys_only();
+        let resp = self.kv().get(prefix, Some(options)).await.map_err(read_error)?;
+        Ok(resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect())
+    }
+}
+
+/// What each get of a failed transaction's else-branch found, in order.
+fn gets(resp: &etcd_client::TxnResponse) -> Vec<Option<Stored>> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(stored)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first claim found taken.
+fn claimed(found: &[Option<Stored>], claims: &[String]) -> WriteError {
+    match found.iter().zip(claims).find(|(f, _)| f.is_some()) {
+        Some((_, c)) => WriteError::Claimed(c.clone()),
+        None => WriteError::Etcd("the transaction failed on no condition it checked".into()),
     }
 }
 
