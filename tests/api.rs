@@ -475,6 +475,13 @@ async fn service_addresses_are_allocated_once() {
     let e = services.patch("s0", &PatchParams::default(), &Patch::Merge(json!({"spec": {"clusterIP": "10.96.9.9"}}))).await.unwrap_err();
     assert!(e.to_string().contains("may not change once set"), "{e}");
 
+    // Creating an existing Service again is AlreadyExists, whatever its
+    // addresses (the apiserver does this with `kubernetes` at every start).
+    let same = services.get("s1").await.unwrap();
+    let mut again = svc("s1", serde_json::to_value(same.spec.unwrap()).unwrap());
+    again.metadata.resource_version = None;
+    assert_eq!(code(&services.create(&PostParams::default(), &again).await.unwrap_err()), 409);
+
     // Deleting frees the address for someone else.
     services.delete("s0", &DeleteParams::default()).await.unwrap();
     let again = services.create(&PostParams::default(), &svc("reuse", json!({"clusterIP": taken, "ports": [{"port": 80}]}))).await.unwrap();

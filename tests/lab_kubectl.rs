@@ -24,6 +24,19 @@ async fn kubectl_reaches_the_labs_apiserver() {
     let (code, out) = kubectl(&file, &["get", "namespaces", "-o", "name"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "namespace/default\nnamespace/kube-node-lease\nnamespace/kube-public\nnamespace/kube-system\n");
+    // The kubernetes Service's endpoints are the apiserver's address.
+    let apiserver_ip = engine
+        .containers(Some(&name))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == plan::container_name(&name, "apiserver-0"))
+        .and_then(|c| c.address)
+        .unwrap();
+    let (code, out) = kubectl(&file, &["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}"]);
+    assert_eq!((code, out), (0, format!("{apiserver_ip}:6443")));
+    let (code, out) = kubectl(&file, &["get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert_eq!((code, out.as_str()), (0, "10.96.0.1"));
     let (code, out) = kubectl(&file, &["apply", "-f", "-", "--dry-run=server"]);
     assert_ne!(code, 0, "no manifest on stdin is an error: {out}");
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n  written: via-kubectl\n";

@@ -144,7 +144,7 @@ impl TestApi {
                             if let Some(h) = options.watch_history {
                                 registry.watch_history = h;
                             }
-                            if registry.bootstrap(6443).await.is_ok() {
+                            if apiserver::bootstrap::run(&registry, None, 6443).await.is_ok() {
                                 break registry;
                             }
                         }

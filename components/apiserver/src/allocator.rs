@@ -36,6 +36,11 @@ impl ServiceNetwork {
     }
 }
 
+/// Whether objects of `res` get addresses from here.
+pub fn allocates(res: &Resource) -> bool {
+    is_services(res)
+}
+
 fn is_services(res: &Resource) -> bool {
     res.group.is_empty() && res.plural == "services"
 }

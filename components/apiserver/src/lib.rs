@@ -3,6 +3,7 @@
 
 pub mod allocator;
 pub mod auth;
+pub mod bootstrap;
 pub mod componentstatus;
 pub mod discovery;
 pub mod fields;

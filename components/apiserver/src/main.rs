@@ -48,6 +48,15 @@ struct Args {
     controller_manager_address: String,
 }
 
+/// The IP other components reach this apiserver at: the advertised
+/// address, resolved when it is a name (the lab passes its alias). None
+/// for an unspecified address such as 0.0.0.0.
+async fn published_address(advertise: &str, port: u16) -> Option<(std::net::IpAddr, u16)> {
+    let with_port = if advertise.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { advertise.to_string() } else { format!("{advertise}:{port}") };
+    let found = tokio::net::lookup_host(&with_port).await.ok()?.find(|a| a.is_ipv4())?;
+    (!found.ip().is_unspecified()).then(|| (found.ip(), found.port()))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -65,6 +74,8 @@ async fn main() -> Result<()> {
         .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
         .filter(|(a, b)| a <= b)
         .with_context(|| format!("--service-node-port-range {:?}: expected LOW-HIGH, such as 30000-32767", args.service_node_port_range))?;
+    let advertise = args.advertise_address.clone().unwrap_or_else(|| format!("{}:{}", args.bind_address, args.secure_port));
+    let own_address = published_address(&advertise, args.secure_port).await;
     // etcd may still be starting (its gate passed, a member not yet
     // elected): keep trying for a while, then give up with the reason.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -72,7 +83,9 @@ async fn main() -> Result<()> {
         let attempt = async {
             let mut registry = Registry::new(Etcd::connect(&args.etcd_servers).await?);
             registry.services = apiserver::allocator::ServiceNetwork { cluster_ips: args.service_cluster_ip_range, node_ports };
-            registry.bootstrap(args.secure_port).await.context("bootstrapping the system namespaces and the kubernetes Service")?;
+            apiserver::bootstrap::run(&registry, own_address, args.secure_port)
+                .await
+                .context("bootstrapping the system namespaces and the kubernetes Service")?;
             anyhow::Ok(registry)
         };
         match attempt.await {
@@ -86,7 +99,6 @@ async fn main() -> Result<()> {
     };
     let addr = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    let advertise = args.advertise_address.unwrap_or_else(|| format!("{}:{}", args.bind_address, args.secure_port));
     let probes = apiserver::componentstatus::probes(&args.etcd_servers, &args.scheduler_address, &args.controller_manager_address);
     let app = Arc::new(App { registry, advertise, probes });
     tracing::info!("serving the Kubernetes API on https://{addr}");

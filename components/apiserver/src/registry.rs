@@ -17,9 +17,6 @@ use crate::storage::{Etcd, ReadError, Stored, WriteError};
 use crate::validation;
 use crate::watch_cache::WatchCache;
 
-/// The namespaces every cluster starts with, as upstream's bootstrap makes them.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
-
 pub struct Registry {
     pub etcd: Etcd,
     /// Where Service ClusterIPs and NodePorts come from.
@@ -182,30 +179,9 @@ impl Registry {
             .map_err(|e| ApiError::unavailable(format!("cannot start the watch cache of {}: {e}", res.plural)))
     }
 
-    /// Creates the system namespaces and the `kubernetes` Service (its
-    /// target port is the apiserver's) where they do not exist yet.
-    pub async fn bootstrap(&self, api_port: u16) -> anyhow::Result<()> {
-        let ns = resources::namespaces();
-        for name in SYSTEM_NAMESPACES {
-            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            match self.create(ns, None, obj, false).await {
-                Ok(_) => tracing::info!("created namespace {name}"),
-                Err(e) if e.reason == "AlreadyExists" => {}
-                Err(e) => anyhow::bail!("cannot create namespace {name}: {e}"),
-            }
-        }
-        let services = resources::find("", "v1", "services").expect("services are in the table");
-        match self.create(services, Some("default"), allocator::kubernetes_service(&self.services, api_port), false).await {
-            Ok(_) => tracing::info!("created service default/kubernetes"),
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => anyhow::bail!("cannot create the kubernetes service: {e}"),
-        }
-        Ok(())
-    }
-
     /// Fills in and checks what the server allocates (Service addresses).
     async fn allocate(&self, res: &Resource, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
-        if allocator::claims(res, obj).is_empty() && !(res.plural == "services" && res.group.is_empty()) {
+        if !allocator::allocates(res) {
             return Ok(());
         }
         let taken = self.etcd.keys(allocator::CLAIMS_PREFIX).await.map_err(read_failed)?.into_iter().collect();
@@ -325,6 +301,12 @@ impl Registry {
         if res.namespaced {
             self.check_namespace(res, ns.as_deref().unwrap_or("default"), &name).await?;
         }
+        let key = res.key(ns.as_deref(), &name);
+        // An existing Service holds its own addresses: say it exists rather
+        // than that they are taken.
+        if allocator::allocates(res) && self.etcd.get(&key).await.map_err(read_failed)?.is_some() {
+            return Err(ApiError::already_exists(&res.subject(&name)));
+        }
         let requested = obj.clone();
         // A concurrent create may take an address picked here first: pick again.
         let mut attempts = 0;
@@ -335,7 +317,7 @@ impl Registry {
                 return Ok(candidate);
             }
             let claims = allocator::claims(res, &candidate);
-            match self.etcd.create(&res.key(ns.as_deref(), &name), encode(&candidate), &claims).await {
+            match self.etcd.create(&key, encode(&candidate), &claims).await {
                 Ok(revision) => {
                     meta_mut(&mut candidate).insert("resourceVersion".into(), json!(revision.to_string()));
                     return Ok(candidate);
