@@ -489,3 +489,36 @@ async fn service_addresses_are_allocated_once() {
     let headless = services.create(&PostParams::default(), &svc("headless", json!({"clusterIP": "None", "ports": [{"port": 80}]}))).await.unwrap();
     assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
 }
+
+#[tokio::test]
+async fn compaction_expires_old_continue_tokens_and_watches_go_on() {
+    let api = TestApi::start();
+    let cms: Api<ConfigMap> = Api::namespaced(api.client().await, "default");
+    for i in 0..3 {
+        cms.create(&PostParams::default(), &configmap(&format!("c{i}"), json!({}))).await.unwrap();
+    }
+    let first = cms.list(&ListParams::default().limit(1)).await.unwrap();
+    let token = first.metadata.continue_.unwrap();
+    cms.create(&PostParams::default(), &configmap("later", json!({}))).await.unwrap();
+
+    // Compact etcd to now, as the apiserver's compaction loop does.
+    let etcd = apiserver::storage::Etcd::connect(std::slice::from_ref(&api.etcd_url)).await.unwrap();
+    etcd.compact(etcd.revision().await.unwrap()).await.unwrap();
+    let e = cms.list(&ListParams::default().limit(1).continue_token(&token)).await.unwrap_err();
+    assert_eq!(code(&e), 410);
+    assert!(e.to_string().contains("continue parameter is too old"), "{e}");
+
+    // Lists and the watch cache carry on.
+    assert_eq!(cms.list(&ListParams::default()).await.unwrap().items.len(), 4);
+    let writer = {
+        let cms = cms.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cms.create(&PostParams::default(), &configmap("after-compaction", json!({}))).await.unwrap();
+        })
+    };
+    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let lines = api.watch_lines(&format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"), 1, Duration::from_secs(5)).await;
+    writer.await.unwrap();
+    assert_eq!(lines[0]["object"]["metadata"]["name"], "after-compaction");
+}

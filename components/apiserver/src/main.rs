@@ -40,6 +40,9 @@ struct Args {
     /// NodePorts come from here (low-high).
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// How often old etcd history is compacted away, in seconds (0: never).
+    #[arg(long, default_value_t = 300)]
+    etcd_compaction_interval: u64,
     /// Where componentstatuses finds the scheduler's /healthz (host:port).
     #[arg(long, default_value = "127.0.0.1:10259")]
     scheduler_address: String,
@@ -99,6 +102,10 @@ async fn main() -> Result<()> {
     };
     let addr = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    if args.etcd_compaction_interval > 0 {
+        let etcd = registry.etcd.clone();
+        tokio::spawn(etcd.compact_every(std::time::Duration::from_secs(args.etcd_compaction_interval)));
+    }
     let probes = apiserver::componentstatus::probes(&args.etcd_servers, &args.scheduler_address, &args.controller_manager_address);
     let app = Arc::new(App { registry, advertise, probes });
     tracing::info!("serving the Kubernetes API on https://{addr}");

@@ -134,6 +134,33 @@ impl Etcd {
         })
     }
 
+    /// Drops history older than `revision` (objects stay; old versions go).
+    pub async fn compact(&self, revision: i64) -> Result<(), ReadError> {
+        match self.kv().compact(revision, None).await {
+            Ok(_) => Ok(()),
+            // Another apiserver got there first: the history is gone either way.
+            Err(e) if e.to_string().contains("required revision has been compacted") => Ok(()),
+            Err(e) => Err(read_error(e)),
+        }
+    }
+
+    /// Every `interval`, compacts to the revision seen one interval before,
+    /// as upstream's apiserver does, so etcd's history stays bounded while
+    /// recent versions (continue tokens, watches) stay readable.
+    pub async fn compact_every(self, interval: std::time::Duration) {
+        let mut previous: Option<i64> = None;
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Some(r) = previous {
+                match self.compact(r).await {
+                    Ok(()) => tracing::info!("compacted etcd history up to revision {r}"),
+                    Err(e) => tracing::warn!("compacting etcd to {r} failed: {e}"),
+                }
+            }
+            previous = self.revision().await.ok();
+        }
+    }
+
     /// The store's current revision.
     pub async fn revision(&self) -> Result<i64, ReadError> {
         let resp = self
