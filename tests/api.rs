@@ -165,8 +165,8 @@ async fn watch_events_transitions_bookmarks_and_expiry() {
     // From a version: what happened after it, including a transition out of
     // the selector (sent as DELETED) and back in (ADDED).
     let client_api = cms.clone();
+    // No need to wait for the watch to start: it replays from rv_a.
     let writer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let patch = |v: &str| Patch::Merge(json!({"metadata": {"labels": {"watch": v}}}));
         client_api.patch("a", &PatchParams::default(), &patch("no")).await.unwrap();
         client_api.patch("a", &PatchParams::default(), &patch("yes")).await.unwrap();
@@ -508,16 +508,15 @@ async fn compaction_expires_old_continue_tokens_and_watches_go_on() {
     assert_eq!(code(&e), 410);
     assert!(e.to_string().contains("continue parameter is too old"), "{e}");
 
-    // Lists and the watch cache carry on.
-    assert_eq!(cms.list(&ListParams::default()).await.unwrap().items.len(), 4);
+    // Lists and the watch cache carry on; the watch replays from `rv`, so
+    // the write need not wait for it.
+    let listed = cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 4);
+    let rv = listed.metadata.resource_version.unwrap();
     let writer = {
         let cms = cms.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            cms.create(&PostParams::default(), &configmap("after-compaction", json!({}))).await.unwrap();
-        })
+        tokio::spawn(async move { cms.create(&PostParams::default(), &configmap("after-compaction", json!({}))).await.unwrap() })
     };
-    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
     let lines = api.watch_lines(&format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"), 1, Duration::from_secs(5)).await;
     writer.await.unwrap();
     assert_eq!(lines[0]["object"]["metadata"]["name"], "after-compaction");

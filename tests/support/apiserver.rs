@@ -144,7 +144,9 @@ impl TestApi {
                             if let Some(h) = options.watch_history {
                                 registry.watch_history = h;
                             }
-                            if apiserver::bootstrap::run(&registry, None, 6443).await.is_ok() {
+                            if apiserver::bootstrap::run(&registry, None, 6443).await.is_ok()
+                                && registry.start_watch_caches().await.is_ok()
+                            {
                                 break registry;
                             }
                         }

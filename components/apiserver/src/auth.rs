@@ -43,12 +43,3 @@ pub fn authorize(user: &User, _attributes: &Attributes<'_>) -> Result<(), ApiErr
     let _ = user;
     Ok(())
 }
-
-/// Paths anyone may read without a certificate, as upstream's default
-/// `system:public-info-viewer` role allows.
-pub fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
-        || path.starts_with("/healthz/")
-        || path.starts_with("/livez/")
-        || path.starts_with("/readyz/")
-}

@@ -84,7 +84,7 @@ async fn serve(app: &Arc<App>, request: Request) -> ApiResult<Response> {
         name: target.name.as_deref().unwrap_or(""),
     };
     auth::authorize(&user, &attributes)?;
-    let body = read_body(body, &parts.headers).await?;
+    let body = read_body(body).await?;
     let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
     check_acceptable(&accept)?;
     let ctx = Ctx { app: app.clone(), target, q, headers: parts.headers, body, accept };
@@ -141,7 +141,7 @@ fn discovery_response(d: Discovery, advertise: &str) -> Response {
 /// Reads the body, up to [`MAX_BODY`]. A larger one is read on (and
 /// dropped) so the client hears 413 instead of a broken connection, up to a
 /// bound past which the connection is simply closed.
-async fn read_body(body: Body, _headers: &HeaderMap) -> ApiResult<Bytes> {
+async fn read_body(body: Body) -> ApiResult<Bytes> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut kept = Vec::new();
@@ -581,7 +581,7 @@ pub fn list_options(q: &Query, watch: bool) -> ApiResult<ListOptions> {
 fn to_scale(obj: &Value) -> ApiResult<Value> {
     let selector = obj
         .pointer("/spec/selector")
-        .map(|s| crate::strategy::apps::label_selector(s).map(|sel| selector_string(&sel)))
+        .map(|s| crate::strategy::apps::label_selector(s).map(|sel| sel.to_string()))
         .transpose()
         .map_err(ApiError::internal)?
         .unwrap_or_default();
@@ -595,22 +595,4 @@ fn to_scale(obj: &Value) -> ApiResult<Value> {
         "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
         "status": {"replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0), "selector": selector},
     }))
-}
-
-fn selector_string(s: &selectors::Selector) -> String {
-    use selectors::Op;
-    let mut parts: Vec<String> = s
-        .0
-        .iter()
-        .map(|r| match &r.op {
-            Op::Equals(v) => format!("{}={v}", r.key),
-            Op::NotEquals(v) => format!("{}!={v}", r.key),
-            Op::In(vs) => format!("{} in ({})", r.key, vs.iter().cloned().collect::<Vec<_>>().join(",")),
-            Op::NotIn(vs) => format!("{} notin ({})", r.key, vs.iter().cloned().collect::<Vec<_>>().join(",")),
-            Op::Exists => r.key.clone(),
-            Op::DoesNotExist => format!("!{}", r.key),
-        })
-        .collect();
-    parts.sort();
-    parts.join(",")
 }

@@ -102,6 +102,7 @@ async fn main() -> Result<()> {
     };
     let addr = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    registry.start_watch_caches().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.etcd_compaction_interval > 0 {
         let etcd = registry.etcd.clone();
         tokio::spawn(etcd.compact_every(std::time::Duration::from_secs(args.etcd_compaction_interval)));

@@ -107,6 +107,19 @@ fn field_value(res: &Resource, obj: &Value, field: &str) -> Option<String> {
     })
 }
 
+/// Waits (briefly) until `cache` has seen `revision`; 504 if it does not.
+pub async fn catch_up(cache: &WatchCache, revision: i64) -> ApiResult<()> {
+    if revision > 0 && !cache.wait_for(revision, std::time::Duration::from_secs(3)).await {
+        return Err(ApiError {
+            code: 504,
+            reason: "Timeout",
+            message: format!("Too large resource version: {revision}, current: {}", cache.revision()),
+            details: None,
+        });
+    }
+    Ok(())
+}
+
 /// Checks that every key of a field selector is one the resource has.
 pub fn check_fields(res: &Resource, fields: &Selector) -> ApiResult<()> {
     for r in &fields.0 {
@@ -168,6 +181,16 @@ impl Registry {
             watch_history: crate::watch_cache::HISTORY,
             caches: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Starts every stored resource's watch cache. A cache started only on
+    /// first use would answer 410 to a watch from a version written before
+    /// that (say, one from a create's response), which upstream does not.
+    pub async fn start_watch_caches(&self) -> ApiResult<()> {
+        for res in resources::RESOURCES.iter().filter(|r| !r.probed) {
+            self.cache(res).await?;
+        }
+        Ok(())
     }
 
     /// The watch cache of a resource, started on first use.
@@ -329,6 +352,11 @@ impl Registry {
         }
     }
 
+    /// etcd's revision now: what a consistent read must reach.
+    pub async fn current_revision(&self) -> ApiResult<i64> {
+        self.etcd.revision().await.map_err(read_failed)
+    }
+
     /// Whether a list can be served from the watch cache: not paged and not
     /// at an exact version (those read etcd, as upstream does).
     pub fn cacheable(opts: &ListOptions) -> bool {
@@ -344,11 +372,9 @@ impl Registry {
         let wanted = match opts.resource_version.as_deref() {
             Some("0") => 0,
             Some(v) => parse_rv(v)?,
-            None => self.etcd.revision().await.map_err(read_failed)?,
+            None => self.current_revision().await?,
         };
-        if wanted > 0 && !cache.wait_for(wanted, std::time::Duration::from_secs(3)).await {
-            return Err(ApiError { code: 504, reason: "Timeout", message: format!("Too large resource version: {wanted}, current: {}", cache.revision()), details: None });
-        }
+        catch_up(&cache, wanted).await?;
         let (mut items, revision) = cache.snapshot(&res.prefix(namespace));
         if !opts.labels.is_empty() || !opts.fields.is_empty() {
             items.retain(|b| serde_json::from_slice::<Value>(b).is_ok_and(|o| matches(res, &o, &opts.labels, &opts.fields)));
@@ -396,13 +422,9 @@ impl Registry {
             let last = last_key.expect("a page with more has items");
             start = format!("{last}\0");
             if opts.limit > 0 && items.len() as i64 >= opts.limit {
-                let rel = start.strip_prefix(&res.prefix(None)).unwrap_or(&start).to_string();
-                let rel = if namespace.is_some() && res.namespaced {
-                    start.strip_prefix(&prefix).map(|s| s.to_string()).unwrap_or(rel)
-                } else {
-                    rel
-                };
-                continue_token = Some(encode_continue(revision, &rel));
+                // Relative to the prefix read, which the next page adds back.
+                let rel = start.strip_prefix(&prefix).unwrap_or(&start);
+                continue_token = Some(encode_continue(revision, rel));
                 if !filtered {
                     remaining = Some(page.count - page.items.len() as i64);
                 }

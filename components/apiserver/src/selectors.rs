@@ -25,6 +25,27 @@ pub struct Requirement {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selector(pub Vec<Requirement>);
 
+/// Upstream's string form: requirements sorted, `in` values sorted.
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let join = |vs: &BTreeSet<String>| vs.iter().cloned().collect::<Vec<_>>().join(",");
+        let mut parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| match &r.op {
+                Op::Equals(v) => format!("{}={v}", r.key),
+                Op::NotEquals(v) => format!("{}!={v}", r.key),
+                Op::In(vs) => format!("{} in ({})", r.key, join(vs)),
+                Op::NotIn(vs) => format!("{} notin ({})", r.key, join(vs)),
+                Op::Exists => r.key.clone(),
+                Op::DoesNotExist => format!("!{}", r.key),
+            })
+            .collect();
+        parts.sort();
+        f.write_str(&parts.join(","))
+    }
+}
+
 impl Selector {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -214,20 +214,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A successful delete of a resource that is gone at once answers with a
-/// `Status` of `Success`, as upstream does for some kinds; kept here beside
-/// the failure form.
-pub fn success(s: &Subject, uid: Option<&str>) -> Value {
-    let mut details = json!({"name": s.name, "kind": s.kind});
-    if !s.group.is_empty() {
-        details["group"] = json!(s.group);
-    }
-    if let Some(uid) = uid {
-        details["uid"] = json!(uid);
-    }
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

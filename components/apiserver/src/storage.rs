@@ -97,10 +97,6 @@ impl Etcd {
         Ok(Etcd { client })
     }
 
-    pub fn client(&self) -> Client {
-        self.client.clone()
-    }
-
     /// gRPC's default 4 MiB message limit would fail a list of a few
     /// thousand pods; upstream lifts it the same way.
     fn kv(&self) -> KvClient {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::handlers::{list_options, App, Query};
-use crate::registry::{check_fields, matches};
+use crate::registry::{catch_up, check_fields, matches};
 use crate::resources::Resource;
 use crate::route::Target;
 use crate::selectors::{Op, Requirement, Selector};
@@ -23,8 +23,6 @@ use crate::watch_cache::{Event, Kind, Start, Subscription};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
-/// How long a watch waits for the cache to reach a version asked for.
-const CATCH_UP: Duration = Duration::from_secs(3);
 
 /// Everything one watcher needs to turn cache events into its lines.
 struct Filter {
@@ -150,18 +148,12 @@ pub async fn serve(app: &Arc<App>, target: &Target, q: &Query, accept: &str) -> 
     let cache = app.registry.cache(res).await?;
     // A watch without a version starts from a state at least as new as
     // etcd's now (a consistent read); with NotOlderThan, as new as asked.
-    let wait_for = match (send_initial, rv_number) {
-        (Some(true), Some(v)) => Some(v),
-        (_, None) if rv.is_none() => Some(app.registry.etcd.revision().await.map_err(|e| ApiError::unavailable(e.to_string()))?),
-        _ => None,
+    let wanted = match (send_initial, rv_number) {
+        (Some(true), Some(v)) => v,
+        (_, None) if rv.is_none() => app.registry.current_revision().await?,
+        _ => 0,
     };
-    if let Some(wanted) = wait_for {
-        let mut progress = cache.subscribe(Start::After(i64::MAX)).map_err(|_| ApiError::internal("cache"))?.progress;
-        let reached = tokio::time::timeout(CATCH_UP, progress.wait_for(|r| *r >= wanted)).await;
-        if !matches!(reached, Ok(Ok(_))) {
-            return Err(ApiError { code: 504, reason: "Timeout", message: format!("Too large resource version: {wanted}, current: {}", cache.revision()), details: None });
-        }
-    }
+    catch_up(&cache, wanted).await?;
     let start = match (send_initial, rv_number) {
         (Some(true), _) => Start::Snapshot,
         (Some(false), None) => Start::After(cache.revision()),

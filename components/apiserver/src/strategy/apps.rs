@@ -70,24 +70,12 @@ fn containers_images(obj: &Value) -> (String, String) {
     (names.join(","), images.join(","))
 }
 
+/// The workload's selector as kubectl's SELECTOR column shows it.
 fn selector_string(obj: &Value) -> String {
-    let sel = obj.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
-        parts.extend(m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))));
+    match obj.pointer("/spec/selector").map(label_selector) {
+        Some(Ok(s)) if !s.is_empty() => s.to_string(),
+        _ => "<none>".into(),
     }
-    for e in array_at(&sel, "/matchExpressions") {
-        let key = e["key"].as_str().unwrap_or("");
-        let values: Vec<&str> = array_at(e, "/values").iter().filter_map(Value::as_str).collect();
-        parts.push(match e["operator"].as_str() {
-            Some("In") => format!("{key} in ({})", values.join(",")),
-            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
-            Some("DoesNotExist") => format!("!{key}"),
-            _ => key.to_string(),
-        });
-    }
-    parts.sort();
-    if parts.is_empty() { "<none>".into() } else { parts.join(",") }
 }
 
 const CONTAINERS: super::Column = wide("Containers", "string", "Names of each container in the template.");

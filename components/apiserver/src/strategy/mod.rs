@@ -68,13 +68,7 @@ pub trait Strategy: Sync {
     }
 }
 
-/// A resource with no behaviour of its own.
-pub struct Plain;
-impl Strategy for Plain {}
-
-pub fn name(obj: &Value) -> &str {
-    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
-}
+pub use crate::meta::name;
 
 pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
     obj.pointer(pointer).and_then(Value::as_str)
