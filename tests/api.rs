@@ -521,3 +521,85 @@ async fn compaction_expires_old_continue_tokens_and_watches_go_on() {
     writer.await.unwrap();
     assert_eq!(lines[0]["object"]["metadata"]["name"], "after-compaction");
 }
+
+/// Server-side apply over the wire, through kube-rs and raw requests:
+/// create by apply (201), conflicts as upstream's 409 with one cause per
+/// field, force, the Update managers every other write records, the status
+/// subresource, and the option errors.
+#[tokio::test]
+async fn server_side_apply_and_managed_fields() {
+    let api = TestApi::start();
+    let cms: Api<ConfigMap> = Api::namespaced(api.client().await, "default");
+    let config = |value: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": value}});
+    let apply = |manager: &str| PatchParams::apply(manager);
+    let path = "/api/v1/namespaces/default/configmaps/cfg";
+    let yaml = "application/apply-patch+yaml";
+
+    let (status, created) = api.raw("PATCH", &format!("{path}?fieldManager=alice"), yaml, b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: '1'\n".to_vec()).await;
+    assert_eq!(status, 201, "{created}");
+    let entry = &created["metadata"]["managedFields"][0];
+    assert_eq!((entry["manager"].as_str(), entry["operation"].as_str()), (Some("alice"), Some("Apply")));
+    assert_eq!(entry["fieldsV1"], json!({"f:data": {"f:a": {}}}));
+
+    // Bob sets the same value: both hold the field. A new value conflicts.
+    cms.patch("cfg", &apply("bob"), &Patch::Apply(config("1"))).await.unwrap();
+    let err = cms.patch("cfg", &apply("bob"), &Patch::Apply(config("2"))).await.unwrap_err();
+    assert_eq!(code(&err), 409);
+    let (status, body) = api.raw("PATCH", &format!("{path}?fieldManager=carol"), yaml, serde_json::to_vec(&config("3")).unwrap()).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["reason"], "Conflict");
+    assert_eq!(body["message"], "Apply failed with 2 conflicts: conflicts with \"alice\":\n- .data.a\nconflicts with \"bob\":\n- .data.a");
+    assert_eq!(body["details"]["causes"][0], json!({"reason": "FieldManagerConflict", "message": "conflict with \"alice\"", "field": ".data.a"}));
+    let forced = cms.patch("cfg", &apply("carol").force(), &Patch::Apply(config("3"))).await.unwrap();
+    assert_eq!(forced.data.unwrap()["a"], "3");
+    let managers: Vec<String> = forced.metadata.managed_fields.unwrap().iter().map(|e| e.manager.clone().unwrap()).collect();
+    assert_eq!(managers, ["carol"], "alice and bob lost their only field");
+
+    // A merge patch is an Update by the manager the client names.
+    let patched = cms
+        .patch("cfg", &PatchParams { field_manager: Some("editor".into()), ..Default::default() }, &Patch::Merge(json!({"data": {"b": "x"}})))
+        .await
+        .unwrap();
+    let entries = patched.metadata.managed_fields.unwrap();
+    let editor = entries.iter().find(|e| e.manager.as_deref() == Some("editor")).unwrap();
+    assert_eq!(editor.operation.as_deref(), Some("Update"));
+    assert_eq!(editor.api_version.as_deref(), Some("v1"));
+    assert_eq!(editor.fields_v1.as_ref().unwrap().0, json!({"f:data": {"f:b": {}}}));
+
+    // Carol drops `a` from her configuration: it goes.
+    let only_c = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"c": "y"}});
+    let pruned = cms.patch("cfg", &apply("carol"), &Patch::Apply(only_c)).await.unwrap();
+    let data = pruned.data.unwrap();
+    assert!(!data.contains_key("a") && data["b"] == "x" && data["c"] == "y", "{data:?}");
+
+    // Status through apply: a Deployment's replicas in status, kept apart.
+    let deploys: Api<Deployment> = Api::namespaced(api.client().await, "default");
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+        "status": {"replicas": 9}});
+    let made = deploys.patch("d", &apply("alice"), &Patch::Apply(d)).await.unwrap();
+    assert_eq!(made.status.and_then(|s| s.replicas), None, "status is not written through the main resource");
+    let status = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "status": {"replicas": 2}});
+    let st = deploys.patch_status("d", &apply("controller"), &Patch::Apply(status)).await.unwrap();
+    assert_eq!(st.status.unwrap().replicas, Some(2));
+    let entry = st.metadata.managed_fields.unwrap().into_iter().find(|e| e.manager.as_deref() == Some("controller")).unwrap();
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+    assert_eq!(entry.fields_v1.unwrap().0, json!({"f:status": {"f:replicas": {}}}));
+
+    // Option errors, as upstream words them; nothing is written.
+    let (status, body) = api.raw("PATCH", path, yaml, serde_json::to_vec(&config("9")).unwrap()).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["message"], "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch");
+    let (status, body) = api.raw("PATCH", &format!("{path}?force=true"), "application/merge-patch+json", b"{}".to_vec()).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["message"], "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch");
+    let named_wrong = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}, "data": {"a": "9"}});
+    let (status, _) = api.raw("PATCH", &format!("{path}?fieldManager=x"), yaml, serde_json::to_vec(&named_wrong).unwrap()).await;
+    assert_eq!(status, 400);
+    let (status, _) = api.raw("PATCH", &format!("{path}?fieldManager=x"), yaml, b"kind: [".to_vec()).await;
+    assert_eq!(status, 400);
+    let with_managed = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "managedFields": [{}]}});
+    let (status, _) = api.raw("PATCH", &format!("{path}?fieldManager=x"), yaml, serde_json::to_vec(&with_managed).unwrap()).await;
+    assert_eq!(status, 400);
+    assert_eq!(cms.get("cfg").await.unwrap().data.unwrap().get("a"), None);
+}

@@ -157,6 +157,72 @@ fn apply_get_change_and_delete() {
     insta::assert_snapshot!("get_after_delete", normalize(&api.kubectl(&["get", "all", "-n", "demo"]).stderr));
 }
 
+fn managers(api: &TestApi, what: &[&str]) -> Vec<String> {
+    let obj: serde_json::Value = serde_json::from_str(&api.kubectl(&[&["get", "-o", "json", "--show-managed-fields"], what].concat()).stdout).unwrap();
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {} {}", e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap(), e["subresource"].as_str().unwrap_or("")).trim().to_string())
+        .collect()
+}
+
+/// Server-side apply as kubectl drives it: a multi-document apply, a
+/// conflict with the manager that scaled, `--force-conflicts`, a re-apply
+/// that removes what the manifest stopped setting, and the move of an
+/// object from client-side to server-side apply.
+#[test]
+fn server_side_apply() {
+    let api = TestApi::start();
+    let dir = api.dir.path().to_path_buf();
+    let path = dir.join("app.yaml");
+    std::fs::write(&path, MANIFEST).unwrap();
+    let file = path.to_str().unwrap();
+    let ssa = |extra: &[&str]| api.kubectl(&[&["apply", "--server-side", "-f", file], extra].concat());
+    insta::assert_snapshot!("ssa_created", ok(ssa(&[])));
+    insta::assert_snapshot!("ssa_unchanged", ok(ssa(&[])));
+    let web = ["deploy", "web", "-n", "demo"];
+    assert_eq!(managers(&api, &web), ["kubectl Apply"]);
+
+    // kubectl scale writes replicas as another manager: applying the
+    // manifest's replicas again is a conflict, until forced.
+    ok(api.kubectl(&["scale", "deploy/web", "--replicas=5", "-n", "demo"]));
+    assert_eq!(managers(&api, &web), ["kubectl Apply", "kubectl Update scale"]);
+    insta::assert_snapshot!("ssa_conflict", failed(ssa(&[])));
+    insta::assert_snapshot!("ssa_dry_run", ok(ssa(&["--force-conflicts", "--dry-run=server"])));
+    let replicas = |api: &TestApi| api.kubectl(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]).stdout;
+    assert_eq!(replicas(&api), "5");
+    insta::assert_snapshot!("ssa_forced", ok(ssa(&["--force-conflicts"])));
+    assert_eq!(replicas(&api), "2");
+    assert_eq!(managers(&api, &web), ["kubectl Apply"]);
+
+    // Another manager applying the same values shares the fields.
+    ok(ssa(&["--field-manager=ops"]));
+    assert_eq!(managers(&api, &web), ["kubectl Apply", "ops Apply"]);
+
+    // The manifest without the sidecar: kubectl's fields go, but ops still
+    // holds the sidecar, so it stays until ops lets go of it too.
+    let slim = MANIFEST.replace("      - name: sidecar\n        image: busybox:1.36\n        command: [\"sleep\", \"infinity\"]\n", "");
+    std::fs::write(&path, &slim).unwrap();
+    ok(ssa(&[]));
+    let containers = |api: &TestApi| api.kubectl(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.template.spec.containers[*].name}"]).stdout;
+    assert_eq!(containers(&api), "web sidecar");
+    ok(ssa(&["--field-manager=ops"]));
+    assert_eq!(containers(&api), "web");
+    insta::assert_snapshot!("ssa_managed_fields", ok(api.kubectl(&["get", "cm", "settings", "-n", "demo", "-o", "yaml", "--show-managed-fields"])));
+
+    // An object made by client-side apply moves to server-side apply: the
+    // fields still as client-side apply left them are taken without a
+    // conflict, then kubectl rewrites the managedFields.
+    let csa = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: legacy\n  namespace: demo\ndata:\n  a: \"1\"\n";
+    ok(api.kubectl_stdin(&["apply", "-f", "-"], csa));
+    assert_eq!(managers(&api, &["cm", "legacy", "-n", "demo"]), ["kubectl-client-side-apply Update"]);
+    ok(api.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &csa.replace("\"1\"", "\"2\"")));
+    // kubectl keeps the last-applied annotation current as its own manager.
+    assert_eq!(managers(&api, &["cm", "legacy", "-n", "demo"]), ["kubectl Apply", "kubectl-last-applied Apply"]);
+    assert_eq!(api.kubectl(&["get", "cm", "legacy", "-n", "demo", "-o", "jsonpath={.data.a}"]).stdout, "2");
+}
+
 #[test]
 fn errors_read_as_upstream() {
     let api = TestApi::start();

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 use crate::allocator;
+use crate::managed_fields::Writer;
 use crate::registry::Registry;
 use crate::resources;
 use crate::status::ApiResult;
@@ -17,7 +18,7 @@ pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"
 async fn create_once(registry: &Registry, group: &str, plural: &str, namespace: Option<&str>, obj: Value) -> anyhow::Result<()> {
     let res = resources::find(group, "v1", plural).expect("bootstrap kinds are in the table");
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-    match registry.create(res, namespace, obj, false).await {
+    match registry.create(res, namespace, obj, false, Some(&writer(res))).await {
         Ok(_) => {
             tracing::info!("created {plural} {name}");
             Ok(())
@@ -25,6 +26,11 @@ async fn create_once(registry: &Registry, group: &str, plural: &str, namespace: 
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
         Err(e) => anyhow::bail!("cannot create {plural} {name}: {e}"),
     }
+}
+
+/// Upstream's bootstrap controllers write as the apiserver itself.
+fn writer(res: &resources::Resource) -> Writer {
+    Writer { manager: "kube-apiserver".into(), api_version: res.api_version(), subresource: String::new(), has_status: res.has_status() }
 }
 
 /// Creates what is missing. `address` is where this apiserver is reached

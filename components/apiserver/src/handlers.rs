@@ -13,17 +13,27 @@ use serde_json::{json, Value};
 
 use crate::auth::{self, Attributes, User};
 use crate::discovery;
+use crate::managed_fields::{self, Writer};
 use crate::meta;
 use crate::patch::{self, PatchType};
 use crate::registry::{DeleteOptions, ListOptions, Part, Registry};
 use crate::route::{self, Discovery, Route, Target};
 use crate::selectors;
-use crate::status::{ApiError, ApiResult};
+use crate::status::{ApiError, ApiResult, Cause, Subject};
 use crate::table::{self, Include};
 use crate::watch;
 
 /// Upstream's limit on request bodies.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Upstream's limit on a fieldManager's length, in bytes.
+const FIELD_MANAGER_MAX: usize = 128;
+
+/// 422 about the request's options (`PatchOptions.meta.k8s.io "" is
+/// invalid: ...`), as upstream words a bad `fieldManager` or `force`.
+fn options_invalid(kind: &str, cause: Cause) -> ApiError {
+    ApiError::invalid(&Subject { group: "meta.k8s.io".into(), kind: kind.into(), name: String::new() }, vec![cause])
+}
 
 pub struct App {
     pub registry: Registry,
@@ -322,7 +332,8 @@ impl Ctx {
         }
         let mut obj = self.body_object(res.kind, &res.api_version())?;
         let warnings = self.check_fields(&mut obj)?;
-        let created = self.registry().create(res, self.ns(), obj, self.dry_run()).await?;
+        let writer = self.writer("CreateOptions")?;
+        let created = self.registry().create(res, self.ns(), obj, self.dry_run(), Some(&writer)).await?;
         Ok(self.respond_warned(StatusCode::CREATED, &created, &warnings))
     }
 
@@ -331,7 +342,7 @@ impl Ctx {
         match self.target.subresource.as_deref() {
             Some("scale") => {
                 let scale = self.body_object("Scale", "autoscaling/v1")?;
-                return self.write_scale(scale).await;
+                return self.write_scale(scale, "UpdateOptions").await;
             }
             Some("finalize") => {
                 let obj = self.body_object(res.kind, &res.api_version())?;
@@ -341,8 +352,9 @@ impl Ctx {
         }
         let mut obj = self.body_object(res.kind, &res.api_version())?;
         let warnings = self.check_fields(&mut obj)?;
+        let writer = self.writer("UpdateOptions")?;
         let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
-        let updated = self.registry().update(res, self.ns(), self.name(), obj, part, self.dry_run()).await?;
+        let updated = self.registry().update(res, self.ns(), self.name(), obj, part, self.dry_run(), Some(&writer)).await?;
         Ok(self.respond_warned(StatusCode::OK, &updated, &warnings))
     }
 
@@ -351,10 +363,12 @@ impl Ctx {
         let ct = self.content_type().to_string();
         let kind = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
         if kind == PatchType::Apply {
-            return Err(ApiError::unsupported_media_type(
-                "application/apply-patch+yaml (server-side apply is not served yet; use client-side kubectl apply)",
-            ));
+            return self.apply().await;
         }
+        if self.q.contains_key("force") {
+            return Err(options_invalid("PatchOptions", Cause::forbidden("force", "may not be specified for non-apply patch")));
+        }
+        let writer = self.writer("PatchOptions")?;
         let patch_doc: Value = serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
         let current = self.registry().get(res, self.ns(), self.name()).await?;
@@ -376,7 +390,7 @@ impl Ctx {
             details: None,
         })?;
         if is_scale {
-            return self.write_scale(doc).await;
+            return self.write_scale(doc, "PatchOptions").await;
         }
         // A patch carries no resourceVersion unless the client put one in:
         // apply it to the version it was computed on.
@@ -385,8 +399,109 @@ impl Ctx {
         }
         let warnings = self.check_fields(&mut doc)?;
         let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
-        let updated = self.registry().update(res, self.ns(), self.name(), doc, part, self.dry_run()).await?;
+        let updated = self.registry().update(res, self.ns(), self.name(), doc, part, self.dry_run(), Some(&writer)).await?;
         Ok(self.respond_warned(StatusCode::OK, &updated, &warnings))
+    }
+
+    /// Who this write is by, recorded in managedFields: the `fieldManager`
+    /// parameter, else the client's name from its User-Agent (`kubectl`,
+    /// `python`), as upstream defaults it. `options` names the options kind
+    /// in errors (`PatchOptions`).
+    fn writer(&self, options: &str) -> ApiResult<Writer> {
+        let res = self.target.resource;
+        let manager = match self.q.get("fieldManager") {
+            Some(m) => m.clone(),
+            None => {
+                let agent = self.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                agent.split('/').next().unwrap_or("").chars().take(FIELD_MANAGER_MAX).collect()
+            }
+        };
+        if manager.len() > FIELD_MANAGER_MAX {
+            let cause = Cause {
+                reason: "FieldValueTooLong",
+                field: "fieldManager".into(),
+                message: format!("Too long: may not be more than {FIELD_MANAGER_MAX} bytes"),
+            };
+            return Err(options_invalid(options, cause));
+        }
+        if let Some(c) = manager.chars().find(|c| c.is_control()) {
+            return Err(options_invalid(options, Cause::invalid("fieldManager", &json!(manager), format!("invalid character {c:?}"))));
+        }
+        Ok(Writer {
+            manager,
+            api_version: res.api_version(),
+            subresource: self.target.subresource.clone().unwrap_or_default(),
+            has_status: res.has_status(),
+        })
+    }
+
+    /// Server-side apply: the body is the manager's whole configuration of
+    /// the object (YAML or JSON); see `managed_fields`.
+    async fn apply(&self) -> ApiResult<Response> {
+        let res = self.target.resource;
+        let part = match self.target.subresource.as_deref() {
+            None => Part::Main,
+            Some("status") => Part::Status,
+            Some(other) => return Err(ApiError::bad_request(format!("server-side apply is not served on the {other} subresource"))),
+        };
+        if self.q.get("fieldManager").is_none_or(String::is_empty) {
+            return Err(options_invalid("PatchOptions", Cause { message: "Required value: is required for apply patch".into(), ..Cause::required("fieldManager") }));
+        }
+        let force = match self.q.get("force").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(ApiError::bad_request(format!("force: invalid boolean {other:?}"))),
+        };
+        let writer = self.writer("PatchOptions")?;
+        let mut config = decode_object(&self.body, "application/apply-patch+yaml")?;
+        let (Some(version), Some(kind)) = (config.get("apiVersion").and_then(Value::as_str), config.get("kind").and_then(Value::as_str)) else {
+            return Err(ApiError::bad_request("an apply configuration must set apiVersion and kind"));
+        };
+        if version != res.api_version() || kind != res.kind {
+            return Err(ApiError::bad_request(format!(
+                "the apply configuration is a {version}, Kind={kind}, not a {}, Kind={}",
+                res.api_version(),
+                res.kind
+            )));
+        }
+        let their_name = meta::name(&config);
+        if their_name != self.name() {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({their_name}) does not match the name on the URL ({})",
+                self.name()
+            )));
+        }
+        if config.pointer("/metadata/managedFields").is_some() {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
+        let warnings = self.check_fields(&mut config)?;
+        let pinned = meta::resource_version(&config).is_some();
+        // Another writer may come between the read and the write: read and
+        // merge again, unless the client pinned a version.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let live = match self.registry().get(res, self.ns(), self.name()).await {
+                Ok(obj) => Some(obj),
+                Err(e) if e.code == 404 && part == Part::Main => None,
+                Err(e) => return Err(e),
+            };
+            let mut merged = managed_fields::apply(live.as_ref(), &config, &writer, force)?;
+            let written = match &live {
+                None => self.registry().create(res, self.ns(), merged, self.dry_run(), None).await.map(|o| (StatusCode::CREATED, o)),
+                Some(current) => {
+                    if !pinned {
+                        meta::meta_mut(&mut merged).insert("resourceVersion".into(), current["metadata"]["resourceVersion"].clone());
+                    }
+                    self.registry().update(res, self.ns(), self.name(), merged, part, self.dry_run(), None).await.map(|o| (StatusCode::OK, o))
+                }
+            };
+            match written {
+                Ok((code, obj)) => return Ok(self.respond_warned(code, &obj, &warnings)),
+                Err(e) if !pinned && attempt < 5 && (e.reason == "AlreadyExists" || (e.code == 409 && e.reason == "Conflict")) => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn delete_options(&self) -> ApiResult<DeleteOptions> {
@@ -496,7 +611,9 @@ impl Ctx {
         Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
     }
 
-    async fn write_scale(&self, scale: Value) -> ApiResult<Response> {
+    /// Writes `spec.replicas` from a Scale; `options` is the options kind
+    /// of the verb (`UpdateOptions`, `PatchOptions`) for errors.
+    async fn write_scale(&self, scale: Value, options: &str) -> ApiResult<Response> {
         let res = self.target.resource;
         let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64);
         let Some(replicas) = replicas.filter(|r| *r >= 0) else {
@@ -512,7 +629,8 @@ impl Ctx {
             }
         }
         obj["spec"]["replicas"] = json!(replicas);
-        let updated = self.registry().update(res, self.ns(), self.name(), obj, Part::Main, self.dry_run()).await?;
+        let writer = self.writer(options)?;
+        let updated = self.registry().update(res, self.ns(), self.name(), obj, Part::Main, self.dry_run(), Some(&writer)).await?;
         Ok(json_response(StatusCode::OK, &to_scale(&updated)?))
     }
 

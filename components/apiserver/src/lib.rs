@@ -8,6 +8,7 @@ pub mod componentstatus;
 pub mod discovery;
 pub mod fields;
 pub mod handlers;
+pub mod managed_fields;
 pub mod meta;
 pub mod openapi;
 pub mod patch;

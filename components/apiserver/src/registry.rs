@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::allocator;
+use crate::managed_fields::{self, Writer};
 use crate::meta::{self, meta_mut};
 use crate::resources::{self, Resource};
 use crate::selectors::Selector;
@@ -276,7 +277,16 @@ impl Registry {
         }
     }
 
-    pub async fn create(&self, res: &Resource, namespace: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+    /// Creates an object. `writer`, when given, is recorded in its
+    /// managedFields as the manager of what it set.
+    pub async fn create(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+        writer: Option<&Writer>,
+    ) -> ApiResult<Value> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the object must be a JSON object"));
         }
@@ -318,6 +328,9 @@ impl Registry {
             obj["status"] = json!({});
         }
         res.strategy.default(&mut obj);
+        if let Some(w) = writer {
+            managed_fields::record_update(None, &mut obj, w)?;
+        }
         self.validate(res, &obj)?;
         let name = meta::name(&obj).to_string();
         let ns = meta::namespace(&obj).map(str::to_string);
@@ -442,6 +455,7 @@ impl Registry {
         mut obj: Value,
         part: Part,
         dry_run: bool,
+        writer: Option<&Writer>,
     ) -> ApiResult<Value> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the object must be a JSON object"));
@@ -473,8 +487,14 @@ impl Registry {
         if part == Part::Status {
             // A status write changes status alone (and nothing of spec or metadata).
             let status = obj.get("status").cloned().unwrap_or(json!({}));
+            let managed = obj.pointer("/metadata/managedFields").cloned();
             obj = old.clone();
             obj["status"] = status;
+            // The record of who manages what is written through status too
+            // (server-side apply to status computes it before this).
+            if let Some(m) = managed {
+                meta_mut(&mut obj).insert("managedFields".into(), m);
+            }
         } else if res.has_status() {
             obj["status"] = old.get("status").cloned().unwrap_or(json!({}));
         }
@@ -498,6 +518,9 @@ impl Registry {
         if tracks_generation(res) && part == Part::Main && obj.get("spec") != old.get("spec") {
             let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta_mut(&mut obj).insert("generation".into(), json!(generation));
+        }
+        if let Some(w) = writer {
+            managed_fields::record_update(Some(&old), &mut obj, w)?;
         }
         self.validate(res, &obj)?;
         if obj == old {

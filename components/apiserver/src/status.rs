@@ -129,11 +129,11 @@ impl ApiError {
     pub fn stale(s: &Subject) -> Self {
         Self::conflict(s, "the object has been modified; please apply your changes to the latest version and try again")
     }
-    /// `Kind "name" is invalid: <causes>`; `s.kind` is the Kind here, as upstream.
+    /// `Kind.group "name" is invalid: <causes>`; `s.kind` is the Kind here, as upstream.
     pub fn invalid(s: &Subject, causes: Vec<Cause>) -> Self {
         let lines: Vec<String> = causes.iter().map(Cause::line).collect();
         let summary = if lines.len() == 1 { lines[0].clone() } else { format!("[{}]", lines.join(", ")) };
-        let mut e = Self::new(422, "Invalid", format!("{} {:?} is invalid: {}", s.kind, s.name, summary)).with_subject(s);
+        let mut e = Self::new(422, "Invalid", format!("{} {:?} is invalid: {}", s.qualified(), s.name, summary)).with_subject(s);
         let causes: Vec<Value> = causes
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
