@@ -603,3 +603,49 @@ async fn server_side_apply_and_managed_fields() {
     assert_eq!(status, 400);
     assert_eq!(cms.get("cfg").await.unwrap().data.unwrap().get("a"), None);
 }
+
+/// The `kubernetes` Service's endpoints follow the apiservers that hold a
+/// lease: two apiservers are listed, one that stops renewing drops out when
+/// its lease expires, one that withdraws drops out at once.
+#[tokio::test]
+async fn kubernetes_endpoints_follow_apiserver_leases() {
+    use apiserver::endpoints_reconciler::{reconcile, withdraw};
+    let api = TestApi::start();
+    let etcd = apiserver::storage::Etcd::connect(&[api.etcd_url.clone()]).await.unwrap();
+    let registry = apiserver::registry::Registry::new(etcd);
+    let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(api.client().await, "default");
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(api.client().await, "default");
+    let listed = || async {
+        let ep = endpoints.get("kubernetes").await.unwrap();
+        let mut ips: Vec<String> = ep.subsets.unwrap_or_default().iter().flat_map(|s| s.addresses.clone().unwrap_or_default()).map(|a| a.ip).collect();
+        ips.sort();
+        let slice = slices.get("kubernetes").await.unwrap();
+        let mut slice_ips: Vec<String> = slice.endpoints.iter().flat_map(|e| e.addresses.clone()).collect();
+        slice_ips.sort();
+        assert_eq!(ips, slice_ips, "the Endpoints and the EndpointSlice agree");
+        ips
+    };
+    reconcile(&registry, a, 6443, 2).await.unwrap();
+    reconcile(&registry, b, 6443, 60).await.unwrap();
+    assert_eq!(listed().await, ["10.0.0.1", "10.0.0.2"]);
+    let version = endpoints.get("kubernetes").await.unwrap().metadata.resource_version;
+    reconcile(&registry, b, 6443, 60).await.unwrap();
+    assert_eq!(endpoints.get("kubernetes").await.unwrap().metadata.resource_version, version, "an unchanged list writes nothing");
+
+    // a stops renewing: after its 2 s lease (etcd expires leases within
+    // about a second of their TTL), b's next round drops it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        reconcile(&registry, b, 6443, 60).await.unwrap();
+        if listed().await == ["10.0.0.2"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the expired apiserver stayed listed");
+    }
+    withdraw(&registry, b, 6443).await.unwrap();
+    assert!(listed().await.is_empty());
+    let ep = endpoints.get("kubernetes").await.unwrap();
+    assert_eq!(ep.subsets.unwrap_or_default().len(), 0);
+}

@@ -1,6 +1,7 @@
 //! The ha topology on the real Docker engine: three etcd members, two
 //! apiservers behind haproxy, three nodes. kubectl goes through the load
-//! balancer and keeps working when one apiserver is gone.
+//! balancer and keeps working when one apiserver is gone, and the
+//! `kubernetes` Service's endpoints drop the gone one.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ async fn two_apiservers_behind_a_load_balancer() {
     std::fs::write(&file, config.to_yaml()).unwrap();
     let (code, out) = kubectl(&file, &["create", "configmap", "before", "--from-literal=a=1"]);
     assert_eq!(code, 0, "{out}");
+    let endpoint_ips = || kubectl(&file, &["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]).1;
+    assert_eq!(endpoint_ips().split_whitespace().count(), 2, "both apiservers are in the kubernetes endpoints");
 
     // Without apiserver-0, the other one serves, with the same data.
     engine.remove_container(&plan::container_name(&name, "apiserver-0")).await.unwrap();
@@ -46,4 +49,13 @@ async fn two_apiservers_behind_a_load_balancer() {
     }
     let (code, out) = kubectl(&file, &["create", "configmap", "after", "--from-literal=a=2"]);
     assert_eq!(code, 0, "{out}");
+
+    // apiserver-0 was killed, not stopped: it drops out of the kubernetes
+    // endpoints when its lease expires (15 s, seen on apiserver-1's next
+    // 10 s round).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while endpoint_ips().split_whitespace().count() != 1 {
+        assert!(Instant::now() < deadline, "the gone apiserver stayed in the endpoints: {}", endpoint_ips());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -1,6 +1,6 @@
 //! What the apiserver keeps in every cluster, as upstream's bootstrap
-//! controllers do: the system namespaces, the `kubernetes` Service, and its
-//! Endpoints and EndpointSlice listing the apiservers' addresses.
+//! controllers do: the system namespaces and the `kubernetes` Service, whose
+//! endpoints `endpoints_reconciler` keeps.
 
 use std::net::IpAddr;
 
@@ -10,7 +10,6 @@ use crate::allocator;
 use crate::managed_fields::Writer;
 use crate::registry::Registry;
 use crate::resources;
-use crate::status::ApiResult;
 
 /// The namespaces every cluster starts with.
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -29,7 +28,7 @@ async fn create_once(registry: &Registry, group: &str, plural: &str, namespace: 
 }
 
 /// Upstream's bootstrap controllers write as the apiserver itself.
-fn writer(res: &resources::Resource) -> Writer {
+pub fn writer(res: &resources::Resource) -> Writer {
     Writer { manager: "kube-apiserver".into(), api_version: res.api_version(), subresource: String::new(), has_status: res.has_status() }
 }
 
@@ -42,58 +41,8 @@ pub async fn run(registry: &Registry, address: Option<(IpAddr, u16)>, api_port: 
     let service = allocator::kubernetes_service(&registry.services, api_port);
     create_once(registry, "", "services", Some("default"), service).await?;
     if let Some((ip, port)) = address {
-        publish(registry, ip, port).await?;
+        crate::endpoints_reconciler::reconcile(registry, ip, port, crate::endpoints_reconciler::TTL_SECONDS).await?;
     }
     Ok(())
 }
 
-fn port(port: u16) -> Value {
-    json!({"name": "https", "port": port, "protocol": "TCP"})
-}
-
-/// Adds this apiserver's address to default/kubernetes' Endpoints and
-/// EndpointSlice (each apiserver of a lab adds its own).
-async fn publish(registry: &Registry, ip: IpAddr, api_port: u16) -> anyhow::Result<()> {
-    let ip = ip.to_string();
-    let endpoints = json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": ip}], "ports": [port(api_port)]}],
-    });
-    create_once(registry, "", "endpoints", Some("default"), endpoints).await?;
-    let ep = resources::find("", "v1", "endpoints").expect("in the table");
-    update(registry.guaranteed_update(ep, Some("default"), "kubernetes", |obj| {
-        let addresses = obj.pointer_mut("/subsets/0/addresses").and_then(Value::as_array_mut);
-        match addresses {
-            Some(list) if list.iter().any(|a| a["ip"] == ip.as_str()) => {}
-            Some(list) => list.push(json!({"ip": ip})),
-            None => obj["subsets"] = json!([{"addresses": [{"ip": ip}], "ports": [port(api_port)]}]),
-        }
-        Ok(())
-    }))
-    .await?;
-
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": if ip.contains(':') { "IPv6" } else { "IPv4" },
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
-        "ports": [port(api_port)],
-    });
-    create_once(registry, "discovery.k8s.io", "endpointslices", Some("default"), slice).await?;
-    let es = resources::find("discovery.k8s.io", "v1", "endpointslices").expect("in the table");
-    update(registry.guaranteed_update(es, Some("default"), "kubernetes", |obj| {
-        let list = obj["endpoints"].as_array_mut();
-        match list {
-            Some(list) if list.iter().any(|e| e["addresses"][0] == ip.as_str()) => {}
-            Some(list) => list.push(json!({"addresses": [ip], "conditions": {"ready": true}})),
-            None => obj["endpoints"] = json!([{"addresses": [ip], "conditions": {"ready": true}}]),
-        }
-        Ok(())
-    }))
-    .await
-}
-
-async fn update(f: impl std::future::Future<Output = ApiResult<Value>>) -> anyhow::Result<()> {
-    f.await.map(|_| ()).map_err(|e| anyhow::anyhow!("cannot publish the apiserver's address: {e}"))
-}

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod componentstatus;
 pub mod discovery;
+pub mod endpoints_reconciler;
 pub mod fields;
 pub mod handlers;
 pub mod managed_fields;

@@ -11,7 +11,7 @@ use clap::Parser;
 use apiserver::registry::Registry;
 use apiserver::server::{self, TlsFiles};
 use apiserver::storage::Etcd;
-use apiserver::App;
+use apiserver::{endpoints_reconciler, App};
 
 #[derive(Parser, Debug)]
 #[command(name = "apiserver", about = "kubelab's Kubernetes API server")]
@@ -109,6 +109,33 @@ async fn main() -> Result<()> {
     }
     let probes = apiserver::componentstatus::probes(&args.etcd_servers, &args.scheduler_address, &args.controller_manager_address);
     let app = Arc::new(App { registry, advertise, probes });
+    if let Some((ip, port)) = own_address {
+        let app = app.clone();
+        tokio::spawn(async move { endpoints_reconciler::run(&app.registry, ip, port).await });
+    }
     tracing::info!("serving the Kubernetes API on https://{addr}");
-    server::serve(listener, tls, apiserver::router(app)).await
+    tokio::select! {
+        served = server::serve(listener, tls, apiserver::router(app.clone())) => served,
+        _ = terminated() => {
+            // Leave the kubernetes Service's endpoints now rather than
+            // when the lease expires.
+            if let Some((ip, port)) = own_address {
+                if let Err(e) = endpoints_reconciler::withdraw(&app.registry, ip, port).await {
+                    tracing::warn!("{e:#}");
+                }
+            }
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// SIGTERM (docker stop) or SIGINT. As PID 1 in its container the
+/// apiserver would otherwise ignore SIGTERM and be killed 10 s later.
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

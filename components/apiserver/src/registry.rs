@@ -696,8 +696,13 @@ impl Registry {
         let subject = res.subject(name);
         loop {
             let current = self.read(res, namespace, name).await?;
-            let mut obj = decode(&current)?;
+            let before = decode(&current)?;
+            let mut obj = before.clone();
             change(&mut obj)?;
+            if obj == before {
+                // Nothing to write: no new version, no watch event.
+                return Ok(obj);
+            }
             let key = res.key(namespace, name);
             let gone = obj.pointer("/metadata/deletionTimestamp").is_some()
                 && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)

@@ -227,6 +227,21 @@ impl Etcd {
         }
     }
 
+    /// Puts `value` at `key` under a new etcd lease of `ttl` seconds: the
+    /// key goes by itself unless it is put again in time.
+    pub async fn put_expiring(&self, key: &str, value: Vec<u8>, ttl: i64) -> Result<(), WriteError> {
+        let lease = self.client.lease_client().grant(ttl, None).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        let options = etcd_client::PutOptions::new().with_lease(lease.id());
+        self.kv().put(key, value, Some(options)).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Deletes `key`, whatever its revision.
+    pub async fn remove(&self, key: &str) -> Result<(), WriteError> {
+        self.kv().delete(key, None).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        Ok(())
+    }
+
     /// The claim keys in use under `prefix`.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, ReadError> {
         let options = GetOptions::new().with_range(prefix_end(prefix)).with_keys_only();
