@@ -8,6 +8,7 @@ pub mod componentstatus;
 pub mod discovery;
 pub mod fields;
 pub mod handlers;
+pub mod kubelet;
 pub mod meta;
 pub mod openapi;
 pub mod patch;
