@@ -1,9 +1,7 @@
 //! The real kubectl against our apiserver (over a real etcd): what it
 //! prints is snapshotted, with ages, uids, versions and times normalised.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kubelab_scenarios::apiserver::{Output, TestApi};
 use regex::Regex;
@@ -27,13 +25,11 @@ fn normalize(text: &str) -> String {
 }
 
 fn ok(out: Output) -> String {
-    assert_eq!(out.code, 0, "kubectl failed:\n{}", out.stderr);
-    normalize(&out.stdout)
+    normalize(&out.succeeded())
 }
 
 fn failed(out: Output) -> String {
-    assert_ne!(out.code, 0, "kubectl should have failed:\n{}", out.stdout);
-    normalize(&out.stderr)
+    normalize(&out.failed())
 }
 
 const MANIFEST: &str = r#"
@@ -242,38 +238,15 @@ fn errors_read_as_upstream() {
 #[test]
 fn get_watch_prints_changes() {
     let api = TestApi::start();
-    let mut child = Command::new("kubectl")
-        .args(["get", "configmaps", "--watch", "--output-watch-events"])
-        .env("KUBECONFIG", &api.kubeconfig)
-        .env("HOME", api.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let watch = api.kubectl_streaming(&["get", "configmaps", "--watch", "--output-watch-events"]);
     // Changes made once the watch is running.
     std::thread::sleep(Duration::from_millis(1500));
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n";
     ok(api.kubectl_stdin(&["apply", "-f", "-"], cm));
     ok(api.kubectl(&["label", "cm/watched", "x=y"]));
     ok(api.kubectl(&["delete", "cm/watched"]));
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lines.len() < 4 && Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            lines.push(line);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let lines = watch.lines(4, Duration::from_secs(10));
+    drop(watch);
     insta::assert_snapshot!("get_watch", normalize(&lines.join("\n")));
 }
 

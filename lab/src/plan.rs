@@ -145,9 +145,15 @@ pub fn apiserver_serving_names(lab: &str, t: &Topology) -> ServingNames {
 
 /// The certificate files of one identity, and the CA, as container files.
 fn pki_files(pki: &Pki, identity: &str, as_name: &str) -> Vec<File> {
+    let mut files = vec![File { path: format!("{PKI_DIR}/ca.crt"), mode: 0o644, contents: pki.ca_pem().to_string() }];
+    files.extend(identity_files(pki, identity, as_name));
+    files
+}
+
+/// The certificate and key of one identity, as container files.
+fn identity_files(pki: &Pki, identity: &str, as_name: &str) -> [File; 2] {
     let id = pki.identity(identity).expect("the PKI holds every identity the plan asks for");
-    vec![
-        File { path: format!("{PKI_DIR}/ca.crt"), mode: 0o644, contents: pki.ca_pem().to_string() },
+    [
         File { path: format!("{PKI_DIR}/{as_name}.crt"), mode: 0o644, contents: id.cert_pem.clone() },
         File { path: format!("{PKI_DIR}/{as_name}.key"), mode: 0o600, contents: id.key_pem.clone() },
     ]
@@ -172,6 +178,13 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 format!("--tls-cert-file={PKI_DIR}/apiserver.crt"),
                 format!("--tls-private-key-file={PKI_DIR}/apiserver.key"),
                 format!("--client-ca-file={PKI_DIR}/ca.crt"),
+                // pods/log and pods/exec: the apiserver's identity towards
+                // kubelets. No --kubelet-certificate-authority yet: kubelets
+                // have no serving certificate for the addresses they are
+                // reached at, so (as upstream without the flag) theirs are
+                // not checked.
+                format!("--kubelet-client-certificate={PKI_DIR}/apiserver-kubelet-client.crt"),
+                format!("--kubelet-client-key={PKI_DIR}/apiserver-kubelet-client.key"),
                 format!("--advertise-address={name}:{APISERVER_PORT}"),
                 format!("--service-cluster-ip-range={}", t.networking.service_subnet.net()),
                 // Where componentstatuses will find them once they run.
@@ -189,7 +202,7 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 volumes: vec![],
                 tmpfs: vec![],
                 privileged: false,
-                files: pki_files(pki, pki::APISERVER, "apiserver"),
+                files: [pki_files(pki, pki::APISERVER, "apiserver"), identity_files(pki, pki::APISERVER_KUBELET_CLIENT, "apiserver-kubelet-client").into()].concat(),
             };
             // Ready means serving TLS and reaching etcd; /readyz needs no
             // client certificate, as upstream's public-info role allows.

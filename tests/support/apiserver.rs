@@ -40,6 +40,20 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl Output {
+    /// What kubectl printed on stdout; it must have succeeded.
+    pub fn succeeded(self) -> String {
+        assert_eq!(self.code, 0, "kubectl failed:\n{}", self.stderr);
+        self.stdout
+    }
+
+    /// What kubectl printed on stderr; it must have failed.
+    pub fn failed(self) -> String {
+        assert_ne!(self.code, 0, "kubectl should have failed:\n{}", self.stdout);
+        self.stderr
+    }
+}
+
 /// Settings of a test apiserver.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -47,6 +61,9 @@ pub struct Options {
     pub watch_history: Option<usize>,
     /// Run this apiserver binary instead of the library in-process.
     pub binary: Option<PathBuf>,
+    /// `--kubelet-certificate-authority`; the kubelet client certificate is
+    /// always the lab's, as the lab passes it.
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 impl TestApi {
@@ -80,7 +97,7 @@ impl TestApi {
         let admin = pki.identity(pki::ADMIN).unwrap();
 
         let (port, server) = match &options.binary {
-            Some(binary) => Self::spawn_binary(binary, &pki_dir, &etcd_url),
+            Some(binary) => Self::spawn_binary(binary, &pki_dir, &etcd_url, options.kubelet_certificate_authority.as_deref()),
             None => Self::spawn_thread(options.clone(), pki_dir.clone(), etcd_url.clone()),
         };
         let url = format!("https://127.0.0.1:{port}");
@@ -92,7 +109,7 @@ impl TestApi {
 
     /// The apiserver binary, with the flags the lab gives it; ready once it
     /// listens (it creates the system namespaces first).
-    fn spawn_binary(binary: &std::path::Path, pki_dir: &std::path::Path, etcd_url: &str) -> (u16, Server) {
+    fn spawn_binary(binary: &std::path::Path, pki_dir: &std::path::Path, etcd_url: &str, kubelet_ca: Option<&std::path::Path>) -> (u16, Server) {
         let port = free_port();
         let child = Command::new(binary)
             .args([
@@ -102,7 +119,10 @@ impl TestApi {
                 format!("--tls-cert-file={}", pki_dir.join("apiserver.crt").display()),
                 format!("--tls-private-key-file={}", pki_dir.join("apiserver.key").display()),
                 format!("--client-ca-file={}", pki_dir.join("ca.crt").display()),
+                format!("--kubelet-client-certificate={}", pki_dir.join("apiserver-kubelet-client.crt").display()),
+                format!("--kubelet-client-key={}", pki_dir.join("apiserver-kubelet-client.key").display()),
             ])
+            .args(kubelet_ca.map(|ca| format!("--kubelet-certificate-authority={}", ca.display())))
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("the apiserver binary runs");
@@ -159,7 +179,14 @@ impl TestApi {
                 let port = listener.local_addr().unwrap().port();
                 // Nothing listens on these: the scheduler and controller-manager are not here.
                 let probes = apiserver::componentstatus::probes(&endpoints, "127.0.0.1:1", "127.0.0.1:2");
-                let app = Arc::new(apiserver::App { registry, advertise: format!("127.0.0.1:{port}"), probes });
+                let kubelet = apiserver::kubelet::KubeletClient::new(&apiserver::kubelet::KubeletClientFiles {
+                    certificate: Some(&pki_dir2.join("apiserver-kubelet-client.crt")),
+                    key: Some(&pki_dir2.join("apiserver-kubelet-client.key")),
+                    certificate_authority: options.kubelet_certificate_authority.as_deref(),
+                    preferred_address_types: vec![],
+                })
+                .unwrap();
+                let app = Arc::new(apiserver::App { registry, advertise: format!("127.0.0.1:{port}"), probes, kubelet });
                 port_tx.send(port).unwrap();
                 tokio::select! {
                     r = apiserver::server::serve(listener, tls, apiserver::router(app)) => r.unwrap(),
@@ -208,6 +235,30 @@ impl TestApi {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// A kubectl that runs until it is dropped (a watch, a followed log),
+    /// its stdout read line by line as it comes.
+    pub fn kubectl_streaming(&self, args: &[&str]) -> Streaming {
+        use std::io::BufRead;
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl is not on PATH");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Streaming { child, lines }
     }
 
     /// A raw request with the admin identity: status, headers and body.
@@ -260,6 +311,35 @@ impl TestApi {
         let config = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
         let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
         kube::Client::try_from(config).unwrap()
+    }
+}
+
+/// A running kubectl and the lines it has printed; killed when dropped.
+pub struct Streaming {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    /// The next lines, up to `count` of them or as many as come within `wait`.
+    pub fn lines(&self, count: usize, wait: Duration) -> Vec<String> {
+        let deadline = Instant::now() + wait;
+        let mut lines = Vec::new();
+        while lines.len() < count {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines
+    }
+}
+
+impl Drop for Streaming {
+    // Only the kubectl this fixture started, by its own handle.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

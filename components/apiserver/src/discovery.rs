@@ -14,6 +14,7 @@ fn subresource_entry(r: &Resource, sub: &str) -> Value {
         "finalize" => (r.kind, &["update"], None),
         "log" => ("Pod", &["get"], None),
         "exec" => ("PodExecOptions", &["create", "get"], None),
+        "attach" => ("PodAttachOptions", &["create", "get"], None),
         _ => (r.kind, &["get"], None),
     };
     let mut e = json!({

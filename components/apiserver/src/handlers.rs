@@ -41,6 +41,8 @@ pub struct App {
     pub advertise: String,
     /// What componentstatuses asks.
     pub probes: Vec<crate::componentstatus::Probe>,
+    /// How pods/log, pods/exec and pods/attach reach kubelets.
+    pub kubelet: crate::kubelet::KubeletClient,
 }
 
 pub type Query = HashMap<String, String>;
@@ -94,6 +96,9 @@ async fn serve(app: &Arc<App>, request: Request) -> ApiResult<Response> {
         name: target.name.as_deref().unwrap_or(""),
     };
     auth::authorize(&user, &attributes)?;
+    if crate::kubelet::proxies(&target) {
+        return crate::kubelet::serve(app, &target, parts).await;
+    }
     let body = read_body(body).await?;
     let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
     check_acceptable(&accept)?;
@@ -124,7 +129,7 @@ fn verb(method: &Method, t: &Target, watching: bool) -> ApiResult<&'static str> 
         ("GET", true, Some("binding" | "finalize")) => return Err(ApiError::method_not_allowed()),
         ("GET", true, _) => "get",
         ("POST", false, None) => "create",
-        ("POST", true, Some("binding")) => "create",
+        ("POST", true, Some("binding" | "exec" | "attach")) => "create",
         ("PUT", true, Some("binding")) | ("PATCH", true, Some("binding")) => return Err(ApiError::method_not_allowed()),
         ("PUT", true, _) => "update",
         ("PATCH", true, Some("finalize")) => return Err(ApiError::method_not_allowed()),

@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod endpoints_reconciler;
 pub mod fields;
 pub mod handlers;
+pub mod kubelet;
 pub mod managed_fields;
 pub mod meta;
 pub mod openapi;

@@ -49,6 +49,18 @@ struct Args {
     /// Where componentstatuses finds the controller-manager's /healthz.
     #[arg(long, default_value = "127.0.0.1:10257")]
     controller_manager_address: String,
+    /// The client certificate this server presents to kubelets (PEM).
+    #[arg(long, requires = "kubelet_client_key")]
+    kubelet_client_certificate: Option<PathBuf>,
+    #[arg(long, requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<PathBuf>,
+    /// The CA kubelets' serving certificates are checked against; without
+    /// it they are not checked, as upstream.
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
+    /// Which Node address reaches its kubelet, first match wins.
+    #[arg(long, value_delimiter = ',', default_values = apiserver::kubelet::client::DEFAULT_ADDRESS_TYPES)]
+    kubelet_preferred_address_types: Vec<String>,
 }
 
 /// The IP other components reach this apiserver at: the advertised
@@ -70,6 +82,12 @@ async fn main() -> Result<()> {
         cert: &args.tls_cert_file,
         key: &args.tls_private_key_file,
         client_ca: &args.client_ca_file,
+    })?;
+    let kubelet = apiserver::kubelet::KubeletClient::new(&apiserver::kubelet::KubeletClientFiles {
+        certificate: args.kubelet_client_certificate.as_deref(),
+        key: args.kubelet_client_key.as_deref(),
+        certificate_authority: args.kubelet_certificate_authority.as_deref(),
+        preferred_address_types: args.kubelet_preferred_address_types.clone(),
     })?;
     let node_ports = args
         .service_node_port_range
@@ -108,7 +126,7 @@ async fn main() -> Result<()> {
         tokio::spawn(etcd.compact_every(std::time::Duration::from_secs(args.etcd_compaction_interval)));
     }
     let probes = apiserver::componentstatus::probes(&args.etcd_servers, &args.scheduler_address, &args.controller_manager_address);
-    let app = Arc::new(App { registry, advertise, probes });
+    let app = Arc::new(App { registry, advertise, probes, kubelet });
     if let Some((ip, port)) = own_address {
         let app = app.clone();
         tokio::spawn(async move { endpoints_reconciler::run(&app.registry, ip, port).await });

@@ -80,7 +80,8 @@ async fn serve_connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, pee
         router.clone().oneshot(req.map(axum::body::Body::new))
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+    // With upgrades: pods/exec and pods/attach switch protocols.
+    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
         tracing::debug!(%peer, "connection ended: {e}");
     }
 }

@@ -178,6 +178,11 @@ impl ApiError {
         e.details = Some(json!({"causes": [{"message": why}]}));
         e
     }
+    /// An error that is no Status of its own (a failed dial, a TLS
+    /// failure): upstream sends 500 with no reason and the error's text.
+    pub fn plain(why: impl std::fmt::Display) -> Self {
+        Self::new(500, "", why.to_string())
+    }
     pub fn unavailable(why: impl std::fmt::Display) -> Self {
         Self::new(503, "ServiceUnavailable", why.to_string())
     }
@@ -195,6 +200,10 @@ impl ApiError {
         });
         if let Some(d) = &self.details {
             s["details"] = d.clone();
+        }
+        // An unknown reason is left out, as Go's omitempty leaves it out.
+        if self.reason.is_empty() {
+            s.as_object_mut().expect("an object").remove("reason");
         }
         s
     }
