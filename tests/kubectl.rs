@@ -93,6 +93,13 @@ spec:
 fn discovery_and_explain() {
     let api = TestApi::start();
     insta::assert_snapshot!("api_resources", ok(api.kubectl(&["api-resources"])));
+    // kubectl read aggregated discovery: /api and /apis, and no per-group
+    // documents (a cache directory of its own, so nothing is remembered).
+    let cache = api.dir.path().join("discovery-cache");
+    let traced = api.kubectl(&["api-resources", "-v=6", "--cache-dir", cache.to_str().unwrap()]);
+    assert_eq!(traced.code, 0, "{}", traced.stderr);
+    assert!(traced.stderr.contains("/apis?timeout") || traced.stderr.contains("/apis 200"), "{}", traced.stderr);
+    assert!(!traced.stderr.contains("/apis/apps/v1"), "kubectl fell back to per-group discovery:\n{}", traced.stderr);
     insta::assert_snapshot!("api_versions", ok(api.kubectl(&["api-versions"])));
     insta::assert_snapshot!("get_namespaces", ok(api.kubectl(&["get", "namespaces"])));
     // A new cluster holds the `kubernetes` Service, as upstream's does.

@@ -5,9 +5,10 @@ use serde_json::{json, Value};
 
 use crate::resources::{self, Resource};
 
-/// The kind and verbs of a subresource, as upstream lists them.
-fn subresource_entry(r: &Resource, sub: &str) -> Value {
-    let (kind, verbs, group_version): (&str, &[&str], Option<(&str, &str)>) = match sub {
+/// The kind (with its group and version when not the resource's own) and
+/// verbs of a subresource, as upstream lists them.
+fn subresource_kind(r: &Resource, sub: &str) -> (&'static str, &'static [&'static str], Option<(&'static str, &'static str)>) {
+    match sub {
         "status" => (r.kind, &["get", "patch", "update"], None),
         "scale" => ("Scale", &["get", "patch", "update"], Some(("autoscaling", "v1"))),
         "binding" => ("Binding", &["create"], None),
@@ -16,7 +17,11 @@ fn subresource_entry(r: &Resource, sub: &str) -> Value {
         "exec" => ("PodExecOptions", &["create", "get"], None),
         "attach" => ("PodAttachOptions", &["create", "get"], None),
         _ => (r.kind, &["get"], None),
-    };
+    }
+}
+
+fn subresource_entry(r: &Resource, sub: &str) -> Value {
+    let (kind, verbs, group_version) = subresource_kind(r, sub);
     let mut e = json!({
         "name": format!("{}/{sub}", r.plural),
         "singularName": "",
@@ -99,4 +104,112 @@ pub fn version() -> Value {
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
     })
+}
+
+/// Aggregated discovery: one document for /api or /apis listing every
+/// resource of every group, which kubectl asks for first and which saves it
+/// a request per group-version. The versions of the format we serve, by
+/// the `v` parameter clients send.
+const AGGREGATED: &[&str] = &["v2", "v2beta1"];
+
+/// The aggregated format version an Accept header asks for first, if any.
+pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
+    accept.split(',').find_map(|media| {
+        let mut parts = media.split(';').map(str::trim);
+        if parts.next() != Some("application/json") {
+            return None;
+        }
+        let params: Vec<(&str, &str)> = parts.filter_map(|p| p.split_once('=')).collect();
+        let has = |k: &str, v: &str| params.iter().any(|(pk, pv)| *pk == k && *pv == v);
+        if !has("g", "apidiscovery.k8s.io") || !has("as", "APIGroupDiscoveryList") {
+            return None;
+        }
+        AGGREGATED.iter().copied().find(|v| has("v", v))
+    })
+}
+
+/// The Content-Type of an aggregated document of format `version`.
+pub fn aggregated_media_type(version: &str) -> String {
+    format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
+}
+
+/// The aggregated document of the core group (/api) or of the named
+/// groups (/apis).
+pub fn aggregated(core: bool, format_version: &str) -> Value {
+    let groups: Vec<&str> = if core { vec![""] } else { resources::groups() };
+    let items: Vec<Value> = groups
+        .into_iter()
+        .map(|g| {
+            let version = resources::RESOURCES.iter().find(|r| r.group == g).map(|r| r.version).unwrap_or("v1");
+            let resources: Vec<Value> = resources::in_group_version(g, version).map(aggregated_resource).collect();
+            let mut metadata = json!({"creationTimestamp": null});
+            if !g.is_empty() {
+                metadata["name"] = json!(g);
+            }
+            json!({"metadata": metadata, "versions": [{"version": version, "resources": resources, "freshness": "Current"}]})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{format_version}"), "metadata": {}, "items": items})
+}
+
+fn aggregated_resource(r: &Resource) -> Value {
+    let mut e = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs(),
+    });
+    if !r.short_names.is_empty() {
+        e["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        e["categories"] = json!(r.categories);
+    }
+    let subresources: Vec<Value> = r
+        .subresources
+        .iter()
+        .map(|sub| {
+            let (kind, verbs, gv) = subresource_kind(r, sub);
+            let (g, v) = gv.unwrap_or((r.group, r.version));
+            json!({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": kind}, "verbs": verbs})
+        })
+        .collect();
+    if !subresources.is_empty() {
+        e["subresources"] = json!(subresources);
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectl_asks_for_aggregated_v2_first() {
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(wants_aggregated(kubectl), Some("v2"));
+        assert_eq!(wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"), Some("v2beta1"));
+        assert_eq!(wants_aggregated("application/json"), None);
+        assert_eq!(wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList"), None);
+    }
+
+    #[test]
+    fn aggregated_documents_hold_every_resource_once() {
+        let core = aggregated(true, "v2");
+        let core_resources = core["items"][0]["versions"][0]["resources"].as_array().unwrap();
+        assert!(core["items"][0]["metadata"].get("name").is_none());
+        let pods = core_resources.iter().find(|r| r["resource"] == "pods").unwrap();
+        assert_eq!(pods["scope"], "Namespaced");
+        assert!(pods["subresources"].as_array().unwrap().iter().any(|s| s["subresource"] == "status"));
+        let groups = aggregated(false, "v2");
+        let apps = groups["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
+        let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+        let scale = deploy["subresources"].as_array().unwrap().iter().find(|s| s["subresource"] == "scale").unwrap();
+        assert_eq!(scale["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+        let total: usize = resources::RESOURCES.len();
+        let listed = core_resources.len()
+            + groups["items"].as_array().unwrap().iter().map(|g| g["versions"][0]["resources"].as_array().unwrap().len()).sum::<usize>();
+        assert_eq!(listed, total);
+    }
 }

@@ -81,7 +81,8 @@ async fn serve(app: &Arc<App>, request: Request) -> ApiResult<Response> {
             if parts.method != Method::GET {
                 return Err(ApiError::method_not_allowed());
             }
-            return Ok(discovery_response(d, &app.advertise));
+            let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            return Ok(discovery_response(d, &app.advertise, accept));
         }
         Route::Resource(t) => t,
     };
@@ -140,7 +141,12 @@ fn verb(method: &Method, t: &Target, watching: bool) -> ApiResult<&'static str> 
     })
 }
 
-fn discovery_response(d: Discovery, advertise: &str) -> Response {
+fn discovery_response(d: Discovery, advertise: &str, accept: &str) -> Response {
+    if let (Discovery::CoreVersions | Discovery::Groups, Some(version)) = (&d, discovery::wants_aggregated(accept)) {
+        let doc = discovery::aggregated(matches!(d, Discovery::CoreVersions), version);
+        let body = serde_json::to_vec(&doc).expect("a document serializes");
+        return (StatusCode::OK, [(header::CONTENT_TYPE, discovery::aggregated_media_type(version))], body).into_response();
+    }
     let doc = match d {
         Discovery::CoreVersions => Some(discovery::core_versions(advertise)),
         Discovery::Groups => Some(discovery::group_list()),
