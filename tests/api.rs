@@ -649,3 +649,27 @@ async fn kubernetes_endpoints_follow_apiserver_leases() {
     let ep = endpoints.get("kubernetes").await.unwrap();
     assert_eq!(ep.subsets.unwrap_or_default().len(), 0);
 }
+
+/// Events expire after the event TTL (upstream's --event-ttl), through an
+/// etcd lease; other objects stay.
+#[tokio::test]
+async fn events_expire_after_their_ttl() {
+    let api = TestApi::start_with(Options { event_ttl: Some(Duration::from_secs(2)), ..Default::default() });
+    let client = api.client().await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let event = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"},
+        "involvedObject": {"kind": "Pod", "name": "web", "namespace": "default"},
+        "reason": "Testing", "message": "hello", "type": "Normal"
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    cms.create(&PostParams::default(), &configmap("stays", json!({}))).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while events.get_opt("e1").await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "the event outlived its TTL");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(cms.get_opt("stays").await.unwrap().is_some());
+}

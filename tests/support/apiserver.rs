@@ -61,6 +61,8 @@ pub struct Options {
     pub watch_history: Option<usize>,
     /// Run this apiserver binary instead of the library in-process.
     pub binary: Option<PathBuf>,
+    /// How long events live (upstream's --event-ttl; 1 h when not given).
+    pub event_ttl: Option<Duration>,
     /// `--kubelet-certificate-authority`; the kubelet client certificate is
     /// always the lab's, as the lab passes it.
     pub kubelet_certificate_authority: Option<PathBuf>,
@@ -163,6 +165,9 @@ impl TestApi {
                             let mut registry = apiserver::registry::Registry::new(etcd);
                             if let Some(h) = options.watch_history {
                                 registry.watch_history = h;
+                            }
+                            if let Some(ttl) = options.event_ttl {
+                                registry.events = apiserver::storage::ExpiringLeases::new(ttl);
                             }
                             if apiserver::bootstrap::run(&registry, None, 6443).await.is_ok()
                                 && registry.start_watch_caches().await.is_ok()

@@ -40,6 +40,10 @@ struct Args {
     /// NodePorts come from here (low-high).
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// How long events are kept, as upstream's flag: a Go duration such as
+    /// 1h, 30m or 1h0m0s (a bare number is seconds).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    event_ttl: std::time::Duration,
     /// How often old etcd history is compacted away, in seconds (0: never).
     #[arg(long, default_value_t = 300)]
     etcd_compaction_interval: u64,
@@ -70,6 +74,33 @@ async fn published_address(advertise: &str, port: u16) -> Option<(std::net::IpAd
     let with_port = if advertise.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { advertise.to_string() } else { format!("{advertise}:{port}") };
     let found = tokio::net::lookup_host(&with_port).await.ok()?.find(|a| a.is_ipv4())?;
     (!found.ip().is_unspecified()).then(|| (found.ip(), found.port()))
+}
+
+/// A Go duration (`1h30m`, `45s`, `1h0m0s`) or a number of seconds.
+fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    let bad = || format!("{text:?} is not a duration such as 1h, 30m or 1h0m0s");
+    let (mut total, mut number) = (0u64, String::new());
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        total += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 #[tokio::main]
@@ -104,6 +135,7 @@ async fn main() -> Result<()> {
         let attempt = async {
             let mut registry = Registry::new(Etcd::connect(&args.etcd_servers).await?);
             registry.services = apiserver::allocator::ServiceNetwork { cluster_ips: args.service_cluster_ip_range, node_ports };
+            registry.events = apiserver::storage::ExpiringLeases::new(args.event_ttl);
             apiserver::bootstrap::run(&registry, own_address, args.secure_port)
                 .await
                 .context("bootstrapping the system namespaces and the kubernetes Service")?;
@@ -155,5 +187,23 @@ async fn terminated() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h0m0s"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("10").is_ok());
+        assert!(parse_duration("5m3").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

@@ -14,7 +14,10 @@ use crate::meta::{self, meta_mut};
 use crate::resources::{self, Resource};
 use crate::selectors::Selector;
 use crate::status::{ApiError, ApiResult, Cause};
-use crate::storage::{Etcd, ReadError, Stored, WriteError};
+use crate::storage::{Etcd, ExpiringLeases, ReadError, Stored, WriteError};
+
+/// Upstream's default --event-ttl.
+pub const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 use crate::validation;
 use crate::watch_cache::WatchCache;
 
@@ -24,6 +27,8 @@ pub struct Registry {
     pub services: allocator::ServiceNetwork,
     /// Events each watch cache keeps for resuming watches.
     pub watch_history: usize,
+    /// How long Event objects live (upstream's --event-ttl).
+    pub events: ExpiringLeases,
     caches: Mutex<HashMap<&'static str, Arc<tokio::sync::OnceCell<Arc<WatchCache>>>>>,
 }
 
@@ -180,8 +185,18 @@ impl Registry {
             etcd,
             services: allocator::ServiceNetwork::default(),
             watch_history: crate::watch_cache::HISTORY,
+            events: ExpiringLeases::new(EVENT_TTL),
             caches: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The lease an object of `res` expires with: events go after their
+    /// TTL (every write renews it), everything else stays.
+    async fn expiry(&self, res: &Resource) -> ApiResult<Option<i64>> {
+        if res.plural != "events" {
+            return Ok(None);
+        }
+        self.events.lease(&self.etcd).await.map(Some).map_err(|e| internal(format!("etcd lease: {e:?}")))
     }
 
     /// Starts every stored resource's watch cache. A cache started only on
@@ -353,7 +368,8 @@ impl Registry {
                 return Ok(candidate);
             }
             let claims = allocator::claims(res, &candidate);
-            match self.etcd.create(&key, encode(&candidate), &claims).await {
+            let lease = self.expiry(res).await?;
+            match self.etcd.create(&key, encode(&candidate), &claims, lease).await {
                 Ok(revision) => {
                     meta_mut(&mut candidate).insert("resourceVersion".into(), json!(revision.to_string()));
                     return Ok(candidate);
@@ -551,7 +567,8 @@ impl Registry {
         } else {
             let take: Vec<String> = new_claims.iter().filter(|c| !old_claims.contains(c)).cloned().collect();
             let free: Vec<String> = old_claims.iter().filter(|c| !new_claims.contains(c)).cloned().collect();
-            self.etcd.update(&key, encode(&obj), current.mod_revision, &take, &free).await
+            let lease = self.expiry(res).await?;
+            self.etcd.update(&key, encode(&obj), current.mod_revision, &take, &free, lease).await
         };
         let revision = result.map_err(|e| match e {
             WriteError::Changed(_) => ApiError::stale(&res.subject(name)),
@@ -635,9 +652,10 @@ impl Registry {
             if opts.dry_run {
                 return Ok((obj, false));
             }
+            let lease = self.expiry(res).await?;
             let revision = self
                 .etcd
-                .update(&res.key(namespace, name), encode(&obj), current.mod_revision, &[], &[])
+                .update(&res.key(namespace, name), encode(&obj), current.mod_revision, &[], &[], lease)
                 .await
                 .map_err(|e| match e {
                     WriteError::Changed(_) => ApiError::stale(&subject),
@@ -712,7 +730,7 @@ impl Registry {
             let result = if gone {
                 self.etcd.delete(&key, current.mod_revision, &[]).await
             } else {
-                self.etcd.update(&key, encode(&obj), current.mod_revision, &[], &[])
+                self.etcd.update(&key, encode(&obj), current.mod_revision, &[], &[], None)
                     .await
             };
             match result {

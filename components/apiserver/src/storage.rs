@@ -170,9 +170,10 @@ impl Etcd {
     /// Writes `value` at `key` only if the key does not exist, and takes
     /// the `claims` (keys naming what the object holds exclusively) in the
     /// same transaction, only if none is taken.
-    pub async fn create(&self, key: &str, value: Vec<u8>, claims: &[String]) -> Result<i64, WriteError> {
+    /// `lease`, when given, is the etcd lease the key expires with.
+    pub async fn create(&self, key: &str, value: Vec<u8>, claims: &[String], lease: Option<i64>) -> Result<i64, WriteError> {
         let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
-        let mut then = vec![TxnOp::put(key, value, None)];
+        let mut then = vec![TxnOp::put(key, value, lease.map(|l| etcd_client::PutOptions::new().with_lease(l)))];
         let mut check = vec![TxnOp::get(key, None)];
         for c in claims {
             when.push(Compare::create_revision(c.as_str(), CompareOp::Equal, 0));
@@ -193,8 +194,16 @@ impl Etcd {
     /// Writes `value` at `key` only if the key was last written at
     /// `revision`, taking the claims in `take` (only if free) and freeing
     /// those in `free`, all in one transaction.
-    pub async fn update(&self, key: &str, value: Vec<u8>, revision: i64, take: &[String], free: &[String]) -> Result<i64, WriteError> {
-        let mut then = vec![TxnOp::put(key, value, None)];
+    pub async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        revision: i64,
+        take: &[String],
+        free: &[String],
+        lease: Option<i64>,
+    ) -> Result<i64, WriteError> {
+        let mut then = vec![TxnOp::put(key, value, lease.map(|l| etcd_client::PutOptions::new().with_lease(l)))];
         then.extend(take.iter().map(|c| TxnOp::put(c.as_str(), key, None)));
         then.extend(free.iter().map(|c| TxnOp::delete(c.as_str(), None)));
         self.conditional(key, revision, then, take).await
@@ -227,11 +236,17 @@ impl Etcd {
         }
     }
 
+    /// A new etcd lease of `ttl` seconds: keys put under it go when it
+    /// expires.
+    pub async fn grant(&self, ttl: i64) -> Result<i64, WriteError> {
+        let lease = self.client.lease_client().grant(ttl, None).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        Ok(lease.id())
+    }
+
     /// Puts `value` at `key` under a new etcd lease of `ttl` seconds: the
     /// key goes by itself unless it is put again in time.
     pub async fn put_expiring(&self, key: &str, value: Vec<u8>, ttl: i64) -> Result<(), WriteError> {
-        let lease = self.client.lease_client().grant(ttl, None).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
-        let options = etcd_client::PutOptions::new().with_lease(lease.id());
+        let options = etcd_client::PutOptions::new().with_lease(self.grant(ttl).await?);
         self.kv().put(key, value, Some(options)).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
         Ok(())
     }
@@ -279,4 +294,36 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// Leases for keys that expire (events), as upstream's lease manager hands
+/// them out: writes within a short window share one lease, granted for the
+/// TTL plus that window, so a burst of events costs one lease, not one each.
+pub struct ExpiringLeases {
+    ttl: std::time::Duration,
+    current: tokio::sync::Mutex<Option<(i64, std::time::Instant)>>,
+}
+
+impl ExpiringLeases {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        ExpiringLeases { ttl, current: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Upstream's window: 5% of the TTL, at most a minute.
+    fn reuse(&self) -> std::time::Duration {
+        (self.ttl / 20).min(std::time::Duration::from_secs(60))
+    }
+
+    pub async fn lease(&self, etcd: &Etcd) -> Result<i64, WriteError> {
+        let mut current = self.current.lock().await;
+        if let Some((id, granted)) = *current {
+            if granted.elapsed() < self.reuse() {
+                return Ok(id);
+            }
+        }
+        let ttl = (self.ttl + self.reuse()).as_secs().max(1) as i64;
+        let id = etcd.grant(ttl).await?;
+        *current = Some((id, std::time::Instant::now()));
+        Ok(id)
+    }
 }
