@@ -179,7 +179,7 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 format!("--client-ca-file={PKI_DIR}/ca.crt"),
                 format!("--advertise-address={name}:{APISERVER_PORT}"),
                 format!("--service-cluster-ip-range={}", t.networking.service_subnet.net()),
-                // Where componentstatuses will find them once they run.
+                // Where componentstatuses asks them (the scheduler's once it runs).
                 "--scheduler-address=scheduler:10259".into(),
                 format!("--controller-manager-address={CONTROLLER_MANAGER}:{CONTROLLER_MANAGER_PORT}"),
             ];
