@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kubelab_scenarios::apiserver::{Options, TestApi};
@@ -357,6 +357,30 @@ async fn deletion_grace_finalizers_and_preconditions() {
     cms.delete("fg", &DeleteParams::foreground()).await.unwrap();
     let fg = cms.get("fg").await.unwrap();
     assert_eq!(fg.metadata.finalizers, Some(vec!["foregroundDeletion".to_string()]));
+}
+
+#[tokio::test]
+async fn a_terminating_namespace_stays_until_finalized() {
+    let api = TestApi::start();
+    let namespaces: Api<Namespace> = Api::all(api.client().await);
+    let ns: Namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "going"}})).unwrap();
+    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    namespaces.delete("going", &DeleteParams::default()).await.unwrap();
+    // Writes to its status and metadata (the namespace controller's
+    // conditions, a label) keep it: spec.finalizers still holds `kubernetes`.
+    let mut ns = namespaces.get("going").await.unwrap();
+    assert_eq!(ns.status.as_ref().unwrap().phase.as_deref(), Some("Terminating"));
+    ns.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(json!({"type": "NamespaceContentRemaining", "status": "False"})).unwrap()]);
+    let ns = namespaces.replace_status("going", &PostParams::default(), &ns).await.unwrap();
+    assert_eq!(ns.status.unwrap().conditions.unwrap()[0].type_, "NamespaceContentRemaining");
+    let ns = namespaces.patch("going", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}}))).await.unwrap();
+    assert_eq!(ns.spec.as_ref().unwrap().finalizers, Some(vec!["kubernetes".to_string()]));
+    assert!(namespaces.get("going").await.is_ok());
+    // Finalizing it without the finalizer removes it.
+    let mut released = ns.clone();
+    released.spec.as_mut().unwrap().finalizers = Some(vec![]);
+    namespaces.replace_subresource("finalize", "going", &PostParams::default(), &released).await.unwrap();
+    assert_eq!(code(&namespaces.get("going").await.unwrap_err()), 404);
 }
 
 #[tokio::test]

@@ -57,6 +57,7 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     etcd-1 LAB-etcd-1 running ADDR healthy
     etcd-2 LAB-etcd-2 running ADDR healthy
     apiserver-0 LAB-apiserver-0 running ADDR healthy
+    controller-manager LAB-controller-manager running ADDR healthy
     ");
 
     // Bringing it up again changes nothing that is healthy.

@@ -262,12 +262,56 @@ fn namespaces_are_deleted_through_terminating() {
     let api = TestApi::start();
     let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n";
     ok(api.kubectl_stdin(&["apply", "-f", "-"], ns));
-    // The namespace controller (controller-manager) finishes the deletion;
-    // until it runs, the namespace stays Terminating, as upstream's would.
+    // Without the namespace controller (controller-manager's), a deleted
+    // namespace stays Terminating and refuses new content, as upstream's.
     insta::assert_snapshot!("delete_ns", ok(api.kubectl(&["delete", "namespace", "scratch", "--wait=false"])));
     insta::assert_snapshot!("ns_terminating", ok(api.kubectl(&["get", "namespace", "scratch"])));
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\n  namespace: scratch\n";
     insta::assert_snapshot!("create_in_terminating", failed(api.kubectl_stdin(&["apply", "-f", "-"], cm)));
+
+    // With it, kubectl's default wait returns once the namespace's content
+    // and then the namespace are gone. (--timeout only bounds a failure.)
+    let _controllers = api.controller_manager();
+    let file = api.dir.path().join("app.yaml");
+    std::fs::write(&file, MANIFEST).unwrap();
+    ok(api.kubectl(&["apply", "-f", file.to_str().unwrap()]));
+    let started = Instant::now();
+    insta::assert_snapshot!("delete_ns_waited", ok(api.kubectl(&["delete", "namespace", "demo", "--timeout=60s"])));
+    // Upstream's namespace controller first waits 5 s after the deletion.
+    assert!(started.elapsed() >= Duration::from_secs(4), "returned after {:?}, before the namespace could be emptied", started.elapsed());
+    insta::assert_snapshot!("get_ns_deleted", failed(api.kubectl(&["get", "namespace", "demo"])));
+    let left = ok(api.kubectl(&["get", "configmaps,deployments,services", "-n", "demo", "-o", "name"]));
+    assert_eq!(left, "", "content of the deleted namespace is left");
+    // The namespace deleted before the controller ran is gone too.
+    let gone = api.kubectl(&["wait", "--for=delete", "namespace/scratch", "--timeout=30s"]);
+    assert_eq!(gone.code, 0, "{}", gone.stderr);
+}
+
+#[test]
+fn namespace_deletion_waits_for_finalizers_and_kubelets() {
+    let api = TestApi::start();
+    let _controllers = api.controller_manager();
+    // A configmap held by a finalizer, and a pod bound to a node (which
+    // gets a graceful deletion that its kubelet would finish).
+    let held = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: held\n---\n\
+                apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: held\n  finalizers: [example.com/hold]\n---\n\
+                apiVersion: v1\nkind: Pod\nmetadata:\n  name: bound\n  namespace: held\nspec:\n  nodeName: worker-1\n  containers:\n  - name: c\n    image: busybox\n";
+    ok(api.kubectl_stdin(&["apply", "-f", "-"], held));
+    ok(api.kubectl(&["delete", "namespace", "held", "--wait=false"]));
+    let waited = api.kubectl(&["wait", "--for=condition=NamespaceFinalizersRemaining", "namespace/held", "--timeout=30s"]);
+    let state = || api.kubectl(&["get", "namespace/held", "-o", "yaml"]).stdout + &api.kubectl(&["get", "configmap/kept", "pod/bound", "-n", "held", "-o", "yaml"]).stdout;
+    assert_eq!(waited.code, 0, "{}\n{}", waited.stderr, state());
+    let conditions = r#"jsonpath={range .status.conditions[*]}{.type} {.status} {.reason}: {.message}{"\n"}{end}"#;
+    insta::assert_snapshot!("ns_conditions_remaining", ok(api.kubectl(&["get", "namespace", "held", "-o", conditions])));
+    // The pod was deleted gracefully, not forced: it waits for its kubelet.
+    let pod: serde_json::Value = serde_json::from_str(&api.kubectl(&["get", "pod", "bound", "-n", "held", "-o", "json"]).stdout).unwrap();
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
+
+    // Play the garbage collector and the kubelet: release both.
+    ok(api.kubectl(&["patch", "configmap", "kept", "-n", "held", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]));
+    ok(api.kubectl(&["delete", "pod", "bound", "-n", "held", "--grace-period=0", "--force"]));
+    let gone = api.kubectl(&["wait", "--for=delete", "namespace/held", "--timeout=60s"]);
+    assert_eq!(gone.code, 0, "{}", gone.stderr);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! A lab from `topologies/1-node.yaml` on the real Docker engine: the
 //! apiserver container comes up behind its health gate, the lab's
 //! kubeconfig reaches it from this machine, kubectl writes through it into
-//! the lab's etcd, and `down` takes the PKI away with the containers.
+//! the lab's etcd, the controller-manager empties and removes a deleted
+//! namespace, and `down` takes the PKI away with the containers.
 
 use kubelab::docker::Engine;
 use kubelab::{lab, pki, plan};
@@ -56,6 +57,32 @@ async fn kubectl_reaches_the_labs_apiserver() {
     assert_eq!(code, 0, "{stored}");
     let stored: serde_json::Value = serde_json::from_str(stored.trim()).unwrap();
     assert_eq!(stored["data"]["written"], "via-kubectl");
+
+    // The apiserver finds the controller-manager by its alias and asks its /healthz.
+    let (code, out) = kubectl(&file, &["get", "componentstatus", "controller-manager", "--no-headers"]);
+    assert_eq!(code, 0, "{out}");
+    let columns: Vec<&str> = out.lines().find(|l| l.starts_with("controller-manager")).unwrap_or("").split_whitespace().take(2).collect();
+    assert_eq!(columns, ["controller-manager", "Healthy"], "{out}");
+
+    // kubectl's default wait on a namespace returns once the namespace
+    // controller has emptied it and released it. Run without the 5 s
+    // request timeout of `kubectl()`: the wait is one long watch.
+    let (code, out) = kubectl(&file, &["create", "namespace", "doomed"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = kubectl(&file, &["create", "configmap", "inside", "-n", "doomed", "--from-literal=a=1"]);
+    assert_eq!(code, 0, "{out}");
+    let deleted = std::process::Command::new("kubectl")
+        .args(["delete", "namespace", "doomed", "--timeout=60s"])
+        .env("KUBECONFIG", &file)
+        .output()
+        .unwrap();
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    assert_eq!(String::from_utf8_lossy(&deleted.stdout), "namespace \"doomed\" deleted\n");
+    let (code, out) = kubectl(&file, &["get", "namespace", "doomed"]);
+    assert_eq!((code, out.trim()), (1, "Error from server (NotFound): namespaces \"doomed\" not found"));
+    let args = ["etcdctl", "get", "--prefix", "--keys-only", "/registry/configmaps/doomed/"].map(String::from).to_vec();
+    let (code, keys) = engine.exec(&plan::container_name(&name, "etcd-0"), &args).await.unwrap();
+    assert_eq!((code, keys.trim()), (0, ""), "the namespace's configmap is left in etcd");
 
     // Without the admin certificate, the API answers 401.
     let apiserver = plan::container_name(&name, "apiserver-0");

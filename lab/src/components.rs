@@ -17,5 +17,6 @@ pub const COMPONENTS: &[Component] = &[
     Component { name: "etcd", binary: None },
     Component { name: "apiserver", binary: Some("apiserver") },
     Component { name: "loadbalancer", binary: None },
+    Component { name: "controller-manager", binary: Some("controller-manager") },
     Component { name: "node", binary: None },
 ];

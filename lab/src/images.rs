@@ -263,6 +263,19 @@ async fn cargo_build(repo: &Repo, components: &[&Component]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.current_dir(&repo.root).args(["build", "--release"]);
+    // Under `cargo test` this process carries the variables cargo sets for
+    // the test's own package; ring's build script watches some of them
+    // (CARGO_MANIFEST_DIR, CARGO_PKG_*), so passing them on would rebuild
+    // ring and everything above it on every lab up from a test.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_for_package = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(key, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR");
+        if set_for_package {
+            command.env_remove(key);
+        }
+    }
     for c in components {
         command.args(["-p", c.binary.expect("filtered to binaries")]);
     }

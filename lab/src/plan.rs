@@ -1,6 +1,7 @@
 //! The start plan: from a topology and a set of images, the containers of a
-//! lab in the order they start (etcd → apiserver → controller-manager and
-//! scheduler → nodes → kube-proxy), each with the gate that says it is healthy.
+//! lab in the order they start (etcd → apiserver → load balancer →
+//! controller-manager and scheduler → nodes → kube-proxy), each with the
+//! gate that says it is healthy.
 //! A component that does not exist yet has no stage here.
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::docker::{Attachment, ContainerSpec, File, COMPONENT_LABEL, LAB_LABEL, ROLE_LABEL, SPEC_LABEL};
 use crate::images::Images;
+use crate::kubeconfig;
 use crate::pki::{self, Pki, ServingNames};
 use crate::topology::Topology;
 
@@ -16,6 +18,8 @@ use crate::topology::Topology;
 pub const PKI_DIR: &str = "/etc/kubelab/pki";
 /// The apiserver's port inside the lab network.
 pub const APISERVER_PORT: u16 = 6443;
+/// The controller-manager's secure port (/healthz), upstream's default.
+pub const CONTROLLER_MANAGER_PORT: u16 = 10257;
 
 /// The label that carries a container's health gate, so `lab status` can
 /// ask it again without the topology.
@@ -71,12 +75,13 @@ pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan 
     let etcd = etcd_stage(lab, &network, topology, images);
     let apiservers = apiserver_stage(lab, &network, topology, images, pki);
     let balancer = loadbalancer_stage(lab, &network, topology, images);
+    let controllers = controller_manager_stage(lab, &network, images, pki);
     let nodes = node_stage(lab, &network, topology, images);
     Plan {
         lab: lab.to_string(),
         network,
         subnet: topology.networking.lab_subnet.as_ref().map(|c| c.net().to_string()),
-        stages: vec![etcd, apiservers, balancer, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
+        stages: vec![etcd, apiservers, balancer, controllers, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
     }
 }
 
@@ -187,9 +192,9 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 format!("--kubelet-client-key={PKI_DIR}/apiserver-kubelet-client.key"),
                 format!("--advertise-address={name}:{APISERVER_PORT}"),
                 format!("--service-cluster-ip-range={}", t.networking.service_subnet.net()),
-                // Where componentstatuses will find them once they run.
+                // Where componentstatuses asks them (the scheduler's once it runs).
                 "--scheduler-address=scheduler:10259".into(),
-                "--controller-manager-address=controller-manager:10257".into(),
+                format!("--controller-manager-address={CONTROLLER_MANAGER}:{CONTROLLER_MANAGER_PORT}"),
             ];
             let spec = ContainerSpec {
                 name: container_name(lab, name),
@@ -217,6 +222,46 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
         })
         .collect();
     Stage { name: "apiserver", members }
+}
+
+/// The instance (and network alias) of the controller-manager: the name
+/// the apiserver's componentstatuses asks.
+pub const CONTROLLER_MANAGER: &str = "controller-manager";
+
+/// The controller-manager, a client of the API through the address every
+/// component uses (`apiserver`: the one apiserver, or the load balancer),
+/// with a kubeconfig holding its own client certificate, as kubeadm's
+/// controller-manager.conf does.
+fn controller_manager_stage(lab: &str, network: &str, images: &Images, pki: &Pki) -> Stage {
+    let identity = pki.identity(pki::CONTROLLER_MANAGER).expect("the PKI holds every identity the plan asks for");
+    let server = format!("https://apiserver:{APISERVER_PORT}");
+    let config = kubeconfig::for_lab(lab, &server, None, pki.ca_pem(), &identity.cert_pem, &identity.key_pem);
+    let kubeconfig_path = "/etc/kubelab/controller-manager.conf";
+    let spec = ContainerSpec {
+        name: container_name(lab, CONTROLLER_MANAGER),
+        hostname: CONTROLLER_MANAGER.into(),
+        image: images.of("controller-manager").to_string(),
+        cmd: vec![
+            format!("--kubeconfig={kubeconfig_path}"),
+            format!("--secure-port={CONTROLLER_MANAGER_PORT}"),
+            "--controllers=*".into(),
+        ],
+        env: vec![],
+        labels: BTreeMap::new(),
+        network: Attachment::Network { network: network.to_string(), aliases: vec![CONTROLLER_MANAGER.into()] },
+        volumes: vec![],
+        tmpfs: vec![],
+        privileged: false,
+        files: vec![File { path: kubeconfig_path.into(), mode: 0o600, contents: config.to_yaml() }],
+    };
+    let gate = vec![
+        "curl".to_string(),
+        "-fsk".to_string(),
+        "--max-time".to_string(),
+        "2".to_string(),
+        format!("https://127.0.0.1:{CONTROLLER_MANAGER_PORT}/healthz"),
+    ];
+    Stage { name: "controller-manager", members: vec![member(lab, CONTROLLER_MANAGER, "controller-manager", spec, gate)] }
 }
 
 fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage {

@@ -348,6 +348,52 @@ impl Drop for Streaming {
     }
 }
 
+/// The controller-manager's controllers running in this process beside a
+/// test apiserver, as the controller-manager's identity; stopped when
+/// dropped (so drop it before the apiserver).
+pub struct ControllerManager {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestApi {
+    /// Starts every controller of the controller-manager (its library, on a
+    /// thread and runtime of its own) against this apiserver.
+    pub fn controller_manager(&self) -> ControllerManager {
+        let pki_dir = self.pki_dir();
+        let read = |file: &str| std::fs::read_to_string(pki_dir.join(file)).unwrap();
+        let identity = pki::CONTROLLER_MANAGER;
+        let config = kubeconfig::for_lab("test", &self.url, None, &read("ca.crt"), &read(&format!("{identity}.crt")), &read(&format!("{identity}.key")));
+        let config = kube::config::Kubeconfig::from_yaml(&config.to_yaml()).unwrap();
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
+                let client = kube::Client::try_from(config).unwrap();
+                let controllers = controller_manager::selected(&["*".to_string()]).unwrap();
+                tokio::select! {
+                    _ = controller_manager::run_controllers(client, &controllers, controller_manager::namespace::DEFAULT_CONCURRENCY) => {}
+                    _ = shutdown_rx => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_millis(100));
+        });
+        ControllerManager { shutdown: Some(shutdown), thread: Some(thread) }
+    }
+}
+
+impl Drop for ControllerManager {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Drop for TestApi {
     fn drop(&mut self) {
         match &mut self.server {

@@ -556,9 +556,12 @@ impl Registry {
         if dry_run {
             return Ok(obj);
         }
-        // An object being deleted whose last finalizer is removed goes now.
+        // An object being deleted whose last finalizer is removed goes now;
+        // a namespace also waits for its spec.finalizers (the namespace
+        // controller's), which only namespaces/NAME/finalize removes.
         let finished = old.pointer("/metadata/deletionTimestamp").is_some()
             && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+            && !(res.plural == "namespaces" && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty()))
             && !(res.plural == "pods" && obj.pointer("/spec/nodeName").is_some() && old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0);
         let key = res.key(namespace, name);
         let (old_claims, new_claims) = (allocator::claims(res, &old), allocator::claims(res, &obj));
