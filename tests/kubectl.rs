@@ -1,7 +1,7 @@
 //! The real kubectl against our apiserver (over a real etcd): what it
 //! prints is snapshotted, with ages, uids, versions and times normalised.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kubelab_scenarios::apiserver::{Output, TestApi};
 use regex::Regex;

@@ -6,7 +6,7 @@
 
 use kubelab::docker::Engine;
 use kubelab::{lab, pki, plan};
-use kubelab_scenarios::{assert_nothing_left, kubectl, lab_name, topology, up, LabGuard};
+use kubelab_scenarios::{assert_nothing_left, kubectl, kubectl_stdin, lab_name, topology, up, LabGuard};
 
 
 #[tokio::test]
@@ -41,14 +41,8 @@ async fn kubectl_reaches_the_labs_apiserver() {
     let (code, out) = kubectl(&file, &["apply", "-f", "-", "--dry-run=server"]);
     assert_ne!(code, 0, "no manifest on stdin is an error: {out}");
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n  written: via-kubectl\n";
-    let mut child = std::process::Command::new("kubectl")
-        .args(["apply", "-f", "-"])
-        .env("KUBECONFIG", &file)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), cm.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    let (code, out) = kubectl_stdin(&file, &["apply", "-f", "-"], cm);
+    assert_eq!(code, 0, "{out}");
 
     // What kubectl wrote is in etcd, as JSON under upstream's key.
     let etcd = plan::container_name(&name, "etcd-0");
@@ -57,6 +51,13 @@ async fn kubectl_reaches_the_labs_apiserver() {
     assert_eq!(code, 0, "{stored}");
     let stored: serde_json::Value = serde_json::from_str(stored.trim()).unwrap();
     assert_eq!(stored["data"]["written"], "via-kubectl");
+
+    // Server-side apply through the lab's kubeconfig: the object moves from
+    // client-side apply and kubectl becomes its Apply manager.
+    let (code, out) = kubectl_stdin(&file, &["apply", "--server-side", "-f", "-"], &cm.replace("via-kubectl", "via-ssa"));
+    assert_eq!((code, out.trim()), (0, "configmap/probe serverside-applied"));
+    let (code, out) = kubectl(&file, &["get", "cm", "probe", "--show-managed-fields", "-o", "jsonpath={.data.written} {.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"]);
+    assert_eq!((code, out.as_str()), (0, "via-ssa kubectl Apply"));
 
     // The apiserver finds the controller-manager by its alias and asks its /healthz.
     let (code, out) = kubectl(&file, &["get", "componentstatus", "controller-manager", "--no-headers"]);
