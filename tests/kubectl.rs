@@ -9,9 +9,10 @@ use regex::Regex;
 /// Output with what changes from run to run replaced, and table columns
 /// joined by two spaces (their widths follow the ages).
 fn normalize(text: &str) -> String {
+    // Uids first: a run of digits in one could read as an age.
     let rules = [
-        (r"\b\d+(s|m\d*s?|h\d*m?|d\d*h?)\b", "<age>"),
         (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>"),
+        (r"\b\d+(s|m\d*s?|h\d*m?|d\d*h?)\b", "<age>"),
         (r#"(resourceVersion"?:\s*)"?\d+"?"#, "${1}<rv>"),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>"),
         (r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", "<time>"),

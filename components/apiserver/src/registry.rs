@@ -90,6 +90,9 @@ pub fn decode(stored: &Stored) -> ApiResult<Value> {
 
 /// What is stored: without resourceVersion (the key's revision is the truth).
 fn encode(obj: &Value) -> Vec<u8> {
+    if obj.pointer("/metadata/resourceVersion").is_none() {
+        return serde_json::to_vec(obj).expect("a JSON value serializes");
+    }
     let mut v = obj.clone();
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -358,11 +361,17 @@ impl Registry {
         if allocator::allocates(res) && self.etcd.get(&key).await.map_err(read_failed)?.is_some() {
             return Err(ApiError::already_exists(&res.subject(&name)));
         }
-        let requested = obj.clone();
-        // A concurrent create may take an address picked here first: pick again.
+        // A concurrent create may take an address picked here first: pick
+        // again from the object as requested. Only what allocates needs the
+        // copy.
+        let requested = allocator::allocates(res).then(|| obj.clone());
+        let mut first = Some(obj);
         let mut attempts = 0;
         loop {
-            let mut candidate = requested.clone();
+            let mut candidate = match first.take() {
+                Some(o) => o,
+                None => requested.clone().expect("only allocating resources try again"),
+            };
             self.allocate(res, &mut candidate, None).await?;
             if dry_run {
                 return Ok(candidate);

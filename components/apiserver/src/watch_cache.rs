@@ -90,11 +90,35 @@ pub struct Subscription {
     pub progress: watch::Receiver<i64>,
 }
 
-/// Sets `metadata.resourceVersion` inside an object's JSON.
+/// Sets `metadata.resourceVersion` inside an object's JSON. What is stored
+/// was written by serde_json with sorted keys and without a
+/// resourceVersion, so the first `"metadata":{` is the object's own (keys
+/// sorting before it hold no objects with metadata, and a string holding
+/// that text is escaped): the version is spliced in there, without parsing
+/// the object, which every event and every cached list would otherwise
+/// pay for. Anything else is parsed.
 pub fn with_revision(value: &[u8], revision: i64) -> Option<Bytes> {
+    const OWN_METADATA: &[u8] = b"\"metadata\":{";
+    if value.first() == Some(&b'{') && !contains(value, b"\"resourceVersion\"") {
+        if let Some(at) = value.windows(OWN_METADATA.len()).position(|w| w == OWN_METADATA) {
+            let at = at + OWN_METADATA.len();
+            let mut out = Vec::with_capacity(value.len() + 40);
+            out.extend_from_slice(&value[..at]);
+            out.extend_from_slice(format!("\"resourceVersion\":\"{revision}\"").as_bytes());
+            if value.get(at) != Some(&b'}') {
+                out.push(b',');
+            }
+            out.extend_from_slice(&value[at..]);
+            return Some(Bytes::from(out));
+        }
+    }
     let mut v: Value = serde_json::from_slice(value).ok()?;
     v.get_mut("metadata")?.as_object_mut()?.insert("resourceVersion".into(), Value::String(revision.to_string()));
     serde_json::to_vec(&v).ok().map(Bytes::from)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 impl WatchCache {
@@ -267,5 +291,38 @@ impl WatchCache {
             epochs: self.epoch_tx.subscribe(),
             progress: self.progress.subscribe(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spliced(obj: &Value, revision: i64) -> Value {
+        serde_json::from_slice(&with_revision(&serde_json::to_vec(obj).unwrap(), revision).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_version_lands_in_the_objects_own_metadata() {
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                       "spec": {"template": {"metadata": {"labels": {"a": "b"}}}}});
+        let got = spliced(&d, 42);
+        assert_eq!(got["metadata"]["resourceVersion"], "42");
+        assert!(got.pointer("/spec/template/metadata/resourceVersion").is_none());
+        assert_eq!(spliced(&json!({"kind": "X", "metadata": {}}), 7)["metadata"], json!({"resourceVersion": "7"}));
+        // A string holding the text is not mistaken for the field.
+        let cm = json!({"data": {"x": "\"metadata\":{"}, "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let got = spliced(&cm, 3);
+        assert_eq!(got["data"]["x"], "\"metadata\":{");
+        assert_eq!(got["metadata"]["resourceVersion"], "3");
+    }
+
+    #[test]
+    fn stored_json_has_sorted_keys() {
+        // The splice relies on serde_json writing keys sorted (no
+        // preserve_order feature anywhere in the build).
+        let text = serde_json::to_string(&json!({"spec": {"metadata": {}}, "metadata": {}})).unwrap();
+        assert!(text.starts_with("{\"metadata\""), "{text}");
     }
 }

@@ -226,6 +226,20 @@ fn cap_update_managers(list: &mut Vec<Entry>) {
 /// `managedFields` replaces the record with it; one that sends a single
 /// empty entry clears it, as upstream documents.
 pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer) -> ApiResult<()> {
+    let given = new.pointer("/metadata/managedFields").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
+    if old.is_none() && !given {
+        // A create without a record: the writer owns everything, and the
+        // set is written in one pass.
+        let (exact, subtrees) = w.ignored();
+        let fields = fieldset::all_fields_v1(new, &exact, &subtrees);
+        if fields.as_object().is_some_and(|m| !m.is_empty()) {
+            let mut entry = Entry::empty(w, UPDATE).to_json();
+            entry["fieldsV1"] = fields;
+            entry["time"] = json!(meta::now_rfc3339());
+            meta_mut(new).insert("managedFields".into(), json!([entry]));
+        }
+        return Ok(());
+    }
     let mut list = match new.pointer("/metadata/managedFields") {
         Some(Value::Array(given)) if !given.is_empty() => {
             if given.iter().all(|e| e.as_object().is_some_and(Map::is_empty)) {
