@@ -255,15 +255,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer) -> ApiRes
     let (added, modified, removed) = (w.filter(&c.added), w.filter(&c.modified), w.filter(&c.removed));
     let taken = added.union(&modified);
     let mine = list.iter().position(|e| e.is(&w.manager, UPDATE, &w.api_version, &w.subresource));
-    for (i, e) in list.iter_mut().enumerate() {
-        if Some(i) != mine {
-            e.fields = e.fields.difference(&taken).difference(&removed);
-        }
-    }
-    let mut entry = match mine {
-        Some(i) => list.remove(i),
-        None => Entry::empty(w, UPDATE),
-    };
+    let mut entry = take_over(&mut list, mine, &taken, &removed, w, UPDATE);
     let fields = entry.fields.difference(&removed).union(&taken);
     if fields != entry.fields || !taken.is_empty() {
         entry.time = Some(meta::now_rfc3339());
@@ -272,6 +264,22 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer) -> ApiRes
     list.push(entry);
     store(new, list);
     Ok(())
+}
+
+/// The writer's side of a write: every other entry loses the fields the
+/// writer `taken` and those `removed`; the writer's entry (at `mine`, or a
+/// new one for `operation`) is taken out of the list for the caller to
+/// update and put back.
+fn take_over(list: &mut Vec<Entry>, mine: Option<usize>, taken: &FieldSet, removed: &FieldSet, w: &Writer, operation: &str) -> Entry {
+    for (i, e) in list.iter_mut().enumerate() {
+        if Some(i) != mine {
+            e.fields = e.fields.difference(taken).difference(removed);
+        }
+    }
+    match mine {
+        Some(i) => list.remove(i),
+        None => Entry::empty(w, operation),
+    }
 }
 
 fn invalid_managed_fields(obj: &Value, why: String) -> ApiError {
@@ -327,15 +335,7 @@ pub fn apply(live: Option<&Value>, config: &Value, w: &Writer, force: bool) -> A
     if !conflicts.is_empty() && !force {
         return Err(conflict_error(conflicts));
     }
-    for (i, e) in list.iter_mut().enumerate() {
-        if Some(i) != mine {
-            e.fields = e.fields.difference(&changed).difference(&removed);
-        }
-    }
-    let mut entry = match mine {
-        Some(i) => list.remove(i),
-        None => Entry::empty(w, APPLY),
-    };
+    let mut entry = take_over(&mut list, mine, &changed, &removed, w, APPLY);
     if entry.time.is_none() || entry.fields != applied || !changed.is_empty() || !removed.is_empty() {
         entry.time = Some(meta::now_rfc3339());
     }
