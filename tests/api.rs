@@ -631,7 +631,7 @@ async fn server_side_apply_and_managed_fields() {
 /// The `kubernetes` Service's endpoints follow the apiservers that hold a
 /// lease: two apiservers are listed, one that stops renewing drops out when
 /// its lease expires, one that withdraws drops out at once.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_endpoints_follow_apiserver_leases() {
     use apiserver::endpoints_reconciler::{reconcile, withdraw};
     let api = TestApi::start();
@@ -672,6 +672,28 @@ async fn kubernetes_endpoints_follow_apiserver_leases() {
     assert!(listed().await.is_empty());
     let ep = endpoints.get("kubernetes").await.unwrap();
     assert_eq!(ep.subsets.unwrap_or_default().len(), 0);
+
+    // Two apiservers (each with its own etcd client, on their own threads)
+    // reconciling at the same moment both end up listed when both rounds
+    // are over, whichever order their reads and writes took.
+    let (c, d): (std::net::IpAddr, std::net::IpAddr) = ("10.0.0.3".parse().unwrap(), "10.0.0.4".parse().unwrap());
+    let other = std::sync::Arc::new(apiserver::registry::Registry::new(
+        apiserver::storage::Etcd::connect(&[api.etcd_url.clone()]).await.unwrap(),
+    ));
+    for round in 0..40u64 {
+        let other = other.clone();
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_micros(round * 50)).await;
+            reconcile(&other, d, 6443, 60).await
+        });
+        reconcile(&registry, c, 6443, 60).await.unwrap();
+        late.await.unwrap().unwrap();
+        assert_eq!(listed().await, ["10.0.0.3", "10.0.0.4"]);
+        let (first, second) = tokio::join!(withdraw(&registry, c, 6443), withdraw(&registry, d, 6443));
+        first.unwrap();
+        second.unwrap();
+        assert!(listed().await.is_empty());
+    }
 }
 
 /// Events expire after the event TTL (upstream's --event-ttl), through an

@@ -33,7 +33,13 @@ async fn two_apiservers_behind_a_load_balancer() {
     let (code, out) = kubectl(&file, &["create", "configmap", "before", "--from-literal=a=1"]);
     assert_eq!(code, 0, "{out}");
     let endpoint_ips = || kubectl(&file, &["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]).1;
-    assert_eq!(endpoint_ips().split_whitespace().count(), 2, "both apiservers are in the kubernetes endpoints");
+    // Both apiservers list themselves; two that start together converge
+    // within a reconcile round (10 s) at worst.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while endpoint_ips().split_whitespace().count() != 2 {
+        assert!(Instant::now() < deadline, "both apiservers should be in the kubernetes endpoints: {}", endpoint_ips());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // Without apiserver-0, the other one serves, with the same data.
     engine.remove_container(&plan::container_name(&name, "apiserver-0")).await.unwrap();

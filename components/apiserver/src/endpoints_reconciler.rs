@@ -40,8 +40,7 @@ pub async fn reconcile(registry: &Registry, ip: IpAddr, api_port: u16, ttl: i64)
     publish_holders(registry, api_port).await
 }
 
-/// Writes the endpoints from the leases present.
-async fn publish_holders(registry: &Registry, api_port: u16) -> anyhow::Result<()> {
+async fn lease_holders(registry: &Registry) -> anyhow::Result<Vec<String>> {
     let mut ips: Vec<String> = registry
         .etcd
         .keys(LEASES)
@@ -51,7 +50,26 @@ async fn publish_holders(registry: &Registry, api_port: u16) -> anyhow::Result<(
         .filter_map(|k| k.strip_prefix(LEASES).map(str::to_string))
         .collect();
     ips.sort();
-    write_endpoints(registry, &ips, api_port).await.map_err(|e| anyhow::anyhow!("cannot write the kubernetes endpoints: {e}"))
+    Ok(ips)
+}
+
+/// Writes the endpoints from the leases present. Two apiservers starting
+/// together can each read the leases before the other's is written, and
+/// the later write of the shorter list would stand until the next round;
+/// so the leases are read again after the write and, if they changed
+/// meanwhile, written again (a few times at most: the next round mends
+/// the rest, as upstream's reconciler does).
+async fn publish_holders(registry: &Registry, api_port: u16) -> anyhow::Result<()> {
+    let mut ips = lease_holders(registry).await?;
+    for _ in 0..3 {
+        write_endpoints(registry, &ips, api_port).await.map_err(|e| anyhow::anyhow!("cannot write the kubernetes endpoints: {e}"))?;
+        let now = lease_holders(registry).await?;
+        if now == ips {
+            break;
+        }
+        ips = now;
+    }
+    Ok(())
 }
 
 /// Drops this apiserver from the list at once (on shutdown).
@@ -100,17 +118,21 @@ async fn write_endpoints(registry: &Registry, ips: &[String], api_port: u16) -> 
 /// Creates `obj` in `default`, or applies `set` to the one there (which
 /// writes nothing when it already holds the same).
 async fn create_or_set(registry: &Registry, res: &'static resources::Resource, obj: Value, mut set: impl FnMut(&mut Value)) -> ApiResult<()> {
-    match registry.guaranteed_update(res, Some("default"), "kubernetes", |o| {
-        set(o);
-        Ok(())
-    }).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 404 => match registry.create(res, Some("default"), obj, false, Some(&crate::bootstrap::writer(res))).await {
-            Ok(_) => Ok(()),
-            // Another apiserver created it meanwhile: set it on the next round.
-            Err(e) if e.reason == "AlreadyExists" => Ok(()),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
+    // Twice at most: when another apiserver creates it between our read
+    // and our create, the second round sets the one it created.
+    for _ in 0..2 {
+        match registry.guaranteed_update(res, Some("default"), "kubernetes", |o| {
+            set(o);
+            Ok(())
+        }).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code == 404 => match registry.create(res, Some("default"), obj.clone(), false, Some(&crate::bootstrap::writer(res))).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.reason == "AlreadyExists" => continue,
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
 }
