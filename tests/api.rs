@@ -372,9 +372,15 @@ async fn a_terminating_namespace_stays_until_finalized() {
     assert_eq!(ns.status.as_ref().unwrap().phase.as_deref(), Some("Terminating"));
     ns.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(json!({"type": "NamespaceContentRemaining", "status": "False"})).unwrap()]);
     let ns = namespaces.replace_status("going", &PostParams::default(), &ns).await.unwrap();
+    let mut stale = ns.clone();
     assert_eq!(ns.status.unwrap().conditions.unwrap()[0].type_, "NamespaceContentRemaining");
     let ns = namespaces.patch("going", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}}))).await.unwrap();
     assert_eq!(ns.spec.as_ref().unwrap().finalizers, Some(vec!["kubernetes".to_string()]));
+    assert!(namespaces.get("going").await.is_ok());
+    // Finalizing from a stale version is a conflict, and keeps it.
+    stale.spec.as_mut().unwrap().finalizers = Some(vec![]);
+    let err = namespaces.replace_subresource("finalize", "going", &PostParams::default(), &stale).await.unwrap_err();
+    assert_eq!(code(&err), 409);
     assert!(namespaces.get("going").await.is_ok());
     // Finalizing it without the finalizer removes it.
     let mut released = ns.clone();

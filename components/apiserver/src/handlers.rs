@@ -646,13 +646,22 @@ impl Ctx {
     }
 
     /// namespaces/finalize: only `spec.finalizers` is taken from the body;
-    /// a terminating namespace with none left is removed.
+    /// a terminating namespace with none left is removed. A body that
+    /// names a resourceVersion must name the current one (409 otherwise),
+    /// as for any update.
     async fn finalize(&self, body: Value) -> ApiResult<Response> {
         let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+        let expected = meta::resource_version(&body).filter(|v| !v.is_empty()).map(str::to_string);
         let res = self.target.resource;
+        let subject = res.subject(self.name());
         let obj = self
             .registry()
             .guaranteed_update(res, None, self.name(), |ns| {
+                if let Some(expected) = &expected {
+                    if meta::resource_version(ns) != Some(expected.as_str()) {
+                        return Err(ApiError::stale(&subject));
+                    }
+                }
                 ns["spec"]["finalizers"] = finalizers.clone();
                 Ok(())
             })
