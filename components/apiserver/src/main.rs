@@ -13,6 +13,27 @@ use apiserver::server::{self, TlsFiles};
 use apiserver::storage::Etcd;
 use apiserver::{endpoints_reconciler, App};
 
+/// Every request parses, copies and frees many small JSON values across the
+/// runtime's threads; mimalloc's per-thread heaps serve that better than
+/// glibc's locked arenas (see the README's benchmark figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc keeps freed pages for 10 ms before it gives them back, and only
+/// when the thread that freed them allocates again: after a LIST of 10 000
+/// pods an idle server held a fifth more memory than with glibc. Giving
+/// them back at once costs no measurable throughput here.
+fn return_freed_memory_at_once() {
+    // `mi_option_purge_delay` in mimalloc.h's `mi_option_t` (the crate
+    // does not name it).
+    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+    extern "C" {
+        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    }
+    // SAFETY: sets one of mimalloc's options, which it reads atomically.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "apiserver", about = "kubelab's Kubernetes API server")]
 struct Args {
@@ -105,6 +126,7 @@ fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    return_freed_memory_at_once();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
