@@ -276,12 +276,21 @@ async fn cargo_build(repo: &Repo, components: &[&Component]) -> Result<()> {
             command.env_remove(key);
         }
     }
-    for c in components {
-        command.args(["-p", c.binary.expect("filtered to binaries")]);
-    }
+    // The whole workspace, as `just build` builds it, rather than `-p` for
+    // each binary: cargo unifies dependency features over the packages it
+    // is asked for, so a narrower build compiles the shared dependencies
+    // again with other features (about 5 minutes on 2 cores) and the next
+    // `just build` does it back. `components` names what must come out.
+    command.arg("--workspace");
     let output = command.stdin(Stdio::null()).output().await.context("running cargo")?;
     if !output.status.success() {
         bail!("cargo build --release failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    for c in components {
+        let binary = c.binary.expect("filtered to binaries");
+        if !repo.release_dir().join(binary).is_file() {
+            bail!("cargo build --release --workspace did not produce {binary}: is it a [[bin]] of a workspace member?");
+        }
     }
     Ok(())
 }
