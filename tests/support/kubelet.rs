@@ -117,10 +117,20 @@ impl FakeKubelet {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, seen) = (acceptor.clone(), shared.clone());
                 tokio::spawn(async move {
+                    // A second handle on the socket, so that a refused
+                    // handshake does not close it at once: in TLS 1.3 the
+                    // client has finished its side and may have sent its
+                    // request, and closing with that unread would reset the
+                    // connection, racing the alert the client should read.
+                    let Ok(socket) = tcp.into_std() else { return };
+                    let Ok(kept) = socket.try_clone() else { return };
+                    let Ok(tcp) = tokio::net::TcpStream::from_std(socket) else { return };
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         seen.refused.fetch_add(1, Ordering::SeqCst);
+                        linger_until_closed(kept).await;
                         return;
                     };
+                    drop(kept);
                     let name = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(common_name).unwrap_or_default();
                     seen.clients.lock().unwrap().push(name);
                     let service = hyper::service::service_fn(move |req| serve(req, seen.clone()));
@@ -252,4 +262,19 @@ fn exec(mut req: Request<Incoming>, query: Vec<(String, String)>) -> Response<Bo
         .header("sec-websocket-protocol", STREAM_PROTOCOL)
         .body(Full::new(Bytes::new()).boxed())
         .unwrap()
+}
+
+/// Reads and drops what the client still sends until it closes (it does
+/// once it has read the alert), for at most a few seconds.
+async fn linger_until_closed(socket: std::net::TcpStream) {
+    let Ok(mut socket) = tokio::net::TcpStream::from_std(socket) else { return };
+    let mut buffer = [0u8; 4096];
+    let drained = async {
+        while let Ok(n) = tokio::io::AsyncReadExt::read(&mut socket, &mut buffer).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
 }
