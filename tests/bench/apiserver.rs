@@ -96,7 +96,7 @@ async fn raw_etcd_txns(url: &str, value: Vec<u8>) -> Duration {
 #[tokio::main]
 async fn main() {
     let binary = kubelab_scenarios::repo().release_dir().join("apiserver");
-    assert!(binary.is_file(), "build it first: cargo build --release -p apiserver");
+    assert!(binary.is_file(), "build it first: just build");
     let api = TestApi::start_with(Options { binary: Some(binary), ..Default::default() });
     let pid = api.apiserver_pid();
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}});

@@ -651,17 +651,15 @@ impl Ctx {
     /// as for any update.
     async fn finalize(&self, body: Value) -> ApiResult<Response> {
         let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
-        let expected = meta::resource_version(&body).filter(|v| !v.is_empty()).map(str::to_string);
+        let expected = meta::resource_version(&body).filter(|v| !v.is_empty());
         let res = self.target.resource;
         let subject = res.subject(self.name());
         let obj = self
             .registry()
             .guaranteed_update(res, None, self.name(), |ns| {
-                if let Some(expected) = &expected {
-                    if meta::resource_version(ns) != Some(expected.as_str()) {
-                        return Err(ApiError::stale(&subject));
-                    }
-                }
+                // What guaranteed_update read carries its revision.
+                let current = meta::resource_version(ns).and_then(|v| v.parse().ok()).unwrap_or(0);
+                crate::registry::check_version(&subject, expected, current)?;
                 ns["spec"]["finalizers"] = finalizers.clone();
                 Ok(())
             })

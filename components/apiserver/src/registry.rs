@@ -13,7 +13,7 @@ use crate::managed_fields::{self, Writer};
 use crate::meta::{self, meta_mut};
 use crate::resources::{self, Resource};
 use crate::selectors::Selector;
-use crate::status::{ApiError, ApiResult, Cause};
+use crate::status::{ApiError, ApiResult, Cause, Subject};
 use crate::storage::{Etcd, ExpiringLeases, ReadError, Stored, WriteError};
 
 /// Upstream's default --event-ttl.
@@ -180,6 +180,16 @@ fn tracks_generation(res: &Resource) -> bool {
 
 fn parse_rv(s: &str) -> ApiResult<i64> {
     s.parse::<i64>().map_err(|_| ApiError::bad_request(format!("Invalid value: {s:?}: resourceVersion must be an integer")))
+}
+
+/// An update's optimistic-concurrency check: a resourceVersion the client
+/// names must be the stored revision (409 otherwise, 400 if it is no
+/// number).
+pub fn check_version(subject: &Subject, given: Option<&str>, current: i64) -> ApiResult<()> {
+    match given {
+        Some(rv) if parse_rv(rv)? != current => Err(ApiError::stale(subject)),
+        _ => Ok(()),
+    }
 }
 
 impl Registry {
@@ -502,11 +512,7 @@ impl Registry {
         }
         let current = self.read(res, namespace, name).await?;
         let old = decode(&current)?;
-        if let Some(rv) = meta::resource_version(&obj) {
-            if parse_rv(rv)? != current.mod_revision {
-                return Err(ApiError::stale(&res.subject(name)));
-            }
-        }
+        check_version(&res.subject(name), meta::resource_version(&obj), current.mod_revision)?;
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
         if part == Part::Status {
