@@ -329,7 +329,7 @@ async fn deletion_grace_finalizers_and_preconditions() {
     pods.create(&PostParams::default(), &bound).await.unwrap();
     // A pod on a node waits for its kubelet: it gets a deletionTimestamp.
     let (status, body) = api.raw("DELETE", "/api/v1/namespaces/default/pods/bound", "application/json", vec![]).await;
-    assert_eq!(status, 202);
+    assert_eq!(status, 200, "upstream answers 200 while a pod waits for its grace period");
     assert!(body["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(body["metadata"]["deletionGracePeriodSeconds"], 30);
     // The kubelet's final delete, with no grace, removes it.
@@ -432,7 +432,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "going"}});
     api.raw("POST", "/api/v1/namespaces", "application/json", serde_json::to_vec(&ns).unwrap()).await;
     let (status, _) = api.raw("DELETE", "/api/v1/namespaces/going", "application/json", vec![]).await;
-    assert_eq!(status, 202);
+    assert_eq!(status, 200);
     let (status, body) = api.raw("POST", "/api/v1/namespaces/going/configmaps", "application/json", serde_json::to_vec(&json!({"metadata": {"name": "x"}})).unwrap()).await;
     assert_eq!(status, 403, "{body}");
 

@@ -319,6 +319,26 @@ impl TestApi {
     }
 }
 
+/// An apiserver's App over the etcd at `etcd_url`, bootstrapped and with
+/// its watch caches started, for driving the router in this process
+/// (no listener, no TLS). Nothing it would dial is reachable: no kubelet
+/// client certificate, componentstatuses probes on unused loopback ports.
+pub async fn app_over(etcd_url: &str) -> apiserver::App {
+    let endpoints = vec![etcd_url.to_string()];
+    let registry = apiserver::registry::Registry::new(apiserver::storage::Etcd::connect(&endpoints).await.expect("etcd is up"));
+    apiserver::bootstrap::run(&registry, None, 6443).await.expect("bootstrap");
+    registry.start_watch_caches().await.expect("watch caches start");
+    let kubelet = apiserver::kubelet::KubeletClient::new(&apiserver::kubelet::KubeletClientFiles {
+        certificate: None,
+        key: None,
+        certificate_authority: None,
+        preferred_address_types: vec![],
+    })
+    .expect("a kubelet client without certificates");
+    let probes = apiserver::componentstatus::probes(&endpoints, "127.0.0.1:1", "127.0.0.1:2");
+    apiserver::App { registry, advertise: "127.0.0.1:6443".into(), probes, kubelet }
+}
+
 /// A running kubectl and the lines it has printed; killed when dropped.
 pub struct Streaming {
     child: Child,

@@ -42,7 +42,7 @@ pub fn allocates(res: &Resource) -> bool {
 }
 
 fn is_services(res: &Resource) -> bool {
-    res.group.is_empty() && res.plural == "services"
+    res.strategy.allocates_service_addresses()
 }
 
 fn cluster_ip(obj: &Value) -> Option<&str> {

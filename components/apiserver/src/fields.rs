@@ -37,7 +37,14 @@ fn cannot_handle(res: &Resource, why: &str) -> ApiError {
 /// Checks `obj` against its kind and removes unknown fields; returns the
 /// warnings to send.
 pub fn check(res: &Resource, obj: &mut Value, mode: Mode) -> ApiResult<Vec<String>> {
-    let typed = (res.decode_check)(obj).map_err(|why| cannot_handle(res, &why))?;
+    check_with(res, obj, mode, |why| cannot_handle(res, why))
+}
+
+/// As [`check`], with the refusal of a value that does not decode made by
+/// `refuse` (a patch's result is refused as upstream refuses it, not as a
+/// request body).
+pub fn check_with(res: &Resource, obj: &mut Value, mode: Mode, refuse: impl FnOnce(&str) -> ApiError) -> ApiResult<Vec<String>> {
+    let typed = (res.decode_check)(obj).map_err(|why| refuse(&why))?;
     let mut unknown = Vec::new();
     prune(obj, &typed, "", &mut unknown);
     let lines: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();

@@ -353,10 +353,13 @@ impl Ctx {
         match self.target.subresource.as_deref() {
             Some("scale") => {
                 let scale = self.body_object("Scale", "autoscaling/v1")?;
+                check_scale(&scale).map_err(|why| ApiError::bad_request(format!("Scale in version \"v1\" cannot be handled as a Scale: {why}")))?;
                 return self.write_scale(scale, "UpdateOptions").await;
             }
             Some("finalize") => {
-                let obj = self.body_object(res.kind, &res.api_version())?;
+                // The same type checks as an update of the namespace.
+                let mut obj = self.body_object(res.kind, &res.api_version())?;
+                self.check_fields(&mut obj)?;
                 return self.finalize(obj).await;
             }
             _ => {}
@@ -382,6 +385,7 @@ impl Ctx {
         let writer = self.writer("PatchOptions")?;
         let patch_doc: Value = serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+        check_patch_shape(kind, &patch_doc)?;
         let current = self.registry().get(res, self.ns(), self.name()).await?;
         let is_scale = self.target.subresource.as_deref() == Some("scale");
         let mut doc = if is_scale { to_scale(&current)? } else { current.clone() };
@@ -401,14 +405,19 @@ impl Ctx {
             details: None,
         })?;
         if is_scale {
+            check_scale(&doc).map_err(|why| patch_result_invalid(&doc_shown(&doc), &why))?;
             return self.write_scale(doc, "PatchOptions").await;
         }
+        // The result must still be an object of this kind before anything
+        // reads or sets its metadata.
+        let mode = crate::fields::Mode::from_query(&self.q)?;
+        let shown = doc_shown(&doc);
+        let warnings = crate::fields::check_with(res, &mut doc, mode, |why| patch_result_invalid(&shown, why))?;
         // A patch carries no resourceVersion unless the client put one in:
         // apply it to the version it was computed on.
         if meta::resource_version(&doc).is_none() {
             meta::meta_mut(&mut doc).insert("resourceVersion".into(), current["metadata"]["resourceVersion"].clone());
         }
-        let warnings = self.check_fields(&mut doc)?;
         let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
         let updated = self.registry().update(res, self.ns(), self.name(), doc, part, self.dry_run(), Some(&writer)).await?;
         Ok(self.respond_warned(StatusCode::OK, &updated, &warnings))
@@ -521,7 +530,8 @@ impl Ctx {
             let body = decode_object(&self.body, self.content_type())?;
             opts.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
             opts.propagation_policy = body.get("propagationPolicy").and_then(Value::as_str).map(String::from);
-            if body.get("orphanDependents") == Some(&json!(true)) && opts.propagation_policy.is_none() {
+            opts.orphan_dependents = body.get("orphanDependents").and_then(Value::as_bool);
+            if opts.orphan_dependents == Some(true) && opts.propagation_policy.is_none() {
                 opts.propagation_policy = Some("Orphan".into());
             }
             opts.uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
@@ -543,9 +553,10 @@ impl Ctx {
     async fn delete(&self) -> ApiResult<Response> {
         let opts = self.delete_options()?;
         let (obj, gone) = self.registry().delete(self.target.resource, self.ns(), self.name(), &opts).await?;
-        // Upstream: 200 with the object once it is gone, 202 while it waits
-        // for its grace period or finalizers.
-        let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+        // Upstream answers 200 with the object, gone or still waiting for
+        // its grace period or finalizers; 202 only to a client that asked
+        // for cascading with `orphanDependents: false` (kept for old clients).
+        let code = if !gone && opts.orphan_dependents == Some(false) { StatusCode::ACCEPTED } else { StatusCode::OK };
         Ok(json_response(code, &obj))
     }
 
@@ -591,6 +602,8 @@ impl Ctx {
     /// pods/binding: assigns a pod to a node, once.
     async fn bind(&self) -> ApiResult<Response> {
         let binding = self.body_object("Binding", "v1")?;
+        crate::resources::decodes_as::<k8s_openapi::api::core::v1::Binding>(&binding)
+            .map_err(|why| ApiError::bad_request(format!("Binding in version \"v1\" cannot be handled as a Binding: {why}")))?;
         let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
         let pod_name = self.name().to_string();
         if node.is_empty() {
@@ -654,6 +667,10 @@ impl Ctx {
         let expected = meta::resource_version(&body).filter(|v| !v.is_empty());
         let res = self.target.resource;
         let subject = res.subject(self.name());
+        let causes = crate::validation::finalizer_names(&finalizers, "spec.finalizers");
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&res.kind_subject(self.name()), causes));
+        }
         let obj = self
             .registry()
             .guaranteed_update(res, None, self.name(), |ns| {
@@ -666,6 +683,54 @@ impl Ctx {
             .await?;
         Ok(json_response(StatusCode::OK, &obj))
     }
+}
+
+/// Merge and strategic merge patches are JSON objects; what else comes is
+/// refused before it is applied, in upstream's words.
+fn check_patch_shape(kind: PatchType, patch: &Value) -> ApiResult<()> {
+    match (kind, patch) {
+        (_, Value::Object(_)) | (PatchType::Json | PatchType::Apply, _) => Ok(()),
+        // An array merge patch replaces the whole document (RFC 7386); what
+        // that leaves is refused as a patch result below.
+        (PatchType::Merge, Value::Array(_)) => Ok(()),
+        (PatchType::Merge, _) => Err(ApiError::bad_request("Invalid JSON Patch")),
+        (PatchType::Strategic, other) => {
+            let what = match other {
+                Value::Array(_) => "array",
+                Value::String(_) => "string",
+                Value::Bool(_) => "bool",
+                Value::Null => "null",
+                _ => "number",
+            };
+            Err(ApiError::bad_request(format!("json: cannot unmarshal {what} into Go value of type map[string]interface {{}}")))
+        }
+    }
+}
+
+/// A patch whose result is no object of the kind: 422 on `patch`, as
+/// upstream answers when the patched JSON does not decode.
+fn patch_result_invalid(doc: &str, why: &str) -> ApiError {
+    ApiError::invalid(
+        &Subject::default(),
+        vec![Cause::invalid("patch", &json!(doc), format!("couldn't decode the patched object: {why}"))],
+    )
+}
+
+/// The patched document as it is quoted in a refusal (cut, as it may be
+/// large).
+fn doc_shown(doc: &Value) -> String {
+    let mut text = doc.to_string();
+    if text.len() > 256 {
+        let cut = (0..=256).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+/// A Scale must decode as autoscaling/v1's.
+fn check_scale(scale: &Value) -> Result<(), String> {
+    crate::resources::decodes_as::<k8s_openapi::api::autoscaling::v1::Scale>(scale).map(drop)
 }
 
 /// The list options of a list, or (`watch`) of a watch, which may ask for

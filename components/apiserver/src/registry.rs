@@ -57,6 +57,8 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub dry_run: bool,
+    /// The deprecated `orphanDependents`, as given.
+    pub orphan_dependents: Option<bool>,
 }
 
 /// Which part of an object an update writes.
@@ -175,7 +177,15 @@ fn random_suffix() -> String {
 
 /// Whether `metadata.generation` counts spec changes for this resource.
 fn tracks_generation(res: &Resource) -> bool {
-    res.has_status() && !matches!(res.plural, "namespaces" | "nodes")
+    res.has_status() && res.strategy.tracks_generation()
+}
+
+/// Whether an update leaves an object whose deletion began with nothing
+/// holding it: no metadata finalizer, and its strategy does not hold it.
+fn deletion_finished(res: &Resource, obj: &Value, old: &Value) -> bool {
+    old.pointer("/metadata/deletionTimestamp").is_some()
+        && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && !res.strategy.still_held(obj, old)
 }
 
 fn parse_rv(s: &str) -> ApiResult<i64> {
@@ -206,7 +216,7 @@ impl Registry {
     /// The lease an object of `res` expires with: events go after their
     /// TTL (every write renews it), everything else stays.
     async fn expiry(&self, res: &Resource) -> ApiResult<Option<i64>> {
-        if res.plural != "events" {
+        if !res.strategy.expires() {
             return Ok(None);
         }
         self.events.lease(&self.etcd).await.map(Some).map_err(|e| internal(format!("etcd lease: {e:?}")))
@@ -513,6 +523,13 @@ impl Registry {
         let current = self.read(res, namespace, name).await?;
         let old = decode(&current)?;
         check_version(&res.subject(name), meta::resource_version(&obj), current.mod_revision)?;
+        // An update that names a uid must name this object's (upstream
+        // fills in an absent one and refuses another).
+        if let (Some(theirs), Some(ours)) = (meta::get(&obj, "uid").filter(|u| !u.is_empty()), meta::get(&old, "uid")) {
+            if theirs != ours {
+                return Err(ApiError::invalid(&res.kind_subject(name), vec![Cause::invalid("metadata.uid", &json!(theirs), "field is immutable")]));
+            }
+        }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
         if part == Part::Status {
@@ -526,8 +543,11 @@ impl Registry {
             if let Some(m) = managed {
                 meta_mut(&mut obj).insert("managedFields".into(), m);
             }
-        } else if res.has_status() {
-            obj["status"] = old.get("status").cloned().unwrap_or(json!({}));
+        } else {
+            if res.has_status() {
+                obj["status"] = old.get("status").cloned().unwrap_or(json!({}));
+            }
+            res.strategy.prepare_update(&mut obj, &old);
         }
         {
             let m = meta_mut(&mut obj);
@@ -554,6 +574,10 @@ impl Registry {
             managed_fields::record_update(Some(&old), &mut obj, w)?;
         }
         self.validate(res, &obj)?;
+        let causes = res.strategy.validate_update(&obj, &old);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&res.kind_subject(name), causes));
+        }
         if obj == old {
             // Nothing changed: upstream answers with the object as stored.
             return Ok(old);
@@ -571,13 +595,10 @@ impl Registry {
         if dry_run {
             return Ok(obj);
         }
-        // An object being deleted whose last finalizer is removed goes now;
-        // a namespace also waits for its spec.finalizers (the namespace
-        // controller's), which only namespaces/NAME/finalize removes.
-        let finished = old.pointer("/metadata/deletionTimestamp").is_some()
-            && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
-            && !(res.plural == "namespaces" && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty()))
-            && !(res.plural == "pods" && obj.pointer("/spec/nodeName").is_some() && old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0);
+        // An object being deleted whose last finalizer is removed goes now,
+        // unless its strategy still holds it (a namespace's spec.finalizers,
+        // a bound pod's kubelet).
+        let finished = deletion_finished(res, &obj, &old);
         let key = res.key(namespace, name);
         let (old_claims, new_claims) = (allocator::claims(res, &old), allocator::claims(res, &obj));
         let result = if finished {
@@ -640,14 +661,10 @@ impl Registry {
             }
         }
         finalizers.dedup();
-        let grace = if res.plural == "pods" && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
-            opts.grace_period_seconds.or(obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)).unwrap_or(30).max(0)
-        } else {
-            0
-        };
+        let grace = res.strategy.deletion_grace(&obj, opts.grace_period_seconds).max(0);
         let already = obj.pointer("/metadata/deletionTimestamp").is_some();
-        let terminating_namespace = res.plural == "namespaces";
-        let graceful = !finalizers.is_empty() || grace > 0 || terminating_namespace;
+        let waits = res.strategy.begin_deletion(&mut obj);
+        let graceful = !finalizers.is_empty() || grace > 0 || waits;
         if graceful {
             let now = chrono::Utc::now();
             {
@@ -660,9 +677,6 @@ impl Registry {
                 if !finalizers.is_empty() {
                     m.insert("finalizers".into(), Value::Array(finalizers));
                 }
-            }
-            if terminating_namespace {
-                obj["status"]["phase"] = json!("Terminating");
             }
             if already && obj == decode(&current)? {
                 return Ok((obj, false));
@@ -740,10 +754,7 @@ impl Registry {
                 return Ok(obj);
             }
             let key = res.key(namespace, name);
-            let gone = obj.pointer("/metadata/deletionTimestamp").is_some()
-                && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
-                && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
-                && res.plural == "namespaces";
+            let gone = deletion_finished(res, &obj, &before);
             // Namespaces and pods only come here: neither holds claims.
             let result = if gone {
                 self.etcd.delete(&key, current.mod_revision, &[]).await

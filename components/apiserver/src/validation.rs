@@ -97,6 +97,32 @@ pub fn metadata_maps(meta: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// The finalizers upstream defines without a domain prefix.
+const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
+
+/// Checks a namespace's `spec.finalizers` (at `field`): a list of qualified
+/// names, each either standard or fully qualified (`example.com/name`), as
+/// upstream's namespace finalize validation requires.
+pub fn finalizer_names(list: &Value, field: &str) -> Vec<Cause> {
+    let Some(items) = list.as_array() else {
+        return vec![Cause::invalid(field, list, "must be a list of strings")];
+    };
+    let mut causes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let Some(name) = item.as_str() else {
+            causes.push(Cause::invalid(at, item, "must be a string"));
+            continue;
+        };
+        if let Some(why) = qualified_name(name) {
+            causes.push(Cause::invalid(at, item, why));
+        } else if !name.contains('/') && !STANDARD_FINALIZERS.contains(&name) {
+            causes.push(Cause::invalid(at, item, "name is neither a standard finalizer name nor is it fully qualified"));
+        }
+    }
+    causes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +138,16 @@ mod tests {
         assert!(qualified_name("bad key").is_some());
         assert!(label_value("").is_none());
         assert!(label_value("-x").is_some());
+    }
+
+    #[test]
+    fn namespace_finalizers_are_standard_or_qualified() {
+        use serde_json::json;
+        assert!(finalizer_names(&json!(["kubernetes", "example.com/cleanup"]), "spec.finalizers").is_empty());
+        assert_eq!(finalizer_names(&json!("kubernetes"), "spec.finalizers")[0].line(), "spec.finalizers: Invalid value: \"kubernetes\": must be a list of strings");
+        let bad = finalizer_names(&json!(["cleanup", 5, "a b/c"]), "spec.finalizers");
+        assert_eq!(bad[0].line(), "spec.finalizers[0]: Invalid value: \"cleanup\": name is neither a standard finalizer name nor is it fully qualified");
+        assert_eq!(bad[1].line(), "spec.finalizers[1]: Invalid value: 5: must be a string");
+        assert_eq!(bad.len(), 3);
     }
 }

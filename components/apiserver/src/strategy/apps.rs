@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::core::{default_pod_spec, validate_pod_spec};
-use super::{age, array_at, col, default_at, int_at, name, wide, Column, Strategy, AGE, NAME};
+use super::{age, array_at, col, default_at, int_at, name, updates, wide, Column, Strategy, AGE, NAME};
 use crate::selectors::{Op, Requirement, Selector};
 use crate::status::Cause;
 
@@ -98,6 +98,12 @@ impl Strategy for Deployments {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         validate_workload(obj)
     }
+    /// In apps/v1 a workload's selector never changes.
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        updates::immutable(new, old, "/spec/selector", "spec.selector", &mut causes);
+        causes
+    }
     fn columns(&self) -> &'static [Column] {
         const { &[
             NAME,
@@ -133,6 +139,12 @@ impl Strategy for ReplicaSets {
     }
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         validate_workload(obj)
+    }
+    /// In apps/v1 a workload's selector never changes.
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        updates::immutable(new, old, "/spec/selector", "spec.selector", &mut causes);
+        causes
     }
     fn columns(&self) -> &'static [Column] {
         const { &[
@@ -170,6 +182,12 @@ impl Strategy for DaemonSets {
     }
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         validate_workload(obj)
+    }
+    /// In apps/v1 a workload's selector never changes.
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        updates::immutable(new, old, "/spec/selector", "spec.selector", &mut causes);
+        causes
     }
     fn columns(&self) -> &'static [Column] {
         const { &[

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{age, array_at, col, default_at, int_at, map_string, name, or_none, str_at, wide, Column, Strategy, AGE, NAME};
+use super::{age, array_at, col, default_at, int_at, map_string, name, or_none, str_at, updates, wide, Column, Strategy, AGE, NAME};
 use crate::status::Cause;
 use crate::validation::dns1123_label;
 
@@ -12,6 +12,27 @@ impl Strategy for Namespaces {
     fn default(&self, obj: &mut Value) {
         default_at(obj, &["spec", "finalizers"], json!(["kubernetes"]));
         default_at(obj, &["status", "phase"], json!("Active"));
+    }
+    /// spec.finalizers change only through namespaces/NAME/finalize.
+    fn prepare_update(&self, new: &mut Value, old: &Value) {
+        let kept = old.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("finalizers".into(), kept);
+        } else if new.is_object() {
+            new["spec"] = json!({"finalizers": kept});
+        }
+    }
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    /// A namespace being deleted turns Terminating and waits for the
+    /// namespace controller to empty it and remove its spec.finalizers.
+    fn begin_deletion(&self, obj: &mut Value) -> bool {
+        obj["status"]["phase"] = json!("Terminating");
+        true
+    }
+    fn still_held(&self, obj: &Value, _old: &Value) -> bool {
+        !array_at(obj, "/spec/finalizers").is_empty()
     }
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let n = name(obj);
@@ -140,6 +161,21 @@ impl Strategy for Pods {
         validate_pod_spec(obj.get("spec"), "spec", &mut causes);
         causes
     }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        updates::pod(new, old)
+    }
+    /// A pod bound to a node waits for its kubelet to stop it: the
+    /// client's grace period, else the pod's own, else 30 s.
+    fn deletion_grace(&self, obj: &Value, requested: Option<i64>) -> i64 {
+        if str_at(obj, "/spec/nodeName").is_none_or(str::is_empty) {
+            return 0;
+        }
+        requested.or(obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)).unwrap_or(30)
+    }
+    /// Its kubelet confirms with a delete of grace period 0.
+    fn still_held(&self, obj: &Value, old: &Value) -> bool {
+        obj.pointer("/spec/nodeName").is_some() && old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
+    }
     fn fields(&self) -> &'static [(&'static str, &'static str)] {
         &[
             ("spec.nodeName", "/spec/nodeName"),
@@ -194,6 +230,12 @@ impl Strategy for Pods {
 
 pub struct Nodes;
 impl Strategy for Nodes {
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        updates::node(new, old)
+    }
     fn fields(&self) -> &'static [(&'static str, &'static str)] {
         &[("spec.unschedulable", "/spec/unschedulable")]
     }
@@ -265,6 +307,12 @@ impl Strategy for Services {
             }
         }
         default_at(obj, &["status", "loadBalancer"], json!({}));
+    }
+    fn prepare_update(&self, new: &mut Value, old: &Value) {
+        updates::drop_service_type_fields(new, old);
+    }
+    fn allocates_service_addresses(&self) -> bool {
+        true
     }
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut causes = Vec::new();
@@ -375,6 +423,9 @@ impl Strategy for Endpoints {
 
 pub struct ConfigMaps;
 impl Strategy for ConfigMaps {
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        updates::immutable_data(new, old, &["data", "binaryData"])
+    }
     fn columns(&self) -> &'static [Column] {
         const { &[NAME, col("Data", "string", "Number of data entries"), AGE] }
     }
@@ -388,6 +439,23 @@ pub struct Secrets;
 impl Strategy for Secrets {
     fn default(&self, obj: &mut Value) {
         default_at(obj, &["type"], json!("Opaque"));
+        // stringData is write-only: merged into data (base64), as
+        // upstream's conversion does, and never stored.
+        if let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+            use base64::Engine as _;
+            if !obj.get("data").is_some_and(Value::is_object) {
+                obj["data"] = json!({});
+            }
+            let data = obj["data"].as_object_mut().expect("set above");
+            for (k, v) in strings {
+                data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or(""))));
+            }
+        }
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut causes = updates::immutable_data(new, old, &["data"]);
+        updates::immutable(new, old, "/type", "type", &mut causes);
+        causes
     }
     fn fields(&self) -> &'static [(&'static str, &'static str)] {
         &[("type", "/type")]
@@ -413,6 +481,9 @@ impl Strategy for ServiceAccounts {
 
 pub struct Events;
 impl Strategy for Events {
+    fn expires(&self) -> bool {
+        true
+    }
     fn fields(&self) -> &'static [(&'static str, &'static str)] {
         &[
             ("involvedObject.kind", "/involvedObject/kind"),

@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod core;
 pub mod other;
+pub mod updates;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -50,6 +51,54 @@ pub trait Strategy: Sync {
     /// Checks the whole object (its metadata was checked already).
     fn validate(&self, _obj: &Value) -> Vec<Cause> {
         Vec::new()
+    }
+
+    /// Carries over from the stored object what an update of the main
+    /// resource may not set (upstream's PrepareForUpdate), before defaults.
+    fn prepare_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// Checks an update against the stored object: what may not change
+    /// (upstream's ValidateUpdate). `new` has passed `validate` already.
+    fn validate_update(&self, _new: &Value, _old: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+
+    /// Whether `metadata.generation` counts spec changes (of resources
+    /// with a status subresource).
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    /// Whether objects expire after the event TTL (`--event-ttl`).
+    fn expires(&self) -> bool {
+        false
+    }
+
+    /// Whether objects hold Service addresses (ClusterIPs, NodePorts) from
+    /// the allocator, claimed in their own etcd transaction.
+    fn allocates_service_addresses(&self) -> bool {
+        false
+    }
+
+    /// Seconds a delete waits before the object may be removed, for an
+    /// agent to finish it (a bound pod's kubelet); 0 removes it at once
+    /// unless finalizers hold it. `requested` is the client's
+    /// gracePeriodSeconds.
+    fn deletion_grace(&self, _obj: &Value, _requested: Option<i64>) -> i64 {
+        0
+    }
+
+    /// Marks an object whose deletion begins; true when it must then wait
+    /// even with no finalizer and no grace period (a namespace turns
+    /// Terminating and waits for its spec.finalizers).
+    fn begin_deletion(&self, _obj: &mut Value) -> bool {
+        false
+    }
+
+    /// Whether an object being deleted that no metadata finalizer holds
+    /// any more must stay all the same (`old` is the stored version).
+    fn still_held(&self, _obj: &Value, _old: &Value) -> bool {
+        false
     }
 
     /// Field selector keys beyond metadata.name and metadata.namespace, with
