@@ -641,7 +641,7 @@ async fn server_side_apply_and_managed_fields() {
 async fn kubernetes_endpoints_follow_apiserver_leases() {
     use apiserver::endpoints_reconciler::{reconcile, withdraw};
     let api = TestApi::start();
-    let etcd = apiserver::storage::Etcd::connect(&[api.etcd_url.clone()]).await.unwrap();
+    let etcd = apiserver::storage::Etcd::connect(std::slice::from_ref(&api.etcd_url)).await.unwrap();
     let registry = apiserver::registry::Registry::new(etcd);
     let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
     let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(api.client().await, "default");
@@ -684,7 +684,7 @@ async fn kubernetes_endpoints_follow_apiserver_leases() {
     // are over, whichever order their reads and writes took.
     let (c, d): (std::net::IpAddr, std::net::IpAddr) = ("10.0.0.3".parse().unwrap(), "10.0.0.4".parse().unwrap());
     let other = std::sync::Arc::new(apiserver::registry::Registry::new(
-        apiserver::storage::Etcd::connect(&[api.etcd_url.clone()]).await.unwrap(),
+        apiserver::storage::Etcd::connect(std::slice::from_ref(&api.etcd_url)).await.unwrap(),
     ));
     for round in 0..40u64 {
         let other = other.clone();

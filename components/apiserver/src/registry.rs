@@ -492,6 +492,9 @@ impl Registry {
         Ok(ListResult { items, revision, continue_token, remaining })
     }
 
+    // The arguments are the request's parts, each used once; a struct for
+    // them would only be filled and taken apart again at each caller.
+    #[allow(clippy::too_many_arguments)]
     pub async fn update(
         &self,
         res: &Resource,

@@ -213,7 +213,7 @@ fn cap_update_managers(list: &mut Vec<Entry>) {
     }
     let mut i = 0;
     list.retain(|e| {
-        let keep = !fold.contains(&i) && !(e.operation == UPDATE && e.manager == "ancient-changes");
+        let keep = !(fold.contains(&i) || (e.operation == UPDATE && e.manager == "ancient-changes"));
         i += 1;
         keep
     });
