@@ -44,7 +44,8 @@ struct Fuzzed {
 
 fn paths() -> impl Strategy<Value = String> {
     let stored: Vec<&'static apiserver::resources::Resource> = RESOURCES.iter().filter(|r| !r.probed).collect();
-    let subs = prop::sample::select(vec!["", "/status", "/scale", "/binding", "/finalize", "/eviction", "/x"]);
+    // Mostly the object itself, so that requests reach the store.
+    let subs = prop::sample::select(vec!["", "", "", "", "", "", "/status", "/status", "/scale", "/binding", "/finalize", "/eviction", "/x"]);
     let queries = prop::sample::select(vec![
         "",
         "?dryRun=All",
@@ -65,7 +66,9 @@ fn paths() -> impl Strategy<Value = String> {
         "?propagationPolicy=Sideways",
         "?includeObject=Object",
     ]);
-    (0..stored.len(), prop::sample::select(NAMESPACES), prop::option::of(prop::sample::select(NAMES)), subs, queries).prop_map(
+    // A name two times in three: the verbs on one object are more.
+    let names = prop::option::weighted(0.67, prop::sample::select(NAMES));
+    (0..stored.len(), prop::sample::select(NAMESPACES), names, subs, queries).prop_map(
         move |(i, ns, name, sub, query)| {
             let res = stored[i];
             let base = if res.group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{}/{}", res.group, res.version) };
@@ -149,6 +152,8 @@ fn requests() -> impl Strategy<Value = Fuzzed> {
     let content_types = prop::sample::select(vec![
         "application/json",
         "application/json",
+        "application/json",
+        "application/merge-patch+json",
         "application/merge-patch+json",
         "application/yaml",
         "application/merge-patch+json",
@@ -163,6 +168,9 @@ fn requests() -> impl Strategy<Value = Fuzzed> {
     let accepts = prop::sample::select(vec![
         "application/json",
         "application/json",
+        "application/json",
+        "application/json",
+        "",
         "",
         "",
         "*/*",
@@ -170,7 +178,14 @@ fn requests() -> impl Strategy<Value = Fuzzed> {
         "application/vnd.kubernetes.protobuf",
         "application/yaml",
     ]);
-    (methods, paths(), content_types, accepts, bodies()).prop_map(|(method, path, content_type, accept, body)| Fuzzed { method, path, content_type, accept, body })
+    // The method fits the path (named or collection) three times in four.
+    (methods, any::<prop::sample::Index>(), any::<u8>(), paths(), content_types, accepts, bodies()).prop_map(|(method, pick, dice, path, content_type, accept, body)| {
+        let named = path.split('?').next().unwrap_or("").trim_end_matches('/').rsplit('/').nth(1).is_some_and(|parent| !parent.is_empty())
+            && NAMES.iter().any(|n| path.split('?').next().unwrap_or("").split('/').any(|part| part == *n));
+        let fitting: &[&'static str] = if named { &["GET", "PUT", "PATCH", "DELETE"] } else { &["GET", "POST", "DELETE"] };
+        let method = if dice % 4 == 0 { method } else { fitting[pick.index(fitting.len())] };
+        Fuzzed { method, path, content_type, accept, body }
+    })
 }
 
 /// Sends one request to the router; returns the status and, for a
