@@ -6,7 +6,6 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kubelab::kubeconfig;
@@ -66,6 +65,63 @@ pub struct Options {
     /// `--kubelet-certificate-authority`; the kubelet client certificate is
     /// always the lab's, as the lab passes it.
     pub kubelet_certificate_authority: Option<PathBuf>,
+    /// Request and connection limits (upstream's defaults when not given).
+    pub limits: Limits,
+}
+
+/// Limits of a test apiserver, each upstream's default when None. The
+/// connection timeouts have no flag (upstream has none), so a binary
+/// takes only the flagged ones.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub max_requests_inflight: Option<usize>,
+    pub max_mutating_requests_inflight: Option<usize>,
+    pub request_timeout: Option<Duration>,
+    pub tls_handshake_timeout: Option<Duration>,
+    pub header_read_timeout: Option<Duration>,
+    pub kubelet_tls_handshake_timeout: Option<Duration>,
+    pub kubelet_response_head_timeout: Option<Duration>,
+}
+
+impl Limits {
+    fn apply(&self, config: &mut apiserver::startup::Config) {
+        if let Some(n) = self.max_requests_inflight {
+            config.limits.max_requests_inflight = n;
+        }
+        if let Some(n) = self.max_mutating_requests_inflight {
+            config.limits.max_mutating_requests_inflight = n;
+        }
+        if let Some(t) = self.request_timeout {
+            config.limits.request_timeout = t;
+        }
+        if let Some(t) = self.tls_handshake_timeout {
+            config.connections.tls_handshake = t;
+        }
+        if let Some(t) = self.header_read_timeout {
+            config.connections.header_read = t;
+        }
+        if let Some(t) = self.kubelet_tls_handshake_timeout {
+            config.kubelet_timeouts.tls_handshake = t;
+        }
+        if let Some(t) = self.kubelet_response_head_timeout {
+            config.kubelet_timeouts.response_head = t;
+        }
+    }
+
+    /// The binary's flags for these limits.
+    fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let Some(n) = self.max_requests_inflight {
+            flags.push(format!("--max-requests-inflight={n}"));
+        }
+        if let Some(n) = self.max_mutating_requests_inflight {
+            flags.push(format!("--max-mutating-requests-inflight={n}"));
+        }
+        if let Some(t) = self.request_timeout {
+            flags.push(format!("--request-timeout={}s", t.as_secs().max(1)));
+        }
+        flags
+    }
 }
 
 impl TestApi {
@@ -99,7 +155,7 @@ impl TestApi {
         let admin = pki.identity(pki::ADMIN).unwrap();
 
         let (port, server) = match &options.binary {
-            Some(binary) => Self::spawn_binary(binary, &pki_dir, &etcd_url, options.kubelet_certificate_authority.as_deref()),
+            Some(binary) => Self::spawn_binary(binary, &pki_dir, &etcd_url, &options),
             None => Self::spawn_thread(options.clone(), pki_dir.clone(), etcd_url.clone()),
         };
         let url = format!("https://127.0.0.1:{port}");
@@ -111,7 +167,7 @@ impl TestApi {
 
     /// The apiserver binary, with the flags the lab gives it; ready once it
     /// listens (it creates the system namespaces first).
-    fn spawn_binary(binary: &std::path::Path, pki_dir: &std::path::Path, etcd_url: &str, kubelet_ca: Option<&std::path::Path>) -> (u16, Server) {
+    fn spawn_binary(binary: &std::path::Path, pki_dir: &std::path::Path, etcd_url: &str, options: &Options) -> (u16, Server) {
         let port = free_port();
         let child = Command::new(binary)
             .args([
@@ -124,7 +180,8 @@ impl TestApi {
                 format!("--kubelet-client-certificate={}", pki_dir.join("apiserver-kubelet-client.crt").display()),
                 format!("--kubelet-client-key={}", pki_dir.join("apiserver-kubelet-client.key").display()),
             ])
-            .args(kubelet_ca.map(|ca| format!("--kubelet-certificate-authority={}", ca.display())))
+            .args(options.kubelet_certificate_authority.as_ref().map(|ca| format!("--kubelet-certificate-authority={}", ca.display())))
+            .args(options.limits.flags())
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("the apiserver binary runs");
@@ -144,59 +201,58 @@ impl TestApi {
         }
     }
 
+    /// The apiserver library's own start-up (`Server::start`, as the
+    /// binary runs it) on a thread and runtime of its own.
+    /// The PID of this test's etcd (to stop and continue it).
+    pub fn etcd_pid(&self) -> u32 {
+        self.etcd.id()
+    }
+
+    /// The binary apiserver's exit status, once it has exited within `wait`.
+    pub fn apiserver_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let Server::Process(child) = &mut self.server else { panic!("only a binary apiserver exits by itself") };
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn spawn_thread(options: Options, pki_dir: PathBuf, etcd_url: String) -> (u16, Server) {
         let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
-        let endpoints = vec![etcd_url];
-        let pki_dir2 = pki_dir;
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let pki = apiserver::server::TlsFiles { cert: &pki_dir.join("apiserver.crt"), key: &pki_dir.join("apiserver.key"), client_ca: &pki_dir.join("ca.crt") };
+        let mut config = apiserver::startup::Config::new(vec![etcd_url], (Ipv4Addr::LOCALHOST, 0).into(), &pki);
+        // Tests watch the kubernetes Service's endpoints change by what
+        // they do themselves.
+        config.publish_endpoints = false;
+        config.etcd_wait = Duration::from_secs(20);
+        // Nothing listens on these: the scheduler and controller-manager are not here.
+        (config.scheduler_address, config.controller_manager_address) = ("127.0.0.1:1".into(), "127.0.0.1:2".into());
+        config.kubelet_client_certificate = Some(pki_dir.join("apiserver-kubelet-client.crt"));
+        config.kubelet_client_key = Some(pki_dir.join("apiserver-kubelet-client.key"));
+        config.kubelet_certificate_authority = options.kubelet_certificate_authority.clone();
+        config.watch_history = options.watch_history;
+        if let Some(ttl) = options.event_ttl {
+            config.event_ttl = ttl;
+        }
+        options.limits.apply(&mut config);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(async move {
-                let tls = apiserver::server::tls_config(&apiserver::server::TlsFiles {
-                    cert: &pki_dir2.join("apiserver.crt"),
-                    key: &pki_dir2.join("apiserver.key"),
-                    client_ca: &pki_dir2.join("ca.crt"),
-                })
-                .unwrap();
-                let deadline = Instant::now() + Duration::from_secs(20);
-                let registry = loop {
-                    match apiserver::storage::Etcd::connect(&endpoints).await {
-                        Ok(etcd) => {
-                            let mut registry = apiserver::registry::Registry::new(etcd);
-                            if let Some(h) = options.watch_history {
-                                registry.watch_history = h;
-                            }
-                            if let Some(ttl) = options.event_ttl {
-                                registry.events = apiserver::storage::ExpiringLeases::new(ttl);
-                            }
-                            if apiserver::bootstrap::run(&registry, None, 6443).await.is_ok()
-                                && registry.start_watch_caches().await.is_ok()
-                            {
-                                break registry;
-                            }
-                        }
-                        Err(e) if Instant::now() > deadline => panic!("etcd did not come up: {e}"),
-                        Err(_) => {}
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                };
-                let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-                let port = listener.local_addr().unwrap().port();
-                // Nothing listens on these: the scheduler and controller-manager are not here.
-                let probes = apiserver::componentstatus::probes(&endpoints, "127.0.0.1:1", "127.0.0.1:2");
-                let kubelet = apiserver::kubelet::KubeletClient::new(&apiserver::kubelet::KubeletClientFiles {
-                    certificate: Some(&pki_dir2.join("apiserver-kubelet-client.crt")),
-                    key: Some(&pki_dir2.join("apiserver-kubelet-client.key")),
-                    certificate_authority: options.kubelet_certificate_authority.as_deref(),
-                    preferred_address_types: vec![],
-                })
-                .unwrap();
-                let app = Arc::new(apiserver::App { registry, advertise: format!("127.0.0.1:{port}"), probes, kubelet });
-                port_tx.send(port).unwrap();
-                tokio::select! {
-                    r = apiserver::server::serve(listener, tls, apiserver::router(app)) => r.unwrap(),
-                    _ = shutdown_rx => {}
-                }
+                let server = apiserver::startup::Server::start(config).await.expect("the apiserver starts");
+                port_tx.send(server.address().port()).unwrap();
+                server
+                    .serve_until(async {
+                        let _ = shutdown_rx.await;
+                    })
+                    .await
+                    .unwrap();
             });
             runtime.shutdown_timeout(Duration::from_millis(100));
         });

@@ -3,15 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use apiserver::registry::Registry;
-use apiserver::server::{self, TlsFiles};
-use apiserver::storage::Etcd;
-use apiserver::{endpoints_reconciler, App};
+use apiserver::limits::RequestLimits;
+use apiserver::server::TlsFiles;
+use apiserver::startup::{Config, Server};
 
 /// Every request parses, copies and frees many small JSON values across the
 /// runtime's threads; mimalloc's per-thread heaps serve that better than
@@ -86,21 +85,67 @@ struct Args {
     /// Which Node address reaches its kubelet, first match wins.
     #[arg(long, value_delimiter = ',', default_values = apiserver::kubelet::client::DEFAULT_ADDRESS_TYPES)]
     kubelet_preferred_address_types: Vec<String>,
+    /// Reads (get, list) served at once; beyond it, 429. Watches and other
+    /// long-running requests are not counted. 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Writes served at once; beyond it, 429. 0: no limit.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// How long a request that is not long-running may take before it is
+    /// answered 504; also the bound of each etcd call and of draining at
+    /// shutdown. A Go duration.
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// After SIGTERM, how long to go on serving with /readyz failing before
+    /// draining. A Go duration.
+    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
+    shutdown_delay_duration: Duration,
 }
 
-/// The IP other components reach this apiserver at: the advertised
-/// address, resolved when it is a name (the lab passes its alias). None
-/// for an unspecified address such as 0.0.0.0.
-async fn published_address(advertise: &str, port: u16) -> Option<(std::net::IpAddr, u16)> {
-    let with_port = if advertise.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { advertise.to_string() } else { format!("{advertise}:{port}") };
-    let found = tokio::net::lookup_host(&with_port).await.ok()?.find(|a| a.is_ipv4())?;
-    (!found.ip().is_unspecified()).then(|| (found.ip(), found.port()))
+impl Args {
+    fn config(&self) -> Result<Config> {
+        let node_ports = self
+            .service_node_port_range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+            .filter(|(a, b)| a <= b)
+            .with_context(|| format!("--service-node-port-range {:?}: expected LOW-HIGH, such as 30000-32767", self.service_node_port_range))?;
+        let pki = TlsFiles { cert: &self.tls_cert_file, key: &self.tls_private_key_file, client_ca: &self.client_ca_file };
+        let mut config = Config::new(self.etcd_servers.clone(), SocketAddr::new(self.bind_address, self.secure_port), &pki);
+        config.advertise_address = self.advertise_address.clone();
+        config.service_cluster_ip_range = self.service_cluster_ip_range;
+        config.service_node_ports = node_ports;
+        config.event_ttl = self.event_ttl;
+        config.etcd_compaction_interval = (self.etcd_compaction_interval > 0).then(|| Duration::from_secs(self.etcd_compaction_interval));
+        config.scheduler_address = self.scheduler_address.clone();
+        config.controller_manager_address = self.controller_manager_address.clone();
+        config.kubelet_client_certificate = self.kubelet_client_certificate.clone();
+        config.kubelet_client_key = self.kubelet_client_key.clone();
+        config.kubelet_certificate_authority = self.kubelet_certificate_authority.clone();
+        config.kubelet_preferred_address_types = self.kubelet_preferred_address_types.clone();
+        config.limits = RequestLimits {
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            request_timeout: self.request_timeout,
+        };
+        config.shutdown_delay = self.shutdown_delay_duration;
+        Ok(config)
+    }
 }
 
-/// A Go duration (`1h30m`, `45s`, `1h0m0s`) or a number of seconds.
-fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+/// A Go duration (`1h30m`, `45s`, `1h0m0s`) or a number of seconds; not zero.
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    match parse_duration_or_zero(text)? {
+        Duration::ZERO => Err(format!("{text:?} is not a duration such as 1h, 30m or 1h0m0s")),
+        d => Ok(d),
+    }
+}
+
+/// A Go duration (`1h30m`, `45s`, `0s`) or a number of seconds.
+fn parse_duration_or_zero(text: &str) -> std::result::Result<Duration, String> {
     if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(seconds));
+        return Ok(Duration::from_secs(seconds));
     }
     let bad = || format!("{text:?} is not a duration such as 1h, 30m or 1h0m0s");
     let (mut total, mut number) = (0u64, String::new());
@@ -118,10 +163,10 @@ fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String
             _ => return Err(bad()),
         };
     }
-    if !number.is_empty() || total == 0 {
+    if !number.is_empty() || text.is_empty() {
         return Err(bad());
     }
-    Ok(std::time::Duration::from_secs(total))
+    Ok(Duration::from_secs(total))
 }
 
 #[tokio::main]
@@ -130,76 +175,10 @@ async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let args = Args::parse();
-    let tls = server::tls_config(&TlsFiles {
-        cert: &args.tls_cert_file,
-        key: &args.tls_private_key_file,
-        client_ca: &args.client_ca_file,
-    })?;
-    let kubelet = apiserver::kubelet::KubeletClient::new(&apiserver::kubelet::KubeletClientFiles {
-        certificate: args.kubelet_client_certificate.as_deref(),
-        key: args.kubelet_client_key.as_deref(),
-        certificate_authority: args.kubelet_certificate_authority.as_deref(),
-        preferred_address_types: args.kubelet_preferred_address_types.clone(),
-    })?;
-    let node_ports = args
-        .service_node_port_range
-        .split_once('-')
-        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
-        .filter(|(a, b)| a <= b)
-        .with_context(|| format!("--service-node-port-range {:?}: expected LOW-HIGH, such as 30000-32767", args.service_node_port_range))?;
-    let advertise = args.advertise_address.clone().unwrap_or_else(|| format!("{}:{}", args.bind_address, args.secure_port));
-    let own_address = published_address(&advertise, args.secure_port).await;
-    // etcd may still be starting (its gate passed, a member not yet
-    // elected): keep trying for a while, then give up with the reason.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let registry = loop {
-        let attempt = async {
-            let mut registry = Registry::new(Etcd::connect(&args.etcd_servers).await?);
-            registry.services = apiserver::allocator::ServiceNetwork { cluster_ips: args.service_cluster_ip_range, node_ports };
-            registry.events = apiserver::storage::ExpiringLeases::new(args.event_ttl);
-            apiserver::bootstrap::run(&registry, own_address, args.secure_port)
-                .await
-                .context("bootstrapping the system namespaces and the kubernetes Service")?;
-            anyhow::Ok(registry)
-        };
-        match attempt.await {
-            Ok(r) => break r,
-            Err(e) if std::time::Instant::now() < deadline => {
-                tracing::warn!("etcd not ready yet: {e:#}");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let addr = SocketAddr::new(args.bind_address, args.secure_port);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    registry.start_watch_caches().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    if args.etcd_compaction_interval > 0 {
-        let etcd = registry.etcd.clone();
-        tokio::spawn(etcd.compact_every(std::time::Duration::from_secs(args.etcd_compaction_interval)));
-    }
-    let probes = apiserver::componentstatus::probes(&args.etcd_servers, &args.scheduler_address, &args.controller_manager_address);
-    let app = Arc::new(App { registry, advertise, probes, kubelet });
-    if let Some((ip, port)) = own_address {
-        let app = app.clone();
-        tokio::spawn(async move { endpoints_reconciler::run(&app.registry, ip, port).await });
-    }
-    tracing::info!("serving the Kubernetes API on https://{addr}");
-    tokio::select! {
-        served = server::serve(listener, tls, apiserver::router(app.clone())) => served,
-        _ = terminated() => {
-            // Leave the kubernetes Service's endpoints now rather than
-            // when the lease expires.
-            if let Some((ip, port)) = own_address {
-                if let Err(e) = endpoints_reconciler::withdraw(&app.registry, ip, port).await {
-                    tracing::warn!("{e:#}");
-                }
-            }
-            tracing::info!("stopped");
-            Ok(())
-        }
-    }
+    let config = Args::parse().config()?;
+    let server = Server::start(config).await?;
+    tracing::info!("serving the Kubernetes API on https://{}", server.address());
+    server.serve_until(terminated()).await
 }
 
 /// SIGTERM (docker stop) or SIGINT. As PID 1 in its container the
@@ -214,7 +193,7 @@ async fn terminated() {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_duration_or_zero};
     use std::time::Duration;
 
     #[test]
@@ -227,5 +206,10 @@ mod tests {
         assert!(parse_duration("10").is_ok());
         assert!(parse_duration("5m3").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("0m0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_duration_or_zero("15s"), Ok(Duration::from_secs(15)));
     }
 }

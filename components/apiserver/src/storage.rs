@@ -81,9 +81,54 @@ pub struct Page {
 
 const MAX_MESSAGE: usize = i32::MAX as usize;
 
+/// What a unary etcd call that outlived its deadline fails with, in the
+/// words of Go's context package, as upstream's etcd client reports it.
+pub const DEADLINE_EXCEEDED: &str = "context deadline exceeded";
+
+/// How long a unary etcd call may take unless told otherwise: upstream's
+/// `--request-timeout`, the bound of the requests these calls serve.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct Etcd {
     client: Client,
+    /// Every unary call is bounded by this, so that a stalled etcd answers
+    /// with an error instead of holding a request (or a background task,
+    /// or a long-running request that no request timeout bounds) forever.
+    request_timeout: std::time::Duration,
+}
+
+/// Bounds one etcd call by `limit`.
+async fn bounded<T>(limit: std::time::Duration, call: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, CallError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(CallError::Etcd(e)),
+        Err(_) => Err(CallError::DeadlineExceeded),
+    }
+}
+
+/// Why an etcd call failed.
+enum CallError {
+    Etcd(etcd_client::Error),
+    DeadlineExceeded,
+}
+
+impl From<CallError> for ReadError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Etcd(e) => read_error(e),
+            CallError::DeadlineExceeded => ReadError::Etcd(DEADLINE_EXCEEDED.into()),
+        }
+    }
+}
+
+impl From<CallError> for WriteError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Etcd(e) => WriteError::Etcd(e.to_string()),
+            CallError::DeadlineExceeded => WriteError::Etcd(DEADLINE_EXCEEDED.into()),
+        }
+    }
 }
 
 impl Etcd {
@@ -94,7 +139,18 @@ impl Etcd {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach etcd at {}: {e}", endpoints.join(",")))?;
-        Ok(Etcd { client })
+        Ok(Etcd { client, request_timeout: DEFAULT_REQUEST_TIMEOUT })
+    }
+
+    /// The same connection with unary calls bounded by `limit`.
+    pub fn with_request_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.request_timeout = limit;
+        self
+    }
+
+    /// `call`, bounded by the request timeout.
+    async fn call<T>(&self, call: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, CallError> {
+        bounded(self.request_timeout, call).await
     }
 
     /// gRPC's default 4 MiB message limit would fail a list of a few
@@ -108,7 +164,7 @@ impl Etcd {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Stored>, ReadError> {
-        let resp = self.kv().get(key, None).await.map_err(read_error)?;
+        let resp = self.call(self.kv().get(key, None)).await?;
         Ok(resp.kvs().first().map(stored))
     }
 
@@ -121,7 +177,7 @@ impl Etcd {
         if revision > 0 {
             options = options.with_revision(revision);
         }
-        let resp = self.kv().get(from, Some(options)).await.map_err(read_error)?;
+        let resp = self.call(self.kv().get(from, Some(options))).await?;
         Ok(Page {
             items: resp.kvs().iter().map(stored).collect(),
             revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
@@ -132,11 +188,11 @@ impl Etcd {
 
     /// Drops history older than `revision` (objects stay; old versions go).
     pub async fn compact(&self, revision: i64) -> Result<(), ReadError> {
-        match self.kv().compact(revision, None).await {
+        match self.call(self.kv().compact(revision, None)).await {
             Ok(_) => Ok(()),
             // Another apiserver got there first: the history is gone either way.
-            Err(e) if e.to_string().contains("required revision has been compacted") => Ok(()),
-            Err(e) => Err(read_error(e)),
+            Err(CallError::Etcd(e)) if e.to_string().contains("required revision has been compacted") => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -159,11 +215,7 @@ impl Etcd {
 
     /// The store's current revision.
     pub async fn revision(&self) -> Result<i64, ReadError> {
-        let resp = self
-            .kv()
-            .get("/registry/", Some(GetOptions::new().with_limit(1).with_keys_only()))
-            .await
-            .map_err(read_error)?;
+        let resp = self.call(self.kv().get("/registry/", Some(GetOptions::new().with_limit(1).with_keys_only()))).await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
@@ -180,7 +232,7 @@ impl Etcd {
             then.push(TxnOp::put(c.as_str(), key, None));
             check.push(TxnOp::get(c.as_str(), None));
         }
-        let resp = self.kv().txn(Txn::new().when(when).and_then(then).or_else(check)).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        let resp = self.call(self.kv().txn(Txn::new().when(when).and_then(then).or_else(check))).await?;
         if resp.succeeded() {
             return Ok(resp.header().map(|h| h.revision()).unwrap_or_default());
         }
@@ -224,7 +276,7 @@ impl Etcd {
             when.push(Compare::create_revision(c.as_str(), CompareOp::Equal, 0));
             check.push(TxnOp::get(c.as_str(), None));
         }
-        let resp = self.kv().txn(Txn::new().when(when).and_then(then).or_else(check)).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        let resp = self.call(self.kv().txn(Txn::new().when(when).and_then(then).or_else(check))).await?;
         if resp.succeeded() {
             return Ok(resp.header().map(|h| h.revision()).unwrap_or_default());
         }
@@ -239,7 +291,7 @@ impl Etcd {
     /// A new etcd lease of `ttl` seconds: keys put under it go when it
     /// expires.
     pub async fn grant(&self, ttl: i64) -> Result<i64, WriteError> {
-        let lease = self.client.lease_client().grant(ttl, None).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        let lease = self.call(self.client.lease_client().grant(ttl, None)).await?;
         Ok(lease.id())
     }
 
@@ -247,20 +299,20 @@ impl Etcd {
     /// key goes by itself unless it is put again in time.
     pub async fn put_expiring(&self, key: &str, value: Vec<u8>, ttl: i64) -> Result<(), WriteError> {
         let options = etcd_client::PutOptions::new().with_lease(self.grant(ttl).await?);
-        self.kv().put(key, value, Some(options)).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        self.call(self.kv().put(key, value, Some(options))).await?;
         Ok(())
     }
 
     /// Deletes `key`, whatever its revision.
     pub async fn remove(&self, key: &str) -> Result<(), WriteError> {
-        self.kv().delete(key, None).await.map_err(|e| WriteError::Etcd(e.to_string()))?;
+        self.call(self.kv().delete(key, None)).await?;
         Ok(())
     }
 
     /// The claim keys in use under `prefix`.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, ReadError> {
         let options = GetOptions::new().with_range(prefix_end(prefix)).with_keys_only();
-        let resp = self.kv().get(prefix, Some(options)).await.map_err(read_error)?;
+        let resp = self.call(self.kv().get(prefix, Some(options))).await?;
         Ok(resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect())
     }
 }
@@ -325,5 +377,22 @@ impl ExpiringLeases {
         let id = etcd.grant(ttl).await?;
         *current = Some((id, std::time::Instant::now()));
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_never_answers_fails_at_its_deadline() {
+        let never = std::future::pending::<Result<(), etcd_client::Error>>();
+        let failed = bounded(std::time::Duration::from_millis(10), never).await.expect_err("the deadline passes");
+        match ReadError::from(failed) {
+            ReadError::Etcd(why) => assert_eq!(why, DEADLINE_EXCEEDED),
+            other => panic!("expected the deadline's error, got {other}"),
+        }
+        let answered = bounded(std::time::Duration::from_secs(5), async { Ok::<_, etcd_client::Error>(7) }).await;
+        assert!(matches!(answered, Ok(7)));
     }
 }

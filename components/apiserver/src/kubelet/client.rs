@@ -29,8 +29,33 @@ pub const DEFAULT_PORT: u16 = 10250;
 /// Upstream's default order for `--kubelet-preferred-address-types`.
 pub const DEFAULT_ADDRESS_TYPES: &[&str] = &["Hostname", "InternalDNS", "InternalIP", "ExternalDNS", "ExternalIP"];
 
-/// Go's net/http dialer gives up on a connection after 30 s.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long each step of reaching a kubelet may take. Once a log is
+/// streaming or an exec upgraded, the stream has no deadline: a followed
+/// log stays open as long as both ends want it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect: Go's net/http dialer gives up after 30 s.
+    pub dial: Duration,
+    /// TLS handshake: upstream's kubelet transport allows 10 s (Go's
+    /// `TLSHandshakeTimeout` as client-go's transport defaults set it).
+    pub tls_handshake: Duration,
+    /// From sending the request to the kubelet's response head. Upstream
+    /// sets none; a kubelet that takes the connection and never answers
+    /// would then hold a log or exec request forever (they are
+    /// long-running, so no request timeout ends them), so this uses the
+    /// request timeout's default.
+    pub response_head: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { dial: Duration::from_secs(30), tls_handshake: Duration::from_secs(10), response_head: Duration::from_secs(60) }
+    }
+}
+
+/// Go's words for the handshake and response-head timeouts.
+pub const TLS_HANDSHAKE_TIMEOUT: &str = "net/http: TLS handshake timeout";
+pub const RESPONSE_HEAD_TIMEOUT: &str = "net/http: timeout awaiting response headers";
 
 /// What the kubelet-client flags name.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +65,7 @@ pub struct KubeletClientFiles<'a> {
     pub certificate_authority: Option<&'a Path>,
     /// Node address types in the order they are tried; empty: upstream's default.
     pub preferred_address_types: Vec<String>,
+    pub timeouts: Timeouts,
 }
 
 /// Connections to kubelets: one TLS configuration that checks the kubelet's
@@ -49,6 +75,7 @@ pub struct KubeletClient {
     checked: TlsConnector,
     unchecked: TlsConnector,
     address_types: Vec<String>,
+    pub timeouts: Timeouts,
 }
 
 /// Where one kubelet listens.
@@ -117,6 +144,7 @@ impl KubeletClient {
             checked: TlsConnector::from(Arc::new(checked)),
             unchecked: TlsConnector::from(Arc::new(unchecked)),
             address_types,
+            timeouts: files.timeouts,
         })
     }
 
@@ -165,7 +193,7 @@ impl KubeletClient {
         let mut last = format!("dial tcp: lookup {}: no such host", to.host);
         let mut tcp = None;
         for address in addresses {
-            match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(address)).await {
+            match tokio::time::timeout(self.timeouts.dial, TcpStream::connect(address)).await {
                 Ok(Ok(stream)) => {
                     tcp = Some(stream);
                     break;
@@ -181,7 +209,10 @@ impl KubeletClient {
             Err(_) => ServerName::try_from(to.host.clone()).map_err(|_| format!("tls: invalid server name {:?}", to.host))?,
         };
         let connector = if verify { &self.checked } else { &self.unchecked };
-        connector.connect(name, tcp).await.map_err(|e| io_error_text(&e))
+        match tokio::time::timeout(self.timeouts.tls_handshake, connector.connect(name, tcp)).await {
+            Ok(connected) => connected.map_err(|e| io_error_text(&e)),
+            Err(_) => Err(TLS_HANDSHAKE_TIMEOUT.into()),
+        }
     }
 }
 

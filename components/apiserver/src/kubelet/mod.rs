@@ -149,6 +149,18 @@ async fn open(app: &App, kubelet: &KubeletAddress, verify: bool, upgrades: bool)
     Ok(sender)
 }
 
+/// The kubelet's response head, or why there is none (within the
+/// response-head timeout; the body that follows has no deadline).
+async fn response_head(
+    app: &App,
+    sent: impl std::future::Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    match tokio::time::timeout(app.kubelet.timeouts.response_head, sent).await {
+        Ok(answer) => answer.map_err(|e| hyper_error_text(&e)),
+        Err(_) => Err(client::RESPONSE_HEAD_TIMEOUT.into()),
+    }
+}
+
 /// GETs the log from the kubelet and streams its body to the client as it
 /// arrives (each chunk is written out as soon as it is read, so `follow`
 /// shows lines as they are logged).
@@ -161,7 +173,7 @@ async fn stream_log(app: &App, kubelet: &KubeletAddress, path: &str, options: &L
     let verify = !options.insecure_skip_tls_verify_backend;
     let mut sender = open(app, kubelet, verify, false).await.map_err(failed)?;
     let request = Request::get(&path_and_query).header(header::HOST, kubelet.authority()).body(Body::empty()).map_err(ApiError::internal)?;
-    let response = sender.send_request(request).await.map_err(|e| failed(hyper_error_text(&e)))?;
+    let response = response_head(app, sender.send_request(request)).await.map_err(failed)?;
     let status = response.status().as_u16();
     if !(200..=206).contains(&status) {
         let body = read_error_body(response.into_body()).await;
@@ -247,7 +259,7 @@ async fn proxy_upgrade(app: &App, kubelet: &KubeletAddress, path: &str, parts: &
         request = request.header(name, value);
     }
     let request = request.body(Body::empty()).map_err(ApiError::internal)?;
-    let mut response = sender.send_request(request).await.map_err(|e| ApiError::plain(hyper_error_text(&e)))?;
+    let mut response = response_head(app, sender.send_request(request)).await.map_err(ApiError::plain)?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (head, body) = response.into_parts();
         return Ok(Response::from_parts(head, Body::new(body)));
