@@ -9,8 +9,6 @@
 //! attach) and componentstatuses are left out: a fuzzed Node's address
 //! must never be dialled.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
@@ -226,10 +224,8 @@ fn assert_status_shaped(r: &Fuzzed, code: u16, body: &Value) {
 fn fuzzed_requests_never_panic_and_store_only_typed_objects() {
     let api = TestApi::start();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (router, etcd_url) = runtime.block_on(async {
-        let app = kubelab_scenarios::apiserver::app_over(&api.etcd_url).await;
-        (apiserver::router(Arc::new(app)), api.etcd_url.clone())
-    });
+    let router = apiserver::router(runtime.block_on(api.second_app()));
+    let etcd_url = api.etcd_url.clone();
     // Objects for the requests to meet: a namespace being deleted, a pod,
     // a workload, a Service, a Node.
     runtime.block_on(async {

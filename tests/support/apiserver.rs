@@ -223,11 +223,11 @@ impl TestApi {
         }
     }
 
-    fn spawn_thread(options: Options, pki_dir: PathBuf, etcd_url: String) -> (u16, Server) {
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    /// The configuration of an in-process apiserver over `etcd_url` with
+    /// the PKI in `pki_dir`, on a free loopback port.
+    fn config(options: &Options, pki_dir: &std::path::Path, etcd_url: &str) -> apiserver::startup::Config {
         let pki = apiserver::server::TlsFiles { cert: &pki_dir.join("apiserver.crt"), key: &pki_dir.join("apiserver.key"), client_ca: &pki_dir.join("ca.crt") };
-        let mut config = apiserver::startup::Config::new(vec![etcd_url], (Ipv4Addr::LOCALHOST, 0).into(), &pki);
+        let mut config = apiserver::startup::Config::new(vec![etcd_url.to_string()], (Ipv4Addr::LOCALHOST, 0).into(), &pki);
         // Tests watch the kubernetes Service's endpoints change by what
         // they do themselves.
         config.publish_endpoints = false;
@@ -242,6 +242,21 @@ impl TestApi {
             config.event_ttl = ttl;
         }
         options.limits.apply(&mut config);
+        config
+    }
+
+    /// A second apiserver over this one's etcd, started by the same
+    /// start-up code but not serving: its App, for driving the router in
+    /// this process (no sockets, no TLS).
+    pub async fn second_app(&self) -> std::sync::Arc<apiserver::App> {
+        let config = Self::config(&Options::default(), &self.pki_dir(), &self.etcd_url);
+        apiserver::startup::Server::start(config).await.expect("the apiserver starts").app()
+    }
+
+    fn spawn_thread(options: Options, pki_dir: PathBuf, etcd_url: String) -> (u16, Server) {
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let config = Self::config(&options, &pki_dir, &etcd_url);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(async move {
@@ -373,26 +388,6 @@ impl TestApi {
         let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
         kube::Client::try_from(config).unwrap()
     }
-}
-
-/// An apiserver's App over the etcd at `etcd_url`, bootstrapped and with
-/// its watch caches started, for driving the router in this process
-/// (no listener, no TLS). Nothing it would dial is reachable: no kubelet
-/// client certificate, componentstatuses probes on unused loopback ports.
-pub async fn app_over(etcd_url: &str) -> apiserver::App {
-    let endpoints = vec![etcd_url.to_string()];
-    let registry = apiserver::registry::Registry::new(apiserver::storage::Etcd::connect(&endpoints).await.expect("etcd is up"));
-    apiserver::bootstrap::run(&registry, None, 6443).await.expect("bootstrap");
-    registry.start_watch_caches().await.expect("watch caches start");
-    let kubelet = apiserver::kubelet::KubeletClient::new(&apiserver::kubelet::KubeletClientFiles {
-        certificate: None,
-        key: None,
-        certificate_authority: None,
-        preferred_address_types: vec![],
-    })
-    .expect("a kubelet client without certificates");
-    let probes = apiserver::componentstatus::probes(&endpoints, "127.0.0.1:1", "127.0.0.1:2");
-    apiserver::App { registry, advertise: "127.0.0.1:6443".into(), probes, kubelet }
 }
 
 /// A running kubectl and the lines it has printed; killed when dropped.

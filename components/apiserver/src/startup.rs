@@ -151,6 +151,11 @@ impl Server {
         })
     }
 
+    /// What the router serves from (tests drive it without a socket).
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
     /// Where the server listens.
     pub fn address(&self) -> SocketAddr {
         self.address
