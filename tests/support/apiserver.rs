@@ -59,6 +59,10 @@ impl Output {
 pub struct Options {
     /// Events each watch cache keeps (small values make 410 easy to reach).
     pub watch_history: Option<usize>,
+    /// Bytes each watch cache's history keeps.
+    pub watch_history_bytes: Option<usize>,
+    /// Bytes of events that may wait for one watcher before it is closed.
+    pub watcher_backlog_bytes: Option<usize>,
     /// Run this apiserver binary instead of the library in-process.
     pub binary: Option<PathBuf>,
     /// How long events live (upstream's --event-ttl; 1 h when not given).
@@ -165,6 +169,12 @@ impl TestApi {
                             let mut registry = apiserver::registry::Registry::new(etcd);
                             if let Some(h) = options.watch_history {
                                 registry.watch_history = h;
+                            }
+                            if let Some(b) = options.watch_history_bytes {
+                                registry.watch_history_bytes = b;
+                            }
+                            if let Some(b) = options.watcher_backlog_bytes {
+                                registry.watcher_backlog_bytes = b;
                             }
                             if let Some(ttl) = options.event_ttl {
                                 registry.events = apiserver::storage::ExpiringLeases::new(ttl);
