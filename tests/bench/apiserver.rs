@@ -103,6 +103,59 @@ async fn raw_etcd_txns(url: &str, value: Vec<u8>) -> Duration {
     started.elapsed()
 }
 
+/// Reads a watch's lines as they come and passes on each event's object
+/// name with the moment its frame arrived; with `node`, every pod must be
+/// on it.
+fn forward_events(
+    response: http::Response<kube::client::Body>,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, Instant)>,
+    node: Option<String>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut body = response.into_body();
+        let mut buffer = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let now = Instant::now();
+            if let Ok(data) = frame.into_data() {
+                buffer.extend_from_slice(&data);
+                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                    if let Some(node) = &node {
+                        assert_eq!(event["object"]["spec"]["nodeName"].as_str(), Some(node.as_str()), "a watcher saw a pod of another node");
+                    }
+                    let name = event["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
+                    let _ = tx.send((name, now));
+                }
+            }
+        }
+    })
+}
+
+/// For each event received (up to `expected`, or until 5 s pass without
+/// one, or 30 s in all), the time from its object's create response;
+/// sorted. An event that came before the response counts as 0.
+async fn collect_latencies(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    committed: &std::collections::HashMap<String, Instant>,
+    expected: usize,
+) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while latencies.len() < expected && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some((name, at))) => {
+                if let Some(c) = committed.get(&name) {
+                    latencies.push(at.saturating_duration_since(*c));
+                }
+            }
+            _ => break,
+        }
+    }
+    latencies.sort();
+    latencies
+}
+
 /// Watch delivery as kubelets see it: `NODE_WATCHERS` watchers, one per
 /// node, each with `fieldSelector=spec.nodeName=<its node>`; pods are
 /// created on the nodes in turn, so each event matches one watcher and is
@@ -121,24 +174,7 @@ async fn watch_delivery_by_node(api: &TestApi) -> Vec<Duration> {
         let request = http::Request::get(path).body(kube::client::Body::empty()).unwrap();
         let response = client.send(request).await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
-        watchers.push(tokio::spawn(async move {
-            let mut body = response.into_body();
-            let mut buffer = Vec::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                let now = Instant::now();
-                if let Ok(data) = frame.into_data() {
-                    buffer.extend_from_slice(&data);
-                    while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = buffer.drain(..=end).collect();
-                        let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
-                        let on = event["object"]["spec"]["nodeName"].as_str().unwrap_or("");
-                        assert_eq!(on, format!("node-{node:04}"), "a watcher saw a pod of another node");
-                        let name = event["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
-                        let _ = tx.send((name, now));
-                    }
-                }
-            }
-        }));
+        watchers.push(forward_events(response, tx, Some(format!("node-{node:04}"))));
     }
     let mut committed = std::collections::HashMap::new();
     for i in 0..NODE_EVENTS {
@@ -152,21 +188,10 @@ async fn watch_delivery_by_node(api: &TestApi) -> Vec<Duration> {
         committed.insert(name, Instant::now());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut latencies = Vec::new();
-    while latencies.len() < NODE_EVENTS {
-        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-            Ok(Some((name, at))) => {
-                if let Some(c) = committed.get(&name) {
-                    latencies.push(at.saturating_duration_since(*c));
-                }
-            }
-            _ => break,
-        }
-    }
+    let latencies = collect_latencies(&mut rx, &committed, NODE_EVENTS).await;
     for w in &watchers {
         w.abort();
     }
-    latencies.sort();
     latencies
 }
 
@@ -208,22 +233,7 @@ async fn main() {
         let tx = tx.clone();
         let request = http::Request::get("/api/v1/namespaces/watched/pods?watch=1&resourceVersion=0").body(kube::client::Body::empty()).unwrap();
         let response = client.send(request).await.unwrap();
-        watchers.push(tokio::spawn(async move {
-            let mut body = response.into_body();
-            let mut buffer = Vec::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                let now = Instant::now();
-                if let Ok(data) = frame.into_data() {
-                    buffer.extend_from_slice(&data);
-                    while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = buffer.drain(..=end).collect();
-                        let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
-                        let name = event["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
-                        let _ = tx.send((name, now));
-                    }
-                }
-            }
-        }));
+        watchers.push(forward_events(response, tx, None));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut committed = std::collections::HashMap::new();
@@ -236,22 +246,10 @@ async fn main() {
         committed.insert(name, Instant::now());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut latencies = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while latencies.len() < WATCHERS * WATCHED_EVENTS && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-            Ok(Some((name, at))) => {
-                if let Some(c) = committed.get(&name) {
-                    latencies.push(at.saturating_duration_since(*c));
-                }
-            }
-            _ => break,
-        }
-    }
+    let latencies = collect_latencies(&mut rx, &committed, WATCHERS * WATCHED_EVENTS).await;
     for w in &watchers {
         w.abort();
     }
-    latencies.sort();
     println!(
         "watch delivery, {WATCHERS} watchers x {WATCHED_EVENTS} events ({} received): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms (target p99 < 10 ms)",
         latencies.len(),
