@@ -58,6 +58,10 @@ impl Output {
 pub struct Options {
     /// Events each watch cache keeps (small values make 410 easy to reach).
     pub watch_history: Option<usize>,
+    /// Bytes each watch cache's history keeps.
+    pub watch_history_bytes: Option<usize>,
+    /// Bytes of events that may wait for one watcher before it is closed.
+    pub watcher_backlog_bytes: Option<usize>,
     /// Run this apiserver binary instead of the library in-process.
     pub binary: Option<PathBuf>,
     /// How long events live (upstream's --event-ttl; 1 h when not given).
@@ -238,6 +242,8 @@ impl TestApi {
         config.kubelet_client_key = Some(pki_dir.join("apiserver-kubelet-client.key"));
         config.kubelet_certificate_authority = options.kubelet_certificate_authority.clone();
         config.watch_history = options.watch_history;
+        config.watch_history_bytes = options.watch_history_bytes;
+        config.watcher_backlog_bytes = options.watcher_backlog_bytes;
         if let Some(ttl) = options.event_ttl {
             config.event_ttl = ttl;
         }

@@ -27,6 +27,10 @@ pub struct Registry {
     pub services: allocator::ServiceNetwork,
     /// Events each watch cache keeps for resuming watches.
     pub watch_history: usize,
+    /// Bytes of objects each watch cache's history keeps.
+    pub watch_history_bytes: usize,
+    /// Bytes of events that may wait for one watcher before it is closed.
+    pub watcher_backlog_bytes: usize,
     /// How long Event objects live (upstream's --event-ttl).
     pub events: ExpiringLeases,
     caches: Mutex<HashMap<&'static str, Arc<tokio::sync::OnceCell<Arc<WatchCache>>>>>,
@@ -102,7 +106,7 @@ fn encode(obj: &Value) -> Vec<u8> {
     serde_json::to_vec(&v).expect("a JSON value serializes")
 }
 
-fn field_value(res: &Resource, obj: &Value, field: &str) -> Option<String> {
+pub fn field_value(res: &Resource, obj: &Value, field: &str) -> Option<String> {
     let pointer = match field {
         "metadata.name" => "/metadata/name",
         "metadata.namespace" if res.namespaced => "/metadata/namespace",
@@ -208,6 +212,8 @@ impl Registry {
             etcd,
             services: allocator::ServiceNetwork::default(),
             watch_history: crate::watch_cache::HISTORY,
+            watch_history_bytes: crate::watch_cache::HISTORY_BYTES,
+            watcher_backlog_bytes: crate::watch_cache::WATCHER_BACKLOG_BYTES,
             events: ExpiringLeases::new(EVENT_TTL),
             caches: Mutex::new(HashMap::new()),
         }
@@ -235,7 +241,12 @@ impl Registry {
     /// The watch cache of a resource, started on first use.
     pub async fn cache(&self, res: &'static Resource) -> ApiResult<Arc<WatchCache>> {
         let cell = self.caches.lock().unwrap().entry(res.storage).or_default().clone();
-        cell.get_or_try_init(|| WatchCache::start(self.etcd.clone(), res.prefix(None), self.watch_history))
+        let limits = crate::watch_cache::Limits {
+            history_events: self.watch_history,
+            history_bytes: self.watch_history_bytes,
+            watcher_backlog_bytes: self.watcher_backlog_bytes,
+        };
+        cell.get_or_try_init(|| WatchCache::start(self.etcd.clone(), res, limits))
             .await
             .cloned()
             .map_err(|e| ApiError::unavailable(format!("cannot start the watch cache of {}: {e}", res.plural)))
@@ -433,11 +444,8 @@ impl Registry {
             None => self.current_revision().await?,
         };
         catch_up(&cache, wanted).await?;
-        let (mut items, revision) = cache.snapshot(&res.prefix(namespace));
-        if !opts.labels.is_empty() || !opts.fields.is_empty() {
-            items.retain(|b| serde_json::from_slice::<Value>(b).is_ok_and(|o| matches(res, &o, &opts.labels, &opts.fields)));
-        }
-        Ok((items, revision))
+        // Selected with what the cache read from each object when it came.
+        Ok(cache.snapshot(&res.prefix(namespace), &opts.labels, &opts.fields))
     }
 
     pub async fn list(&self, res: &Resource, namespace: Option<&str>, opts: &ListOptions) -> ApiResult<ListResult> {

@@ -52,15 +52,16 @@ impl Selector {
     }
 
     /// Matches against a lookup of key → value (labels, or field values).
-    pub fn matches(&self, get: impl Fn(&str) -> Option<String>) -> bool {
+    pub fn matches<V: AsRef<str>>(&self, get: impl Fn(&str) -> Option<V>) -> bool {
         self.0.iter().all(|r| {
             let v = get(&r.key);
+            let v = v.as_ref().map(AsRef::as_ref);
             match &r.op {
-                Op::Equals(x) => v.as_deref() == Some(x),
+                Op::Equals(x) => v == Some(x.as_str()),
                 // Upstream: `!=` also matches objects without the key.
-                Op::NotEquals(x) => v.as_deref() != Some(x),
-                Op::In(set) => v.is_some_and(|v| set.contains(&v)),
-                Op::NotIn(set) => !v.is_some_and(|v| set.contains(&v)),
+                Op::NotEquals(x) => v != Some(x.as_str()),
+                Op::In(set) => v.is_some_and(|v| set.contains(v)),
+                Op::NotIn(set) => !v.is_some_and(|v| set.contains(v)),
                 Op::Exists => v.is_some(),
                 Op::DoesNotExist => v.is_none(),
             }
@@ -68,7 +69,7 @@ impl Selector {
     }
 
     pub fn matches_labels(&self, labels: Option<&Map<String, Value>>) -> bool {
-        self.matches(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str).map(str::to_string))
+        self.matches(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
     }
 }
 

@@ -41,6 +41,11 @@ pub struct Config {
     pub event_ttl: Duration,
     /// Events each watch cache keeps; the registry's default when None.
     pub watch_history: Option<usize>,
+    /// Bytes each watch cache's history keeps; the registry's default when None.
+    pub watch_history_bytes: Option<usize>,
+    /// Bytes of events that may wait for one watcher before it is closed;
+    /// the registry's default when None.
+    pub watcher_backlog_bytes: Option<usize>,
     /// How often etcd's history is compacted; None: never.
     pub etcd_compaction_interval: Option<Duration>,
     pub scheduler_address: String,
@@ -74,6 +79,8 @@ impl Config {
             service_node_ports: (30000, 32767),
             event_ttl: Duration::from_secs(3600),
             watch_history: None,
+            watch_history_bytes: None,
+            watcher_backlog_bytes: None,
             etcd_compaction_interval: Some(Duration::from_secs(300)),
             scheduler_address: "127.0.0.1:10259".into(),
             controller_manager_address: "127.0.0.1:10257".into(),
@@ -210,6 +217,12 @@ async fn connect_and_bootstrap(config: &Config, published: Option<(IpAddr, u16)>
             registry.events = ExpiringLeases::new(config.event_ttl);
             if let Some(history) = config.watch_history {
                 registry.watch_history = history;
+            }
+            if let Some(bytes) = config.watch_history_bytes {
+                registry.watch_history_bytes = bytes;
+            }
+            if let Some(bytes) = config.watcher_backlog_bytes {
+                registry.watcher_backlog_bytes = bytes;
             }
             bootstrap::run(&registry, published, port)
                 .await
