@@ -342,7 +342,8 @@ async fn deletion_grace_finalizers_and_preconditions() {
     let held = cms.create(&PostParams::default(), &held).await.unwrap();
     let wrong_uid = DeleteParams { preconditions: Some(kube::api::Preconditions { uid: Some("nope".into()), resource_version: None }), ..Default::default() };
     assert_eq!(code(&cms.delete("held", &wrong_uid).await.unwrap_err()), 409);
-    let right_uid = DeleteParams { preconditions: Some(kube::api::Preconditions { uid: held.metadata.uid.clone(), resource_version: None }), ..Default::default() };
+    let right_uid =
+        DeleteParams { preconditions: Some(kube::api::Preconditions { uid: held.metadata.uid.clone(), resource_version: None }), ..Default::default() };
     cms.delete("held", &right_uid).await.unwrap();
     let terminating = cms.get("held").await.unwrap();
     assert!(terminating.metadata.deletion_timestamp.is_some());
@@ -421,7 +422,8 @@ async fn bad_input_is_refused_and_writes_nothing() {
     assert_eq!(body["details"]["causes"][0]["field"], "spec.template.metadata.labels");
     let (status, _) = api.raw("POST", path, "text/plain", b"x".to_vec()).await;
     assert_eq!(status, 415);
-    let (status, body) = api.raw("POST", "/api/v1/namespaces/nowhere/configmaps", "application/json", serde_json::to_vec(&json!({"metadata": {"name": "x"}})).unwrap()).await;
+    let (status, body) =
+        api.raw("POST", "/api/v1/namespaces/nowhere/configmaps", "application/json", serde_json::to_vec(&json!({"metadata": {"name": "x"}})).unwrap()).await;
     assert_eq!((status, body["message"].as_str()), (404, Some(r#"namespaces "nowhere" not found"#)));
     let (status, _) = api.raw("PUT", path, "application/json", vec![]).await;
     assert_eq!(status, 405);
@@ -433,7 +435,8 @@ async fn bad_input_is_refused_and_writes_nothing() {
     api.raw("POST", "/api/v1/namespaces", "application/json", serde_json::to_vec(&ns).unwrap()).await;
     let (status, _) = api.raw("DELETE", "/api/v1/namespaces/going", "application/json", vec![]).await;
     assert_eq!(status, 200);
-    let (status, body) = api.raw("POST", "/api/v1/namespaces/going/configmaps", "application/json", serde_json::to_vec(&json!({"metadata": {"name": "x"}})).unwrap()).await;
+    let (status, body) =
+        api.raw("POST", "/api/v1/namespaces/going/configmaps", "application/json", serde_json::to_vec(&json!({"metadata": {"name": "x"}})).unwrap()).await;
     assert_eq!(status, 403, "{body}");
 
     // None of that was written.
@@ -446,10 +449,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
 #[test]
 fn no_client_certificate_is_401() {
     let api = TestApi::start();
-    let out = std::process::Command::new("curl")
-        .args(["-sk", &format!("{}/api/v1/namespaces", api.url)])
-        .output()
-        .expect("curl is installed");
+    let out = std::process::Command::new("curl").args(["-sk", &format!("{}/api/v1/namespaces", api.url)]).output().expect("curl is installed");
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["code"], 401);
     assert_eq!(body["reason"], "Unauthorized");
@@ -565,7 +565,9 @@ async fn server_side_apply_and_managed_fields() {
     let path = "/api/v1/namespaces/default/configmaps/cfg";
     let yaml = "application/apply-patch+yaml";
 
-    let (status, created) = api.raw("PATCH", &format!("{path}?fieldManager=alice"), yaml, b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: '1'\n".to_vec()).await;
+    let (status, created) = api
+        .raw("PATCH", &format!("{path}?fieldManager=alice"), yaml, b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: '1'\n".to_vec())
+        .await;
     assert_eq!(status, 201, "{created}");
     let entry = &created["metadata"]["managedFields"][0];
     assert_eq!((entry["manager"].as_str(), entry["operation"].as_str()), (Some("alice"), Some("Apply")));
@@ -683,9 +685,7 @@ async fn kubernetes_endpoints_follow_apiserver_leases() {
     // reconciling at the same moment both end up listed when both rounds
     // are over, whichever order their reads and writes took.
     let (c, d): (std::net::IpAddr, std::net::IpAddr) = ("10.0.0.3".parse().unwrap(), "10.0.0.4".parse().unwrap());
-    let other = std::sync::Arc::new(apiserver::registry::Registry::new(
-        apiserver::storage::Etcd::connect(std::slice::from_ref(&api.etcd_url)).await.unwrap(),
-    ));
+    let other = std::sync::Arc::new(apiserver::registry::Registry::new(apiserver::storage::Etcd::connect(std::slice::from_ref(&api.etcd_url)).await.unwrap()));
     for round in 0..40u64 {
         let other = other.clone();
         let late = tokio::spawn(async move {

@@ -25,7 +25,12 @@ async fn patches_that_leave_no_object_are_refused_and_change_nothing() {
     let api = TestApi::start();
     let path = "/api/v1/namespaces/default/configmaps/cm";
     let (status, _) = api
-        .raw("POST", "/api/v1/namespaces/default/configmaps", "application/json", body(json!({"metadata": {"name": "cm", "labels": {"keep": "me"}}, "data": {"k": "v"}})))
+        .raw(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            body(json!({"metadata": {"name": "cm", "labels": {"keep": "me"}}, "data": {"k": "v"}})),
+        )
         .await;
     assert_eq!(status, 201);
 
@@ -52,7 +57,12 @@ async fn patches_that_leave_no_object_are_refused_and_change_nothing() {
     }
     // The same goes for the status subresource of a pod.
     let (status, _) = api
-        .raw("POST", "/api/v1/namespaces/default/pods", "application/json", body(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})))
+        .raw(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            body(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})),
+        )
         .await;
     assert_eq!(status, 201);
     let (status, refusal) = api.raw("PATCH", "/api/v1/namespaces/default/pods/p/status", MERGE, br#"{"status":5}"#.to_vec()).await;
@@ -74,16 +84,19 @@ async fn subresource_bodies_get_the_type_checks_of_their_kind() {
 
     // A finalizers value that is no list used to delete the namespace.
     let finalize = "/api/v1/namespaces/doomed/finalize";
-    let (status, refusal) = api.raw("PUT", finalize, "application/json", body(json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": "kubernetes"}}))).await;
+    let (status, refusal) =
+        api.raw("PUT", finalize, "application/json", body(json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": "kubernetes"}}))).await;
     assert_eq!(status, 400, "{refusal}");
     assert!(refusal["message"].as_str().unwrap().contains("spec.finalizers"), "{refusal}");
-    let (status, refusal) = api.raw("PUT", finalize, "application/json", body(json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": ["cleanup"]}}))).await;
+    let (status, refusal) =
+        api.raw("PUT", finalize, "application/json", body(json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": ["cleanup"]}}))).await;
     assert_eq!(status, 422, "{refusal}");
     assert_eq!(first_cause(&refusal), r#"spec.finalizers[0]: Invalid value: "cleanup": name is neither a standard finalizer name nor is it fully qualified"#);
     let (status, ns) = api.raw("GET", "/api/v1/namespaces/doomed", "", vec![]).await;
     assert_eq!((status, &ns["spec"]["finalizers"]), (200, &json!(["kubernetes"])), "{ns}");
     // A main-resource update does not touch spec.finalizers either.
-    let (status, ns) = api.raw("PUT", "/api/v1/namespaces/doomed", "application/json", body(json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": []}}))).await;
+    let (status, ns) =
+        api.raw("PUT", "/api/v1/namespaces/doomed", "application/json", body(json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": []}}))).await;
     assert_eq!((status, &ns["spec"]["finalizers"]), (200, &json!(["kubernetes"])), "{ns}");
     let (status, _) = api.raw("PUT", finalize, "application/json", body(json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": []}}))).await;
     assert_eq!(status, 200);
@@ -95,16 +108,30 @@ async fn subresource_bodies_get_the_type_checks_of_their_kind() {
     let (status, _) = api.raw("POST", "/apis/apps/v1/namespaces/default/deployments", "application/json", body(deployment)).await;
     assert_eq!(status, 201);
     let scale = "/apis/apps/v1/namespaces/default/deployments/d/scale";
-    let (status, refusal) = api.raw("PUT", scale, "application/json", body(json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "d"}, "spec": {"replicas": "3"}}))).await;
+    let (status, refusal) = api
+        .raw(
+            "PUT",
+            scale,
+            "application/json",
+            body(json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "d"}, "spec": {"replicas": "3"}})),
+        )
+        .await;
     assert_eq!(status, 400, "{refusal}");
     let (status, refusal) = api.raw("PATCH", scale, MERGE, br#"{"spec":{"replicas":[]}}"#.to_vec()).await;
     assert_eq!(status, 422, "{refusal}");
     let (status, _) = api
-        .raw("POST", "/api/v1/namespaces/default/pods", "application/json", body(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})))
+        .raw(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            body(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})),
+        )
         .await;
     assert_eq!(status, 201);
     let binding = "/api/v1/namespaces/default/pods/p/binding";
-    let (status, refusal) = api.raw("POST", binding, "application/json", body(json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"name": ["n1"]}}))).await;
+    let (status, refusal) = api
+        .raw("POST", binding, "application/json", body(json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"name": ["n1"]}})))
+        .await;
     assert_eq!(status, 400, "{refusal}");
     let (status, pod) = api.raw("GET", "/api/v1/namespaces/default/pods/p", "", vec![]).await;
     assert_eq!((status, pod["spec"].get("nodeName")), (200, None));
@@ -188,7 +215,10 @@ async fn updates_keep_what_upstream_keeps_immutable() {
     let (status, _) = update(&api, node, |n| n["spec"] = json!({"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]})).await;
     assert_eq!(status, 200);
     let (status, refusal) = update(&api, node, |n| n["spec"] = json!({"podCIDR": "10.244.2.0/24", "podCIDRs": ["10.244.2.0/24"]})).await;
-    assert_eq!((status, first_cause(&refusal)), (422, r#"spec.podCIDRs[0]: Forbidden: node updates may not change podCIDR except from "" to valid"#.to_string()));
+    assert_eq!(
+        (status, first_cause(&refusal)),
+        (422, r#"spec.podCIDRs[0]: Forbidden: node updates may not change podCIDR except from "" to valid"#.to_string())
+    );
 
     // A Service keeps its ClusterIP; leaving NodePort frees its node port.
     create(&api, "/api/v1/namespaces/default/services", json!({"metadata": {"name": "svc"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}})).await;

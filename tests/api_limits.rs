@@ -104,12 +104,7 @@ impl Answer {
 
 async fn send(client: &kube::Client, method: &str, path: &str, body: Option<Value>) -> Answer {
     let body = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
-    let request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .body(kube::client::Body::from(body))
-        .unwrap();
+    let request = http::Request::builder().method(method).uri(path).header("content-type", "application/json").body(kube::client::Body::from(body)).unwrap();
     let response = client.send(request).await.unwrap();
     let (status, headers) = (response.status().as_u16(), response.headers().clone());
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -182,10 +177,7 @@ async fn writes_beyond_the_mutating_limit_get_429() {
     };
     assert_eq!(refused.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
     // Reads are counted apart: one is served now.
-    assert_eq!(
-        tokio::time::timeout(GENEROUS, send(&client, "GET", "/healthz", None)).await.expect("a read while writes are full").status,
-        200
-    );
+    assert_eq!(tokio::time::timeout(GENEROUS, send(&client, "GET", "/healthz", None)).await.expect("a read while writes are full").status, 200);
     drop(stopped);
     let held = tokio::time::timeout(GENEROUS, held).await.expect("the held write finished once etcd continued").unwrap();
     assert_eq!(held.status, 201, "{}", held.body);
@@ -359,4 +351,3 @@ async fn sigterm_ends_watches_cleanly_and_lets_requests_in_flight_finish() {
     let exit = tokio::task::block_in_place(|| api.apiserver_exit(GENEROUS)).expect("the apiserver exited");
     assert!(exit.success(), "{exit:?}");
 }
-

@@ -17,8 +17,7 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     let name = lab_name("etcd");
     let guard = LabGuard::new(&name);
     let source = topology("etcd-3");
-    up(&engine, &source, &name).await
-        .unwrap();
+    up(&engine, &source, &name).await.unwrap();
 
     // Every member answers its own health check.
     for i in 0..3 {
@@ -36,10 +35,7 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     let (code, out) = engine.exec(&etcd0, &strings(&["etcdctl", "put", "/kubelab/probe", "written-via-etcd-0"])).await.unwrap();
     assert_eq!(code, 0, "{out}");
     let etcd2 = plan::container_name(&name, "etcd-2");
-    let (code, out) = engine
-        .exec(&etcd2, &strings(&["etcdctl", "get", "--print-value-only", "/kubelab/probe"]))
-        .await
-        .unwrap();
+    let (code, out) = engine.exec(&etcd2, &strings(&["etcdctl", "get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
     assert_eq!((code, out.trim()), (0, "written-via-etcd-0"));
 
     // The status table, with the engine's addresses taken out.
@@ -62,20 +58,15 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
 
     // Bringing it up again changes nothing that is healthy.
     let before: Vec<_> = engine.containers(Some(&name)).await.unwrap().into_iter().map(|c| c.name).collect();
-    up(&engine, &source, &name).await
-        .unwrap();
-    let (_, still) = engine
-        .exec(&etcd2, &strings(&["etcdctl", "get", "--print-value-only", "/kubelab/probe"]))
-        .await
-        .unwrap();
+    up(&engine, &source, &name).await.unwrap();
+    let (_, still) = engine.exec(&etcd2, &strings(&["etcdctl", "get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
     assert_eq!(still.trim(), "written-via-etcd-0");
     let after: Vec<_> = engine.containers(Some(&name)).await.unwrap().into_iter().map(|c| c.name).collect();
     assert_eq!(before.len(), after.len());
 
     // Another topology under the same name is refused, and nothing changes.
     let other = topology("1-node");
-    let err = up(&engine, &other, &name).await
-        .unwrap_err();
+    let err = up(&engine, &other, &name).await.unwrap_err();
     assert!(err.to_string().contains("already up with a different topology"), "{err}");
     assert_eq!(engine.containers(Some(&name)).await.unwrap().len(), before.len());
 
@@ -101,10 +92,7 @@ async fn keep_data_survives_down_and_up() {
     assert_eq!(engine.volumes(Some(&name)).await.unwrap().len(), 3);
 
     up(&engine, &source, &name).await.unwrap();
-    let (_, value) = engine
-        .exec(&etcd1, &strings(&["etcdctl", "get", "--print-value-only", "state"]))
-        .await
-        .unwrap();
+    let (_, value) = engine.exec(&etcd1, &strings(&["etcdctl", "get", "--print-value-only", "state"])).await.unwrap();
     assert_eq!(value.trim(), "kept");
 }
 
@@ -128,9 +116,7 @@ async fn a_component_that_fails_its_gate_is_named_and_everything_is_removed() {
     let broken = plan.stages[0].members.iter_mut().find(|m| m.instance == "etcd-1").unwrap();
     broken.spec.cmd.push("--no-such-flag".into());
 
-    let err = lab::apply(&engine, &source, &plan, &UpOptions::default(), &progress(), &Cancel::never())
-        .await
-        .unwrap_err();
+    let err = lab::apply(&engine, &source, &plan, &UpOptions::default(), &progress(), &Cancel::never()).await.unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("component etcd-1 did not come up"), "{text}");
     assert!(text.contains("its container stopped"), "{text}");

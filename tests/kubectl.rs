@@ -152,7 +152,11 @@ fn apply_get_change_and_delete() {
     insta::assert_snapshot!("describe", ok(api.kubectl(&["describe", "deploy", "web", "-n", "demo"])));
 
     // Applying a manifest without the sidecar removes it (three-way merge).
-    std::fs::write(dir.join("app.yaml"), MANIFEST.replace("      - name: sidecar\n        image: busybox:1.36\n        command: [\"sleep\", \"infinity\"]\n", "")).unwrap();
+    std::fs::write(
+        dir.join("app.yaml"),
+        MANIFEST.replace("      - name: sidecar\n        image: busybox:1.36\n        command: [\"sleep\", \"infinity\"]\n", ""),
+    )
+    .unwrap();
     insta::assert_snapshot!("apply_configured", ok(api.kubectl(&["apply", "-f", file])));
     let d: serde_json::Value = serde_json::from_str(&api.kubectl(&["get", "deploy", "web", "-n", "demo", "-o", "json"]).stdout).unwrap();
     assert_eq!(d["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
@@ -167,7 +171,9 @@ fn managers(api: &TestApi, what: &[&str]) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| format!("{} {} {}", e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap(), e["subresource"].as_str().unwrap_or("")).trim().to_string())
+        .map(|e| {
+            format!("{} {} {}", e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap(), e["subresource"].as_str().unwrap_or("")).trim().to_string()
+        })
         .collect()
 }
 
@@ -300,7 +306,9 @@ fn namespace_deletion_waits_for_finalizers_and_kubelets() {
     ok(api.kubectl_stdin(&["apply", "-f", "-"], held));
     ok(api.kubectl(&["delete", "namespace", "held", "--wait=false"]));
     let waited = api.kubectl(&["wait", "--for=condition=NamespaceFinalizersRemaining", "namespace/held", "--timeout=30s"]);
-    let state = || api.kubectl(&["get", "namespace/held", "-o", "yaml"]).stdout + &api.kubectl(&["get", "configmap/kept", "pod/bound", "-n", "held", "-o", "yaml"]).stdout;
+    let state = || {
+        api.kubectl(&["get", "namespace/held", "-o", "yaml"]).stdout + &api.kubectl(&["get", "configmap/kept", "pod/bound", "-n", "held", "-o", "yaml"]).stdout
+    };
     assert_eq!(waited.code, 0, "{}\n{}", waited.stderr, state());
     let conditions = r#"jsonpath={range .status.conditions[*]}{.type} {.status} {.reason}: {.message}{"\n"}{end}"#;
     insta::assert_snapshot!("ns_conditions_remaining", ok(api.kubectl(&["get", "namespace", "held", "-o", conditions])));

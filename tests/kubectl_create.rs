@@ -190,20 +190,10 @@ fn services() {
     assert_eq!(svc["spec"]["ports"][0]["name"], "80-8080");
     assert_eq!(svc["spec"]["selector"], json!({"app": "web"}));
 
-    let headless = create(
-        &api,
-        &["create", "service", "clusterip", "headless", "--clusterip=None", "--tcp=53:53"],
-        &["service", "headless"],
-        Sends::Protobuf,
-    );
+    let headless = create(&api, &["create", "service", "clusterip", "headless", "--clusterip=None", "--tcp=53:53"], &["service", "headless"], Sends::Protobuf);
     assert_eq!(headless["spec"]["clusterIP"], "None");
 
-    let np = create(
-        &api,
-        &["create", "service", "nodeport", "np", "--tcp=8080:80", "--node-port=30080"],
-        &["service", "np"],
-        Sends::Protobuf,
-    );
+    let np = create(&api, &["create", "service", "nodeport", "np", "--tcp=8080:80", "--node-port=30080"], &["service", "np"], Sends::Protobuf);
     assert_eq!(np["spec"]["type"], "NodePort");
     assert_eq!(np["spec"]["ports"][0]["nodePort"], 30080);
     assert_eq!(np["spec"]["ports"][0]["port"], 8080);
@@ -214,12 +204,7 @@ fn services() {
     assert_eq!(lb["spec"]["ports"][0]["port"], 443);
     assert_eq!(lb["spec"]["ports"][0]["targetPort"], 8443);
 
-    let ext = create(
-        &api,
-        &["create", "service", "externalname", "ext", "--external-name=db.example.com"],
-        &["service", "ext"],
-        Sends::Protobuf,
-    );
+    let ext = create(&api, &["create", "service", "externalname", "ext", "--external-name=db.example.com"], &["service", "ext"], Sends::Protobuf);
     assert_eq!(ext["spec"]["type"], "ExternalName");
     assert_eq!(ext["spec"]["externalName"], "db.example.com");
 }
@@ -228,12 +213,7 @@ fn services() {
 fn deployment_and_expose() {
     let api = TestApi::start();
 
-    let d = create(
-        &api,
-        &["create", "deployment", "web", "--image=nginx:1.27", "--replicas=3", "--port=80"],
-        &["deployment", "web"],
-        Sends::Protobuf,
-    );
+    let d = create(&api, &["create", "deployment", "web", "--image=nginx:1.27", "--replicas=3", "--port=80"], &["deployment", "web"], Sends::Protobuf);
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(d["spec"]["selector"], json!({"matchLabels": {"app": "web"}}));
     assert_eq!(d["spec"]["template"]["metadata"]["labels"], json!({"app": "web"}));
@@ -247,20 +227,10 @@ fn deployment_and_expose() {
     assert_eq!(idle["spec"]["replicas"], 0);
 
     // Words after -- are the container's command.
-    let sleeper = create(
-        &api,
-        &["create", "deployment", "sleeper", "--image=busybox", "--", "sleep", "3600"],
-        &["deployment", "sleeper"],
-        Sends::Protobuf,
-    );
+    let sleeper = create(&api, &["create", "deployment", "sleeper", "--image=busybox", "--", "sleep", "3600"], &["deployment", "sleeper"], Sends::Protobuf);
     assert_eq!(sleeper["spec"]["template"]["spec"]["containers"][0]["command"], json!(["sleep", "3600"]));
 
-    let svc = create(
-        &api,
-        &["expose", "deployment", "web", "--port=8080", "--target-port=80", "--name=web-svc"],
-        &["service", "web-svc"],
-        Sends::Json,
-    );
+    let svc = create(&api, &["expose", "deployment", "web", "--port=8080", "--target-port=80", "--name=web-svc"], &["service", "web-svc"], Sends::Json);
     assert_eq!(svc["spec"]["selector"], json!({"app": "web"}));
     assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
@@ -273,8 +243,17 @@ fn run_pod() {
     let pod = create(
         &api,
         &[
-            "run", "box", "--image=busybox:1.36", "--port=8080", "--env=GREETING=hi", "--env=EMPTY=", "--labels=app=box,tier=test",
-            "--restart=Never", "--", "sleep", "3600",
+            "run",
+            "box",
+            "--image=busybox:1.36",
+            "--port=8080",
+            "--env=GREETING=hi",
+            "--env=EMPTY=",
+            "--labels=app=box,tier=test",
+            "--restart=Never",
+            "--",
+            "sleep",
+            "3600",
         ],
         &["pod", "box"],
         Sends::Json,
@@ -289,11 +268,6 @@ fn run_pod() {
     assert_eq!(pod["spec"]["restartPolicy"], "Never");
 
     // --command: the words are the command, not the arguments.
-    let cmd = create(
-        &api,
-        &["run", "cmd", "--image=busybox", "--restart=Never", "--command", "--", "sh", "-c", "echo hi"],
-        &["pod", "cmd"],
-        Sends::Json,
-    );
+    let cmd = create(&api, &["run", "cmd", "--image=busybox", "--restart=Never", "--command", "--", "sh", "-c", "echo hi"], &["pod", "cmd"], Sends::Json);
     assert_eq!(cmd["spec"]["containers"][0]["command"], json!(["sh", "-c", "echo hi"]));
 }

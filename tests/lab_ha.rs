@@ -9,7 +9,6 @@ use kubelab::docker::Engine;
 use kubelab::{lab, plan};
 use kubelab_scenarios::{kubectl, lab_name, topology, up, LabGuard};
 
-
 #[tokio::test]
 async fn two_apiservers_behind_a_load_balancer() {
     let engine = Engine::connect().await.unwrap();

@@ -8,7 +8,6 @@ use kubelab::docker::Engine;
 use kubelab::{lab, pki, plan};
 use kubelab_scenarios::{assert_nothing_left, kubectl, kubectl_stdin, lab_name, topology, up, LabGuard};
 
-
 #[tokio::test]
 async fn kubectl_reaches_the_labs_apiserver() {
     let engine = Engine::connect().await.unwrap();
@@ -56,7 +55,17 @@ async fn kubectl_reaches_the_labs_apiserver() {
     // client-side apply and kubectl becomes its Apply manager.
     let (code, out) = kubectl_stdin(&file, &["apply", "--server-side", "-f", "-"], &cm.replace("via-kubectl", "via-ssa"));
     assert_eq!((code, out.trim()), (0, "configmap/probe serverside-applied"));
-    let (code, out) = kubectl(&file, &["get", "cm", "probe", "--show-managed-fields", "-o", "jsonpath={.data.written} {.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"]);
+    let (code, out) = kubectl(
+        &file,
+        &[
+            "get",
+            "cm",
+            "probe",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.data.written} {.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}",
+        ],
+    );
     assert_eq!((code, out.as_str()), (0, "via-ssa kubectl Apply"));
 
     // The apiserver finds the controller-manager by its alias and asks its /healthz.
@@ -72,11 +81,7 @@ async fn kubectl_reaches_the_labs_apiserver() {
     assert_eq!(code, 0, "{out}");
     let (code, out) = kubectl(&file, &["create", "configmap", "inside", "-n", "doomed", "--from-literal=a=1"]);
     assert_eq!(code, 0, "{out}");
-    let deleted = std::process::Command::new("kubectl")
-        .args(["delete", "namespace", "doomed", "--timeout=60s"])
-        .env("KUBECONFIG", &file)
-        .output()
-        .unwrap();
+    let deleted = std::process::Command::new("kubectl").args(["delete", "namespace", "doomed", "--timeout=60s"]).env("KUBECONFIG", &file).output().unwrap();
     assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
     assert_eq!(String::from_utf8_lossy(&deleted.stdout), "namespace \"doomed\" deleted\n");
     let (code, out) = kubectl(&file, &["get", "namespace", "doomed"]);

@@ -66,26 +66,59 @@ fn paths() -> impl Strategy<Value = String> {
     ]);
     // A name two times in three: the verbs on one object are more.
     let names = prop::option::weighted(0.67, prop::sample::select(NAMES));
-    (0..stored.len(), prop::sample::select(NAMESPACES), names, subs, queries).prop_map(
-        move |(i, ns, name, sub, query)| {
-            let res = stored[i];
-            let base = if res.group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{}/{}", res.group, res.version) };
-            let scope = if res.namespaced { format!("/namespaces/{ns}") } else { String::new() };
-            match name {
-                Some(n) => format!("{base}{scope}/{}/{n}{sub}{query}", res.plural),
-                None => format!("{base}{scope}/{}{query}", res.plural),
-            }
-        },
-    )
+    (0..stored.len(), prop::sample::select(NAMESPACES), names, subs, queries).prop_map(move |(i, ns, name, sub, query)| {
+        let res = stored[i];
+        let base = if res.group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{}/{}", res.group, res.version) };
+        let scope = if res.namespaced { format!("/namespaces/{ns}") } else { String::new() };
+        match name {
+            Some(n) => format!("{base}{scope}/{}/{n}{sub}{query}", res.plural),
+            None => format!("{base}{scope}/{}{query}", res.plural),
+        }
+    })
 }
 
 /// JSON shaped like Kubernetes objects: the keys they use, nested.
 fn json_value() -> impl Strategy<Value = Value> {
     let key = prop::sample::select(vec![
-        "apiVersion", "kind", "metadata", "name", "namespace", "labels", "annotations", "finalizers", "uid", "resourceVersion",
-        "ownerReferences", "spec", "containers", "image", "ports", "containerPort", "port", "nodePort", "clusterIP", "type",
-        "selector", "matchLabels", "template", "replicas", "status", "phase", "nodeName", "data", "immutable", "target",
-        "podCIDR", "podCIDRs", "$patch", "$retainKeys", "$setElementOrder/containers", "op", "path", "value", "from",
+        "apiVersion",
+        "kind",
+        "metadata",
+        "name",
+        "namespace",
+        "labels",
+        "annotations",
+        "finalizers",
+        "uid",
+        "resourceVersion",
+        "ownerReferences",
+        "spec",
+        "containers",
+        "image",
+        "ports",
+        "containerPort",
+        "port",
+        "nodePort",
+        "clusterIP",
+        "type",
+        "selector",
+        "matchLabels",
+        "template",
+        "replicas",
+        "status",
+        "phase",
+        "nodeName",
+        "data",
+        "immutable",
+        "target",
+        "podCIDR",
+        "podCIDRs",
+        "$patch",
+        "$retainKeys",
+        "$setElementOrder/containers",
+        "op",
+        "path",
+        "value",
+        "from",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -93,8 +126,25 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| Value::Number(n.into())),
         (-1e20f64..1e20).prop_map(|f| json!(f)),
         "[a-z0-9:/.-]{0,12}".prop_map(Value::String),
-        prop::sample::select(vec!["v1", "apps/v1", "Pod", "ConfigMap", "Deployment", "a", "web", "", "replace", "add", "remove", "/metadata", "", "/spec/replicas", "10.96.0.10", "NodePort"])
-            .prop_map(|s| Value::String(s.into())),
+        prop::sample::select(vec![
+            "v1",
+            "apps/v1",
+            "Pod",
+            "ConfigMap",
+            "Deployment",
+            "a",
+            "web",
+            "",
+            "replace",
+            "add",
+            "remove",
+            "/metadata",
+            "",
+            "/spec/replicas",
+            "10.96.0.10",
+            "NodePort"
+        ])
+        .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(4, 64, 6, move |inner| {
         prop_oneof![
@@ -126,13 +176,14 @@ fn bodies() -> impl Strategy<Value = Vec<u8>> {
         json!([{"op": "add", "path": "/metadata/labels", "value": {"z": "1"}}]),
         json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"}, "target": {"name": "a"}}),
     ];
-    let fitting = (prop::sample::select(fitting), prop::option::of((prop::sample::select(vec!["metadata", "spec", "data", "status", "immutable"]), json_value())))
-        .prop_map(|(mut body, extra)| {
-            if let (Some((key, value)), Some(map)) = (extra, body.as_object_mut()) {
-                map.insert(key.to_string(), value);
-            }
-            serde_json::to_vec(&body).unwrap()
-        });
+    let fitting =
+        (prop::sample::select(fitting), prop::option::of((prop::sample::select(vec!["metadata", "spec", "data", "status", "immutable"]), json_value())))
+            .prop_map(|(mut body, extra)| {
+                if let (Some((key, value)), Some(map)) = (extra, body.as_object_mut()) {
+                    map.insert(key.to_string(), value);
+                }
+                serde_json::to_vec(&body).unwrap()
+            });
     let apply = Just(b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n".to_vec());
     prop_oneof![
         4 => fitting,
@@ -177,13 +228,15 @@ fn requests() -> impl Strategy<Value = Fuzzed> {
         "application/yaml",
     ]);
     // The method fits the path (named or collection) three times in four.
-    (methods, any::<prop::sample::Index>(), any::<u8>(), paths(), content_types, accepts, bodies()).prop_map(|(method, pick, dice, path, content_type, accept, body)| {
-        let named = path.split('?').next().unwrap_or("").trim_end_matches('/').rsplit('/').nth(1).is_some_and(|parent| !parent.is_empty())
-            && NAMES.iter().any(|n| path.split('?').next().unwrap_or("").split('/').any(|part| part == *n));
-        let fitting: &[&'static str] = if named { &["GET", "PUT", "PATCH", "DELETE"] } else { &["GET", "POST", "DELETE"] };
-        let method = if dice % 4 == 0 { method } else { fitting[pick.index(fitting.len())] };
-        Fuzzed { method, path, content_type, accept, body }
-    })
+    (methods, any::<prop::sample::Index>(), any::<u8>(), paths(), content_types, accepts, bodies()).prop_map(
+        |(method, pick, dice, path, content_type, accept, body)| {
+            let named = path.split('?').next().unwrap_or("").trim_end_matches('/').rsplit('/').nth(1).is_some_and(|parent| !parent.is_empty())
+                && NAMES.iter().any(|n| path.split('?').next().unwrap_or("").split('/').any(|part| part == *n));
+            let fitting: &[&'static str] = if named { &["GET", "PUT", "PATCH", "DELETE"] } else { &["GET", "POST", "DELETE"] };
+            let method = if dice % 4 == 0 { method } else { fitting[pick.index(fitting.len())] };
+            Fuzzed { method, path, content_type, accept, body }
+        },
+    )
 }
 
 /// Sends one request to the router; returns the status and, for a

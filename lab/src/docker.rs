@@ -7,13 +7,12 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    Mount, MountType, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
-    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, UploadToContainerOptions,
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions, ListImagesOptions, ListNetworksOptions,
+    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, UploadToContainerOptions,
 };
 use bollard::{body_full, body_try_stream, Docker};
 use futures_util::{Stream, StreamExt};
@@ -113,21 +112,14 @@ impl Engine {
         let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&e))?;
         docker.ping().await.map_err(|e| unreachable(&e))?;
         let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
-        Ok(Engine {
-            docker,
-            privilege: AtomicU8::new(PRIVILEGE_UNKNOWN),
-        })
+        Ok(Engine { docker, privilege: AtomicU8::new(PRIVILEGE_UNKNOWN) })
     }
 
     // ---- containers ----
 
     /// Containers with the lab label, all of them when `lab` is None.
     pub async fn containers(&self, lab: Option<&str>) -> Result<Vec<Found>> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(label_filter(lab)),
-            ..Default::default()
-        };
+        let options = ListContainersOptions { all: true, filters: Some(label_filter(lab)), ..Default::default() };
         let list = self.docker.list_containers(Some(options)).await?;
         Ok(list.into_iter().map(found).collect())
     }
@@ -197,13 +189,7 @@ impl Engine {
             Attachment::Network { network, aliases } => {
                 host.network_mode = Some(network.clone());
                 networking = Some(NetworkingConfig {
-                    endpoints_config: Some(HashMap::from([(
-                        network.clone(),
-                        EndpointSettings {
-                            aliases: Some(aliases.clone()),
-                            ..Default::default()
-                        },
-                    )])),
+                    endpoints_config: Some(HashMap::from([(network.clone(), EndpointSettings { aliases: Some(aliases.clone()), ..Default::default() })])),
                 });
             }
             Attachment::Container(other) => {
@@ -221,14 +207,8 @@ impl Engine {
             networking_config: networking,
             ..Default::default()
         };
-        let options = CreateContainerOptions {
-            name: Some(spec.name.clone()),
-            ..Default::default()
-        };
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .with_context(|| format!("creating container {}", spec.name))?;
+        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        self.docker.create_container(Some(options), body).await.with_context(|| format!("creating container {}", spec.name))?;
         if !spec.files.is_empty() {
             let options = UploadToContainerOptions { path: "/".into(), ..Default::default() };
             self.docker
@@ -240,19 +220,12 @@ impl Engine {
     }
 
     pub async fn start(&self, name: &str) -> Result<()> {
-        self.docker
-            .start_container(name, None::<StartContainerOptions>)
-            .await
-            .with_context(|| format!("starting container {name}"))
+        self.docker.start_container(name, None::<StartContainerOptions>).await.with_context(|| format!("starting container {name}"))
     }
 
     /// Removes a container, running or not; a missing one is not an error.
     pub async fn remove_container(&self, name: &str) -> Result<()> {
-        let options = RemoveContainerOptions {
-            force: true,
-            v: false,
-            ..Default::default()
-        };
+        let options = RemoveContainerOptions { force: true, v: false, ..Default::default() };
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -264,50 +237,22 @@ impl Engine {
     pub async fn exec(&self, container: &str, cmd: &[String]) -> Result<(i64, String)> {
         let created = self
             .docker
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    cmd: Some(cmd.to_vec()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
+            .create_exec(container, CreateExecOptions { cmd: Some(cmd.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() })
             .await?;
         let mut out = String::new();
-        if let StartExecResults::Attached { mut output, .. } =
-            self.docker.start_exec(&created.id, None).await?
-        {
+        if let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&created.id, None).await? {
             while let Some(chunk) = output.next().await {
                 out.push_str(&chunk?.to_string());
             }
         }
-        let code = self
-            .docker
-            .inspect_exec(&created.id)
-            .await?
-            .exit_code
-            .unwrap_or(-1);
+        let code = self.docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
         Ok((code, out))
     }
 
     /// A container's log lines (stdout and stderr together).
-    pub fn logs(
-        &self,
-        container: &str,
-        tail: Option<usize>,
-        follow: bool,
-    ) -> impl Stream<Item = Result<String>> + '_ {
-        let options = LogsOptions {
-            follow,
-            stdout: true,
-            stderr: true,
-            tail: tail.map_or("all".to_string(), |n| n.to_string()),
-            ..Default::default()
-        };
-        self.docker
-            .logs(container, Some(options))
-            .map(|chunk| chunk.map(|c| c.to_string()).map_err(Into::into))
+    pub fn logs(&self, container: &str, tail: Option<usize>, follow: bool) -> impl Stream<Item = Result<String>> + '_ {
+        let options = LogsOptions { follow, stdout: true, stderr: true, tail: tail.map_or("all".to_string(), |n| n.to_string()), ..Default::default() };
+        self.docker.logs(container, Some(options)).map(|chunk| chunk.map(|c| c.to_string()).map_err(Into::into))
     }
 
     /// The last `n` lines of a container's log, as one string.
@@ -318,11 +263,7 @@ impl Engine {
 
     /// Whether a container exists and runs.
     pub async fn is_running(&self, name: &str) -> Result<bool> {
-        match self
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-        {
+        match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
             Ok(c) => Ok(c.state.and_then(|s| s.running).unwrap_or(false)),
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(e.into()),
@@ -333,41 +274,22 @@ impl Engine {
 
     /// Networks with the lab label: (name, labels).
     pub async fn networks(&self, lab: Option<&str>) -> Result<Vec<(String, HashMap<String, String>)>> {
-        let options = ListNetworksOptions {
-            filters: Some(label_filter(lab)),
-        };
+        let options = ListNetworksOptions { filters: Some(label_filter(lab)) };
         let list = self.docker.list_networks(Some(options)).await?;
-        Ok(list
-            .into_iter()
-            .map(|n| (n.name.unwrap_or_default(), n.labels.unwrap_or_default()))
-            .collect())
+        Ok(list.into_iter().map(|n| (n.name.unwrap_or_default(), n.labels.unwrap_or_default())).collect())
     }
 
     /// Creates an internal network: nothing on it reaches beyond this machine.
-    pub async fn create_network(
-        &self,
-        name: &str,
-        subnet: Option<String>,
-        labels: HashMap<String, String>,
-    ) -> Result<()> {
+    pub async fn create_network(&self, name: &str, subnet: Option<String>, labels: HashMap<String, String>) -> Result<()> {
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
             internal: Some(true),
             labels: Some(labels),
-            ipam: subnet.map(|s| Ipam {
-                config: Some(vec![IpamConfig {
-                    subnet: Some(s),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            ipam: subnet.map(|s| Ipam { config: Some(vec![IpamConfig { subnet: Some(s), ..Default::default() }]), ..Default::default() }),
             ..Default::default()
         };
-        self.docker
-            .create_network(request)
-            .await
-            .with_context(|| format!("creating network {name}"))?;
+        self.docker.create_network(request).await.with_context(|| format!("creating network {name}"))?;
         Ok(())
     }
 
@@ -386,36 +308,21 @@ impl Engine {
 
     /// Volumes with the lab label: (name, labels).
     pub async fn volume_labels(&self, lab: Option<&str>) -> Result<Vec<(String, HashMap<String, String>)>> {
-        let options = ListVolumesOptions {
-            filters: Some(label_filter(lab)),
-        };
+        let options = ListVolumesOptions { filters: Some(label_filter(lab)) };
         let list = self.docker.list_volumes(Some(options)).await?;
-        Ok(list
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| (v.name, v.labels))
-            .collect())
+        Ok(list.volumes.unwrap_or_default().into_iter().map(|v| (v.name, v.labels)).collect())
     }
 
     pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
         self.docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(name.to_string()),
-                labels: Some(labels),
-                ..Default::default()
-            })
+            .create_volume(VolumeCreateRequest { name: Some(name.to_string()), labels: Some(labels), ..Default::default() })
             .await
             .with_context(|| format!("creating volume {name}"))?;
         Ok(())
     }
 
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
-        match self
-            .docker
-            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
-            .await
-        {
+        match self.docker.remove_volume(name, Some(RemoveVolumeOptions { force: true })).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("removing volume {name}")),
@@ -435,10 +342,7 @@ impl Engine {
     /// kubelab's images: (tag, size in bytes, created as Unix seconds).
     pub async fn images(&self) -> Result<Vec<(String, i64, i64)>> {
         let options = ListImagesOptions {
-            filters: Some(HashMap::from([(
-                "label".to_string(),
-                vec![format!("{LAB_LABEL}={IMAGES_LABEL_VALUE}")],
-            )])),
+            filters: Some(HashMap::from([("label".to_string(), vec![format!("{LAB_LABEL}={IMAGES_LABEL_VALUE}")])])),
             ..Default::default()
         };
         let mut rows = Vec::new();
@@ -458,16 +362,8 @@ impl Engine {
         S: Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     {
         let (repo, version) = tag.rsplit_once(':').context("an image tag has a version")?;
-        let options = CreateImageOptions {
-            from_src: Some("-".into()),
-            repo: Some(repo.into()),
-            tag: Some(version.into()),
-            changes,
-            ..Default::default()
-        };
-        let mut progress = self
-            .docker
-            .create_image(Some(options), Some(body_try_stream(tarball)), None);
+        let options = CreateImageOptions { from_src: Some("-".into()), repo: Some(repo.into()), tag: Some(version.into()), changes, ..Default::default() };
+        let mut progress = self.docker.create_image(Some(options), Some(body_try_stream(tarball)), None);
         while let Some(step) = progress.next().await {
             let step = step.with_context(|| format!("importing image {tag}"))?;
             if let Some(e) = step.error_detail.and_then(|d| d.message) {
@@ -480,13 +376,7 @@ impl Engine {
     /// Builds an image from an in-memory build context (a tar archive). The
     /// classic builder is used: it takes `FROM` images from the local store
     /// and never asks a registry for them.
-    pub async fn build_image(
-        &self,
-        tag: &str,
-        context: Vec<u8>,
-        build_args: HashMap<String, String>,
-        labels: HashMap<String, String>,
-    ) -> Result<()> {
+    pub async fn build_image(&self, tag: &str, context: Vec<u8>, build_args: HashMap<String, String>, labels: HashMap<String, String>) -> Result<()> {
         let options = BuildImageOptions {
             dockerfile: "Dockerfile".into(),
             t: Some(tag.into()),
@@ -497,9 +387,7 @@ impl Engine {
             ..Default::default()
         };
         let mut log = String::new();
-        let mut steps = self
-            .docker
-            .build_image(options, None, Some(body_full(context.into())));
+        let mut steps = self.docker.build_image(options, None, Some(body_full(context.into())));
         while let Some(step) = steps.next().await {
             match step {
                 Ok(info) => {
@@ -532,36 +420,12 @@ fn label_filter(lab: Option<&str>) -> HashMap<String, Vec<String>> {
 }
 
 fn found(c: ContainerSummary) -> Found {
-    let name = c
-        .names
-        .unwrap_or_default()
-        .first()
-        .map(|n| n.trim_start_matches('/').to_string())
-        .unwrap_or_default();
-    let address = c
-        .network_settings
-        .and_then(|n| n.networks)
-        .and_then(|nets| {
-            nets.values()
-                .filter_map(|e| e.ip_address.clone())
-                .find(|ip| !ip.is_empty())
-        });
+    let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+    let address = c.network_settings.and_then(|n| n.networks).and_then(|nets| nets.values().filter_map(|e| e.ip_address.clone()).find(|ip| !ip.is_empty()));
     let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-    Found {
-        name,
-        running: state == "running",
-        state,
-        labels: c.labels.unwrap_or_default(),
-        address,
-    }
+    Found { name, running: state == "running", state, labels: c.labels.unwrap_or_default(), address }
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }

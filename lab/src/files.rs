@@ -25,11 +25,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         _ => Path::new("."),
     };
     let write = || -> io::Result<()> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".kubelab-")
-            .suffix(".tmp")
-            .permissions(Permissions::from_mode(mode))
-            .tempfile_in(dir)?;
+        let mut tmp = tempfile::Builder::new().prefix(".kubelab-").suffix(".tmp").permissions(Permissions::from_mode(mode)).tempfile_in(dir)?;
         tmp.write_all(contents)?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
@@ -55,13 +51,8 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
 /// Creates `dir` and its missing parents with mode 0700, and makes `dir`
 /// itself 0700 if it already existed with a wider mode.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    fs::set_permissions(dir, Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot make {} private (mode 0700)", dir.display()))
+    DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions(dir, Permissions::from_mode(0o700)).with_context(|| format!("cannot make {} private (mode 0700)", dir.display()))
 }
 
 /// An exclusive lock held while the file exists: created with O_EXCL, the

@@ -28,10 +28,7 @@ pub struct Images {
 
 impl Images {
     pub fn of(&self, component: &str) -> &str {
-        self.components
-            .get(component)
-            .map(String::as_str)
-            .unwrap_or_else(|| panic!("component {component} is in the catalogue"))
+        self.components.get(component).map(String::as_str).unwrap_or_else(|| panic!("component {component} is in the catalogue"))
     }
 }
 
@@ -66,15 +63,9 @@ pub async fn ensure(engine: &Engine, repo: &Repo, progress: &Progress) -> Result
         if !engine.image_exists(&tag).await? {
             let task = progress.task(&format!("image {}", component.name));
             task.update("building");
-            let labels = HashMap::from([
-                (LAB_LABEL.to_string(), IMAGES_LABEL_VALUE.to_string()),
-                (IMAGE_LABEL.to_string(), component.name.to_string()),
-            ]);
+            let labels = HashMap::from([(LAB_LABEL.to_string(), IMAGES_LABEL_VALUE.to_string()), (IMAGE_LABEL.to_string(), component.name.to_string())]);
             let args = HashMap::from([("BASE".to_string(), base.clone())]);
-            engine
-                .build_image(&tag, context.tar()?, args, labels)
-                .await
-                .inspect_err(|_| task.failed("failed"))?;
+            engine.build_image(&tag, context.tar()?, args, labels).await.inspect_err(|_| task.failed("failed"))?;
             task.done(&tag);
         }
         components.insert(component.name, tag);
@@ -86,12 +77,7 @@ pub async fn ensure(engine: &Engine, repo: &Repo, progress: &Progress) -> Result
 fn base_packages(repo: &Repo) -> Result<Vec<String>> {
     let path = repo.component_dir("base").join("packages.txt");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut packages: Vec<String> = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
+    let mut packages: Vec<String> = text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).map(str::to_string).collect();
     packages.sort();
     packages.dedup();
     Ok(packages)
@@ -159,9 +145,7 @@ async fn build_base(engine: &Engine, repo: &Repo, tag: &str, packages: &[String]
         format!("LABEL {IMAGE_LABEL}=base"),
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
     ];
-    engine
-        .import_rootfs(tag, tokio_util::io::ReaderStream::new(stdout), changes)
-        .await?;
+    engine.import_rootfs(tag, tokio_util::io::ReaderStream::new(stdout), changes).await?;
     let status = tar.wait().await?;
     if !status.success() {
         bail!("tar of the base root filesystem failed ({status})");
@@ -178,10 +162,8 @@ async fn ensure_debootstrap() -> Result<()> {
     let is_root = nix::unistd::Uid::effective().is_root();
     if is_root && which("apt-get") {
         eprintln!("debootstrap is missing; installing it with apt-get");
-        let status = Command::new("sh")
-            .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap"])
-            .status()
-            .await?;
+        let status =
+            Command::new("sh").args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap"]).status().await?;
         if status.success() && which("debootstrap") {
             return Ok(());
         }
@@ -193,9 +175,7 @@ async fn ensure_debootstrap() -> Result<()> {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())).unwrap_or(false)
 }
 
 /// The Debian mirror: `KUBELAB_DEBIAN_MIRROR`, else the first bookworm main
@@ -205,21 +185,12 @@ pub fn debian_mirror() -> Result<String> {
         return Ok(mirror);
     }
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    let mut more: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let mut more: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d").into_iter().flatten().flatten().map(|e| e.path()).collect();
     more.sort();
     files.extend(more);
     for file in files {
         let Ok(text) = std::fs::read_to_string(&file) else { continue };
-        let found = if file.extension().is_some_and(|e| e == "sources") {
-            mirror_in_deb822(&text)
-        } else {
-            mirror_in_one_line(&text)
-        };
+        let found = if file.extension().is_some_and(|e| e == "sources") { mirror_in_deb822(&text) } else { mirror_in_one_line(&text) };
         if let Some(m) = found {
             return Ok(m);
         }
@@ -243,18 +214,11 @@ fn mirror_in_one_line(text: &str) -> Option<String> {
 /// deb822 stanzas: `URIs:`, `Suites:` and `Types:` fields.
 fn mirror_in_deb822(text: &str) -> Option<String> {
     text.split("\n\n").find_map(|stanza| {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|rest| rest.strip_prefix(':'))
-                    .map(|v| v.trim().to_string())
-            })
-        };
+        let field = |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')).map(|v| v.trim().to_string()));
         let types = field("Types")?;
         let suites = field("Suites")?;
         let uri = field("URIs")?;
-        let is_main = types.split_whitespace().any(|t| t == "deb")
-            && suites.split_whitespace().any(|s| s == SUITE);
+        let is_main = types.split_whitespace().any(|t| t == "deb") && suites.split_whitespace().any(|s| s == SUITE);
         is_main.then(|| uri.split_whitespace().next().unwrap_or_default().to_string())
     })
 }

@@ -87,37 +87,20 @@ pub fn entry_name(lab: &str) -> String {
 
 /// The kubeconfig of one lab: cluster, user and context all named
 /// `lab-<lab>`, and that context current.
-pub fn for_lab(
-    lab: &str,
-    server: &str,
-    tls_server_name: Option<&str>,
-    ca_pem: &str,
-    client_cert_pem: &str,
-    client_key_pem: &str,
-) -> Kubeconfig {
+pub fn for_lab(lab: &str, server: &str, tls_server_name: Option<&str>, ca_pem: &str, client_cert_pem: &str, client_key_pem: &str) -> Kubeconfig {
     let name = entry_name(lab);
     let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
     Kubeconfig {
         api_version: "v1".into(),
         clusters: vec![NamedCluster {
-            cluster: Cluster {
-                certificate_authority_data: b64(ca_pem),
-                server: server.into(),
-                tls_server_name: tls_server_name.map(str::to_string),
-            },
+            cluster: Cluster { certificate_authority_data: b64(ca_pem), server: server.into(), tls_server_name: tls_server_name.map(str::to_string) },
             name: name.clone(),
         }],
-        contexts: vec![NamedContext {
-            context: Context { cluster: name.clone(), user: name.clone() },
-            name: name.clone(),
-        }],
+        contexts: vec![NamedContext { context: Context { cluster: name.clone(), user: name.clone() }, name: name.clone() }],
         current_context: name.clone(),
         kind: "Config".into(),
         preferences: Mapping::new(),
-        users: vec![NamedUser {
-            name,
-            user: User { client_certificate_data: b64(client_cert_pem), client_key_data: b64(client_key_pem) },
-        }],
+        users: vec![NamedUser { name, user: User { client_certificate_data: b64(client_cert_pem), client_key_data: b64(client_key_pem) } }],
     }
 }
 
@@ -157,11 +140,7 @@ fn choose_path(kubeconfig: Option<&OsStr>, home: Option<&Path>, exists: impl Fn(
 /// Atomic, and serialised with other `lab`s and kubectl by `<path>.lock`.
 pub fn merge_into(path: &Path, lab_config: &Kubeconfig) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let _lock = Lock::acquire(lock_path(path))?;
     let target = follow(path);
@@ -213,8 +192,7 @@ fn mode_of(path: &Path) -> Result<u32> {
 
 /// The document in `text`; an empty one is an empty kubeconfig.
 fn parse(path: &Path, text: &str) -> Result<Mapping> {
-    let value: Value = serde_yaml::from_str(text)
-        .with_context(|| format!("{} is not valid YAML; it was left untouched", path.display()))?;
+    let value: Value = serde_yaml::from_str(text).with_context(|| format!("{} is not valid YAML; it was left untouched", path.display()))?;
     match value {
         Value::Null => Ok(Mapping::new()),
         Value::Mapping(m) => Ok(m),
@@ -351,10 +329,7 @@ x-unknown-top-level: [1, 2]
         assert_eq!(base64::engine::general_purpose::STANDARD.decode(key).unwrap(), KEY.as_bytes());
         assert!(user["user"]["client-certificate-data"].is_string());
         let context = &doc["contexts"][0];
-        assert_eq!(
-            (context["name"].as_str(), context["context"]["cluster"].as_str()),
-            (Some("lab-dev"), Some("lab-dev"))
-        );
+        assert_eq!((context["name"].as_str(), context["context"]["cluster"].as_str()), (Some("lab-dev"), Some("lab-dev")));
         assert_eq!(context["context"]["user"], "lab-dev");
 
         let without = for_lab("dev", "https://lab-apiserver-1:6443", None, CA, CERT, KEY).to_yaml();

@@ -17,9 +17,9 @@ use crate::images;
 use crate::kubeconfig::{self, Kubeconfig};
 use crate::pki::{self, Pki};
 use crate::plan::{self, Member, Plan, GATE_LABEL};
-use crate::state;
 use crate::progress::Progress;
 use crate::repo::Repo;
+use crate::state;
 use crate::topology::{self, Source};
 
 pub const DEFAULT_NAME: &str = "lab";
@@ -62,15 +62,7 @@ struct Before {
 
 /// Brings a lab up, or reconciles a running one: healthy containers with an
 /// unchanged spec are kept, changed ones replaced, missing ones created.
-pub async fn up(
-    engine: &Engine,
-    repo: &Repo,
-    source: &Source,
-    name: &str,
-    options: &UpOptions,
-    progress: &Progress,
-    cancel: &Cancel,
-) -> Result<Plan> {
+pub async fn up(engine: &Engine, repo: &Repo, source: &Source, name: &str, options: &UpOptions, progress: &Progress, cancel: &Cancel) -> Result<Plan> {
     check_name(name)?;
     let network = plan::network_name(name);
     let networks = engine.networks(Some(name)).await?;
@@ -112,11 +104,7 @@ pub async fn kubeconfig(engine: &Engine, lab: &str) -> Result<Kubeconfig> {
     // The load balancer when the lab has one, else the one apiserver.
     let containers = engine.containers(Some(lab)).await?;
     let component = |c: &Found, instance: &str| c.labels.get(COMPONENT_LABEL).map(String::as_str) == Some(instance);
-    let found = containers
-        .iter()
-        .find(|c| component(c, plan::LOADBALANCER))
-        .or_else(|| containers.iter().find(|c| component(c, "apiserver-0")))
-        .cloned();
+    let found = containers.iter().find(|c| component(c, plan::LOADBALANCER)).or_else(|| containers.iter().find(|c| component(c, "apiserver-0"))).cloned();
     let Some(found) = found else {
         bail!("lab {lab:?} has no apiserver{}", known_labs_hint(engine).await);
     };
@@ -126,30 +114,15 @@ pub async fn kubeconfig(engine: &Engine, lab: &str) -> Result<Kubeconfig> {
     let dir = pki::dir(lab)?;
     let read = |file: &str| {
         let path = dir.join(file);
-        std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {} (the lab's PKI); `lab up` recreates it", path.display()))
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {} (the lab's PKI); `lab up` recreates it", path.display()))
     };
     let server = format!("https://{address}:{}", plan::APISERVER_PORT);
-    Ok(kubeconfig::for_lab(
-        lab,
-        &server,
-        Some("kubernetes"),
-        &read("ca.crt")?,
-        &read(&format!("{}.crt", pki::ADMIN))?,
-        &read(&format!("{}.key", pki::ADMIN))?,
-    ))
+    Ok(kubeconfig::for_lab(lab, &server, Some("kubernetes"), &read("ca.crt")?, &read(&format!("{}.crt", pki::ADMIN))?, &read(&format!("{}.key", pki::ADMIN))?))
 }
 
 /// Makes the engine hold what `plan` describes. On failure or interruption
 /// it removes what it created (unless told to keep it) and returns the error.
-pub async fn apply(
-    engine: &Engine,
-    source: &Source,
-    plan: &Plan,
-    options: &UpOptions,
-    progress: &Progress,
-    cancel: &Cancel,
-) -> Result<()> {
+pub async fn apply(engine: &Engine, source: &Source, plan: &Plan, options: &UpOptions, progress: &Progress, cancel: &Cancel) -> Result<()> {
     let name = &plan.lab;
     let before = Before {
         containers: engine.containers(Some(name)).await?.into_iter().map(|c| c.name).collect(),
@@ -171,15 +144,7 @@ pub async fn apply(
     }
 }
 
-async fn reconcile(
-    engine: &Engine,
-    source: &Source,
-    plan: &Plan,
-    hash: &str,
-    before: &Before,
-    progress: &Progress,
-    cancel: &Cancel,
-) -> Result<()> {
+async fn reconcile(engine: &Engine, source: &Source, plan: &Plan, hash: &str, before: &Before, progress: &Progress, cancel: &Cancel) -> Result<()> {
     let lab = &plan.lab;
     let labels = |extra: &[(&str, String)]| {
         let mut l = HashMap::from([(LAB_LABEL.to_string(), lab.clone())]);
@@ -211,22 +176,13 @@ async fn reconcile(
     }
     for stage in &plan.stages {
         cancel.check()?;
-        let starts = stage
-            .members
-            .iter()
-            .map(|m| start_member(engine, m, existing.get(&m.spec.name), progress, cancel));
+        let starts = stage.members.iter().map(|m| start_member(engine, m, existing.get(&m.spec.name), progress, cancel));
         try_join_all(starts).await?;
     }
     Ok(())
 }
 
-async fn start_member(
-    engine: &Engine,
-    member: &Member,
-    existing: Option<&Found>,
-    progress: &Progress,
-    cancel: &Cancel,
-) -> Result<()> {
+async fn start_member(engine: &Engine, member: &Member, existing: Option<&Found>, progress: &Progress, cancel: &Cancel) -> Result<()> {
     let task = progress.task(&member.instance);
     let same_spec = existing.is_some_and(|f| f.labels.get(SPEC_LABEL) == member.spec.labels.get(SPEC_LABEL));
     let result = async {
@@ -272,11 +228,7 @@ async fn wait_for_gate(engine: &Engine, container: &str, gate: &[String], cancel
         if !running || started.elapsed() > GATE_TIMEOUT {
             let why = if running { "its health gate did not pass in time" } else { "its container stopped" };
             let log = engine.log_tail(container, 20).await;
-            bail!(
-                "{container}: {why}.\nlast gate output: {}\nlast lines of its log:\n{}",
-                output.trim(),
-                indent(&log)
-            );
+            bail!("{container}: {why}.\nlast gate output: {}\nlast lines of its log:\n{}", output.trim(), indent(&log));
         }
         tokio::select! {
             _ = tokio::time::sleep(GATE_POLL) => {}
@@ -371,11 +323,7 @@ pub async fn status(engine: &Engine, lab: &str) -> Result<Vec<ComponentStatus>> 
         bail!("no lab named {lab:?} is up{}", known_labs_hint(engine).await);
     }
     let rows = containers.into_iter().map(|c| async move {
-        let gate: Vec<String> = c
-            .labels
-            .get(GATE_LABEL)
-            .and_then(|g| serde_json::from_str(g).ok())
-            .unwrap_or_default();
+        let gate: Vec<String> = c.labels.get(GATE_LABEL).and_then(|g| serde_json::from_str(g).ok()).unwrap_or_default();
         let health = if !c.running {
             "-".to_string()
         } else if gate.is_empty() {
@@ -402,10 +350,7 @@ pub async fn status(engine: &Engine, lab: &str) -> Result<Vec<ComponentStatus>> 
 }
 
 fn role_order(role: &str) -> usize {
-    ["etcd", "loadbalancer", "apiserver", "controller-manager", "scheduler", "node", "kube-proxy"]
-        .iter()
-        .position(|r| *r == role)
-        .unwrap_or(usize::MAX)
+    ["etcd", "loadbalancer", "apiserver", "controller-manager", "scheduler", "node", "kube-proxy"].iter().position(|r| *r == role).unwrap_or(usize::MAX)
 }
 
 async fn known_labs_hint(engine: &Engine) -> String {
@@ -463,10 +408,8 @@ pub async fn export_logs(engine: &Engine, lab: &str, dir: &Path) -> Result<Vec<S
 
 pub fn status_table(rows: &[ComponentStatus]) -> String {
     let header = ["COMPONENT", "CONTAINER", "STATE", "ADDRESS", "HEALTH"];
-    let cells: Vec<[String; 5]> = rows
-        .iter()
-        .map(|r| [r.component.clone(), r.container.clone(), r.state.clone(), r.address.clone(), r.health.clone()])
-        .collect();
+    let cells: Vec<[String; 5]> =
+        rows.iter().map(|r| [r.component.clone(), r.container.clone(), r.state.clone(), r.address.clone(), r.health.clone()]).collect();
     let mut widths = header.map(str::len);
     for row in &cells {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -505,18 +448,8 @@ pub async fn list(engine: &Engine) -> Result<Vec<LabSummary>> {
     let mut out = Vec::new();
     for name in names(engine).await? {
         let containers = engine.containers(Some(&name)).await?;
-        let topology = engine
-            .networks(Some(&name))
-            .await?
-            .into_iter()
-            .find_map(|(_, l)| l.get(TOPOLOGY_FILE_LABEL).cloned())
-            .unwrap_or_else(|| "-".into());
-        out.push(LabSummary {
-            name,
-            topology,
-            running: containers.iter().filter(|c| c.running).count(),
-            containers: containers.len(),
-        });
+        let topology = engine.networks(Some(&name)).await?.into_iter().find_map(|(_, l)| l.get(TOPOLOGY_FILE_LABEL).cloned()).unwrap_or_else(|| "-".into());
+        out.push(LabSummary { name, topology, running: containers.iter().filter(|c| c.running).count(), containers: containers.len() });
     }
     Ok(out)
 }

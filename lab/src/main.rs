@@ -87,9 +87,7 @@ enum ImagesCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KUBELAB_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KUBELAB_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {
@@ -121,11 +119,7 @@ async fn run(cli: Cli) -> Result<()> {
             let options = UpOptions { keep_on_failure };
             let started = std::time::Instant::now();
             lab::up(&engine, &repo, &source, &name, &options, &progress, &cancel).await?;
-            eprintln!(
-                "lab {name} is up ({} in {:.1}s). See it with: lab status {name}",
-                path.display(),
-                started.elapsed().as_secs_f32()
-            );
+            eprintln!("lab {name} is up ({} in {:.1}s). See it with: lab status {name}", path.display(), started.elapsed().as_secs_f32());
             let config = lab::kubeconfig(&engine, &name).await?;
             let file = kubeconfig::user_kubeconfig_path()?;
             kubeconfig::merge_into(&file, &config)?;

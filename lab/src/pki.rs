@@ -13,10 +13,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
@@ -141,8 +138,7 @@ impl Ca {
         let refuse = "refusing to replace the lab's CA: fix the file, or remove the whole folder to start a new CA \
                       (labs and kubeconfigs made with the old one must then be made again)";
         let key = match files::read_optional(&key_path)? {
-            Some(pem) => KeyPair::from_pem(&pem)
-                .map_err(|e| anyhow!("{} is not a valid private key ({e}); {refuse}", key_path.display()))?,
+            Some(pem) => KeyPair::from_pem(&pem).map_err(|e| anyhow!("{} is not a valid private key ({e}); {refuse}", key_path.display()))?,
             None if cert_path.exists() => {
                 bail!("{} exists without its key {}; {refuse}", cert_path.display(), key_path.display())
             }
@@ -171,8 +167,7 @@ impl Ca {
         if cert.validity().not_after.timestamp() <= now.unix_timestamp() {
             bail!("the lab's CA {} has expired; {refuse}", cert_path.display());
         }
-        let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key)
-            .map_err(|e| anyhow!("{}: cannot sign with this CA: {e}", cert_path.display()))?;
+        let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key).map_err(|e| anyhow!("{}: cannot sign with this CA: {e}", cert_path.display()))?;
         Ok(Ca { cert_pem, der, issuer })
     }
 }
@@ -297,13 +292,7 @@ impl Leaf {
 
 /// Every leaf a lab with these names and nodes needs.
 fn leaves(apiserver: &ServingNames, nodes: &[String]) -> Result<Vec<Leaf>> {
-    let fixed = [
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local",
-        "localhost",
-    ];
+    let fixed = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"];
     let mut serving = Leaf::client(APISERVER, "kube-apiserver", None);
     (serving.server, serving.client) = (true, false);
     serving.dns = fixed.iter().map(|s| s.to_string()).chain(apiserver.dns.iter().cloned()).collect();
@@ -410,10 +399,7 @@ mod tests {
     use super::*;
 
     fn names(dns: &[&str], ips: &[&str]) -> ServingNames {
-        ServingNames {
-            dns: dns.iter().map(|s| s.to_string()).collect(),
-            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
-        }
+        ServingNames { dns: dns.iter().map(|s| s.to_string()).collect(), ips: ips.iter().map(|s| s.parse().unwrap()).collect() }
     }
 
     fn nodes() -> Vec<String> {
@@ -426,11 +412,7 @@ mod tests {
 
     /// Every file in `dir` and its bytes.
     fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-        fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap())
-            .map(|e| (e.file_name().into_string().unwrap(), fs::read(e.path()).unwrap()))
-            .collect()
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().into_string().unwrap(), fs::read(e.path()).unwrap())).collect()
     }
 
     fn cert_of(pem: &str) -> Vec<u8> {
@@ -445,16 +427,8 @@ mod tests {
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         let files = snapshot(&dir);
         let mut pairs = vec![("ca.crt".to_string(), "ca.key".to_string()), ("sa.pub".into(), "sa.key".into())];
-        let leaves = [
-            "apiserver",
-            "admin",
-            "kube-controller-manager",
-            "kube-scheduler",
-            "kube-proxy",
-            "apiserver-kubelet-client",
-            "kubelet-node-1",
-            "kubelet-node-2",
-        ];
+        let leaves =
+            ["apiserver", "admin", "kube-controller-manager", "kube-scheduler", "kube-proxy", "apiserver-kubelet-client", "kubelet-node-1", "kubelet-node-2"];
         pairs.extend(leaves.iter().map(|l| (format!("{l}.crt"), format!("{l}.key"))));
         for (cert, key) in &pairs {
             assert!(files.contains_key(cert), "{cert} missing");
@@ -483,8 +457,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         create(tmp.path());
         let before = snapshot(tmp.path());
-        let pki =
-            Pki::load_or_create(tmp.path(), &names(&["lab-apiserver-1", "lab-lb"], &["10.96.0.1"]), &nodes()).unwrap();
+        let pki = Pki::load_or_create(tmp.path(), &names(&["lab-apiserver-1", "lab-lb"], &["10.96.0.1"]), &nodes()).unwrap();
         let after = snapshot(tmp.path());
         let changed: Vec<_> = after.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
         assert_eq!(changed, ["apiserver.crt", "apiserver.key"]);
@@ -550,14 +523,7 @@ mod tests {
 
         let der = cert_of(&pki.identity(APISERVER).unwrap().cert_pem);
         let (dns, ips) = sans(&parse(&der).unwrap()).unwrap();
-        let want_dns = [
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "kubernetes.default.svc.cluster.local",
-            "localhost",
-            "lab-apiserver-1",
-        ];
+        let want_dns = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost", "lab-apiserver-1"];
         assert_eq!(dns, want_dns.iter().map(|s| s.to_string()).collect());
         assert_eq!(ips, ["127.0.0.1", "10.96.0.1"].iter().map(|s| s.parse().unwrap()).collect());
     }

@@ -56,9 +56,7 @@ impl Plan {
 
     /// The named volumes the plan's containers mount.
     pub fn volumes(&self) -> Vec<String> {
-        self.members()
-            .flat_map(|m| m.spec.volumes.iter().map(|(v, _)| v.clone()))
-            .collect()
+        self.members().flat_map(|m| m.spec.volumes.iter().map(|(v, _)| v.clone())).collect()
     }
 }
 
@@ -207,17 +205,13 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 volumes: vec![],
                 tmpfs: vec![],
                 privileged: false,
-                files: [pki_files(pki, pki::APISERVER, "apiserver"), identity_files(pki, pki::APISERVER_KUBELET_CLIENT, "apiserver-kubelet-client").into()].concat(),
+                files: [pki_files(pki, pki::APISERVER, "apiserver"), identity_files(pki, pki::APISERVER_KUBELET_CLIENT, "apiserver-kubelet-client").into()]
+                    .concat(),
             };
             // Ready means serving TLS and reaching etcd; /readyz needs no
             // client certificate, as upstream's public-info role allows.
-            let gate = vec![
-                "curl".to_string(),
-                "-fsk".to_string(),
-                "--max-time".to_string(),
-                "2".to_string(),
-                format!("https://127.0.0.1:{APISERVER_PORT}/readyz"),
-            ];
+            let gate =
+                vec!["curl".to_string(), "-fsk".to_string(), "--max-time".to_string(), "2".to_string(), format!("https://127.0.0.1:{APISERVER_PORT}/readyz")];
             member(lab, name, "apiserver", spec, gate)
         })
         .collect();
@@ -241,11 +235,7 @@ fn controller_manager_stage(lab: &str, network: &str, images: &Images, pki: &Pki
         name: container_name(lab, CONTROLLER_MANAGER),
         hostname: CONTROLLER_MANAGER.into(),
         image: images.of("controller-manager").to_string(),
-        cmd: vec![
-            format!("--kubeconfig={kubeconfig_path}"),
-            format!("--secure-port={CONTROLLER_MANAGER_PORT}"),
-            "--controllers=*".into(),
-        ],
+        cmd: vec![format!("--kubeconfig={kubeconfig_path}"), format!("--secure-port={CONTROLLER_MANAGER_PORT}"), "--controllers=*".into()],
         env: vec![],
         labels: BTreeMap::new(),
         network: Attachment::Network { network: network.to_string(), aliases: vec![CONTROLLER_MANAGER.into()] },
@@ -254,13 +244,8 @@ fn controller_manager_stage(lab: &str, network: &str, images: &Images, pki: &Pki
         privileged: false,
         files: vec![File { path: kubeconfig_path.into(), mode: 0o600, contents: config.to_yaml() }],
     };
-    let gate = vec![
-        "curl".to_string(),
-        "-fsk".to_string(),
-        "--max-time".to_string(),
-        "2".to_string(),
-        format!("https://127.0.0.1:{CONTROLLER_MANAGER_PORT}/healthz"),
-    ];
+    let gate =
+        vec!["curl".to_string(), "-fsk".to_string(), "--max-time".to_string(), "2".to_string(), format!("https://127.0.0.1:{CONTROLLER_MANAGER_PORT}/healthz")];
     Stage { name: "controller-manager", members: vec![member(lab, CONTROLLER_MANAGER, "controller-manager", spec, gate)] }
 }
 
@@ -268,11 +253,7 @@ fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage 
     let names: Vec<String> = (0..t.etcd.members).map(|i| format!("etcd-{i}")).collect();
     // Members find each other by their aliases on the lab network, so the
     // cluster survives new container addresses after `down --keep-data`.
-    let initial_cluster = names
-        .iter()
-        .map(|n| format!("{n}=http://{n}:2380"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let initial_cluster = names.iter().map(|n| format!("{n}=http://{n}:2380")).collect::<Vec<_>>().join(",");
     let members = names
         .iter()
         .map(|name| {
@@ -294,18 +275,13 @@ fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage 
                 cmd,
                 env: vec![],
                 labels: BTreeMap::new(),
-                network: Attachment::Network {
-                    network: network.to_string(),
-                    aliases: vec![name.clone()],
-                },
+                network: Attachment::Network { network: network.to_string(), aliases: vec![name.clone()] },
                 volumes: vec![(format!("{lab}-{name}-data"), "/var/lib/etcd".into())],
                 tmpfs: vec![],
                 privileged: false,
                 files: vec![],
             };
-            let gate = ["etcdctl", "--endpoints=http://127.0.0.1:2379", "--command-timeout=2s", "endpoint", "health"]
-                .map(String::from)
-                .to_vec();
+            let gate = ["etcdctl", "--endpoints=http://127.0.0.1:2379", "--command-timeout=2s", "endpoint", "health"].map(String::from).to_vec();
             member(lab, name, "etcd", spec, gate)
         })
         .collect();
@@ -324,10 +300,7 @@ fn node_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage 
                 cmd: vec![],
                 env: vec![],
                 labels: BTreeMap::new(),
-                network: Attachment::Network {
-                    network: network.to_string(),
-                    aliases: vec![node.name.clone()],
-                },
+                network: Attachment::Network { network: network.to_string(), aliases: vec![node.name.clone()] },
                 // /var on a volume, so that overlay mounts made inside the
                 // node are not stacked on the container's own overlay.
                 volumes: vec![(format!("{lab}-{}-var", node.name), "/var".into())],
@@ -355,14 +328,9 @@ fn member(lab: &str, instance: &str, role: &str, mut spec: ContainerSpec, gate: 
     spec.labels.insert(LAB_LABEL.into(), lab.into());
     spec.labels.insert(COMPONENT_LABEL.into(), instance.into());
     spec.labels.insert(ROLE_LABEL.into(), role.into());
-    spec.labels
-        .insert(GATE_LABEL.into(), serde_json::to_string(&gate).expect("strings serialize"));
+    spec.labels.insert(GATE_LABEL.into(), serde_json::to_string(&gate).expect("strings serialize"));
     let hash = Sha256::digest(serde_json::to_vec(&spec).expect("a spec serializes"));
     let hash: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
     spec.labels.insert(SPEC_LABEL.into(), hash);
-    Member {
-        instance: instance.to_string(),
-        spec,
-        gate,
-    }
+    Member { instance: instance.to_string(), spec, gate }
 }

@@ -21,11 +21,7 @@ enum Mode {
 impl Progress {
     /// Spinners when stderr is a terminal, plain lines otherwise.
     pub fn auto() -> Progress {
-        let mode = if std::io::stderr().is_terminal() {
-            Mode::Bars(MultiProgress::new())
-        } else {
-            Mode::Lines
-        };
+        let mode = if std::io::stderr().is_terminal() { Mode::Bars(MultiProgress::new()) } else { Mode::Lines };
         Progress { mode }
     }
 
@@ -37,22 +33,14 @@ impl Progress {
         let bar = match &self.mode {
             Mode::Bars(multi) => {
                 let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(
-                    ProgressStyle::with_template("{spinner} {prefix:<22} {msg} ({elapsed})")
-                        .expect("a valid template"),
-                );
+                bar.set_style(ProgressStyle::with_template("{spinner} {prefix:<22} {msg} ({elapsed})").expect("a valid template"));
                 bar.set_prefix(label.to_string());
                 bar.enable_steady_tick(Duration::from_millis(100));
                 Some(bar)
             }
             _ => None,
         };
-        Task {
-            bar,
-            lines: matches!(self.mode, Mode::Lines),
-            label: label.to_string(),
-            started: Instant::now(),
-        }
+        Task { bar, lines: matches!(self.mode, Mode::Lines), label: label.to_string(), started: Instant::now() }
     }
 }
 

@@ -40,9 +40,7 @@ impl Repo {
 
     /// Where cargo puts release binaries (honours CARGO_TARGET_DIR).
     pub fn release_dir(&self) -> PathBuf {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.root.join("target"));
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| self.root.join("target"));
         target.join("release")
     }
 

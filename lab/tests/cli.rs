@@ -4,11 +4,7 @@
 use std::process::Command;
 
 fn lab(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("lab runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_lab")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("lab runs");
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
@@ -30,11 +26,8 @@ fn invalid_lab_name_is_refused_before_anything_else() {
 
 #[test]
 fn unreachable_docker_says_how_to_start_it() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .args(["status", "nothing"])
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .expect("lab runs");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_lab")).args(["status", "nothing"]).env("DOCKER_HOST", "unix:///nonexistent/docker.sock").output().expect("lab runs");
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(text.contains("cannot reach the Docker engine"), "{text}");

@@ -43,12 +43,7 @@ fn pod_on_node(name: &str, namespace: &str, node: &str) -> serde_json::Value {
 
 fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     kb / 1024.0
 }
 
@@ -182,7 +177,8 @@ async fn watch_delivery_by_node(api: &TestApi) -> Vec<Duration> {
         // Spread over the nodes, not in order, so watchers far apart match.
         let node = format!("node-{:04}", (i * 337) % NODE_WATCHERS);
         let body = serde_json::to_vec(&pod_on_node(&name, "on-nodes", &node)).unwrap();
-        let request = http::Request::post("/api/v1/namespaces/on-nodes/pods").header("content-type", "application/json").body(kube::client::Body::from(body)).unwrap();
+        let request =
+            http::Request::post("/api/v1/namespaces/on-nodes/pods").header("content-type", "application/json").body(kube::client::Body::from(body)).unwrap();
         let response = client.send(request).await.unwrap();
         assert_eq!(response.status().as_u16(), 201);
         committed.insert(name, Instant::now());
@@ -240,7 +236,8 @@ async fn main() {
     for i in 0..WATCHED_EVENTS {
         let name = format!("w-{i:04}");
         let body = serde_json::to_vec(&pod_json(&name, "watched")).unwrap();
-        let request = http::Request::post("/api/v1/namespaces/watched/pods").header("content-type", "application/json").body(kube::client::Body::from(body)).unwrap();
+        let request =
+            http::Request::post("/api/v1/namespaces/watched/pods").header("content-type", "application/json").body(kube::client::Body::from(body)).unwrap();
         let response = client.send(request).await.unwrap();
         assert_eq!(response.status().as_u16(), 201);
         committed.insert(name, Instant::now());

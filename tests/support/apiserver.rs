@@ -347,12 +347,7 @@ impl TestApi {
     pub async fn raw(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         use http_body_util::BodyExt;
         let client = self.client().await;
-        let request = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", content_type)
-            .body(kube::client::Body::from(body))
-            .unwrap();
+        let request = http::Request::builder().method(method).uri(path).header("content-type", content_type).body(kube::client::Body::from(body)).unwrap();
         let response = client.send(request).await.unwrap();
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();

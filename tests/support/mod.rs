@@ -12,9 +12,7 @@ use kubelab::repo::Repo;
 use kubelab::topology::{self, Source};
 
 pub fn repo() -> Repo {
-    Repo {
-        root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repo").to_path_buf(),
-    }
+    Repo { root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repo").to_path_buf() }
 }
 
 /// A topology from `tests/fixtures/` or `topologies/`.
@@ -100,12 +98,8 @@ pub fn kubectl_stdin(kubeconfig: &std::path::Path, args: &[&str], input: &str) -
 }
 
 pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new("kubectl")
-        .args(args)
-        .arg("--request-timeout=5s")
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .expect("kubectl is installed");
+    let out =
+        std::process::Command::new("kubectl").args(args).arg("--request-timeout=5s").env("KUBECONFIG", kubeconfig).output().expect("kubectl is installed");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }

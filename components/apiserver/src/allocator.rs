@@ -92,10 +92,9 @@ pub fn allocate(res: &Resource, obj: &mut Value, old: Option<&Value>, net: &Serv
         (_, Some(g), _) => {
             let why = match g.parse::<Ipv4Addr>() {
                 Err(_) => Some("must be a valid IP address".to_string()),
-                Ok(a) if !net.cluster_ips.contains(&a) => Some(format!(
-                    "failed to allocate IP {g}: the provided IP ({g}) is not in the valid range. The range of valid IPs is {}",
-                    net.cluster_ips
-                )),
+                Ok(a) if !net.cluster_ips.contains(&a) => {
+                    Some(format!("failed to allocate IP {g}: the provided IP ({g}) is not in the valid range. The range of valid IPs is {}", net.cluster_ips))
+                }
                 Ok(_) if !free(&format!("{IP_CLAIMS}{g}")) => Some(format!("failed to allocate IP {g}: provided IP is already allocated")),
                 Ok(_) => None,
             };
@@ -108,9 +107,7 @@ pub fn allocate(res: &Resource, obj: &mut Value, old: Option<&Value>, net: &Serv
             let hosts: Vec<Ipv4Addr> = net.cluster_ips.hosts().collect();
             let n = hosts.len().max(1);
             let start = (seed as usize) % n;
-            let pick = (0..n)
-                .map(|i| hosts[(start + i) % n])
-                .find(|a| *a != net.kubernetes_ip() && free(&format!("{IP_CLAIMS}{a}")));
+            let pick = (0..n).map(|i| hosts[(start + i) % n]).find(|a| *a != net.kubernetes_ip() && free(&format!("{IP_CLAIMS}{a}")));
             match pick {
                 Some(a) => Some(a.to_string()),
                 None => return Err(invalid(obj, vec![Cause::invalid("spec.clusterIPs", &json!([]), "failed to allocate a serviceIP: range is full")])),
@@ -153,7 +150,11 @@ pub fn allocate(res: &Resource, obj: &mut Value, old: Option<&Value>, net: &Serv
             Some(n) => {
                 let key = format!("{PORT_CLAIMS}{n}");
                 if n < low as i64 || n > high as i64 {
-                    causes.push(Cause::invalid(format!("spec.ports[{i}].nodePort"), &json!(n), format!("provided port is not in the valid range. The range of valid ports is {low}-{high}")));
+                    causes.push(Cause::invalid(
+                        format!("spec.ports[{i}].nodePort"),
+                        &json!(n),
+                        format!("provided port is not in the valid range. The range of valid ports is {low}-{high}"),
+                    ));
                     continue;
                 }
                 if !free(&key) || !used_here.insert(n) {
@@ -181,7 +182,11 @@ pub fn allocate(res: &Resource, obj: &mut Value, old: Option<&Value>, net: &Serv
         };
         p["nodePort"] = json!(port);
     }
-    if causes.is_empty() { Ok(()) } else { Err(invalid(obj, causes)) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(obj, causes))
+    }
 }
 
 /// The `kubernetes` Service the apiserver keeps in `default`.

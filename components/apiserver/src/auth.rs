@@ -19,10 +19,7 @@ pub fn from_certificates(certs: Option<&[CertificateDer<'_>]>) -> Option<User> {
     let (_, cert) = X509Certificate::from_der(leaf.as_ref()).ok()?;
     let subject = cert.subject();
     let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let mut groups: Vec<String> = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
+    let mut groups: Vec<String> = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
     groups.push("system:authenticated".into());
     Some(User { name, groups })
 }

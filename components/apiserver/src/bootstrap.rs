@@ -45,4 +45,3 @@ pub async fn run(registry: &Registry, address: Option<(IpAddr, u16)>, api_port: 
     }
     Ok(())
 }
-

@@ -208,8 +208,8 @@ mod tests {
         let scale = deploy["subresources"].as_array().unwrap().iter().find(|s| s["subresource"] == "scale").unwrap();
         assert_eq!(scale["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
         let total: usize = resources::RESOURCES.len();
-        let listed = core_resources.len()
-            + groups["items"].as_array().unwrap().iter().map(|g| g["versions"][0]["resources"].as_array().unwrap().len()).sum::<usize>();
+        let listed =
+            core_resources.len() + groups["items"].as_array().unwrap().iter().map(|g| g["versions"][0]["resources"].as_array().unwrap().len()).sum::<usize>();
         assert_eq!(listed, total);
     }
 }

@@ -89,11 +89,8 @@ pub async fn run(registry: &Registry, ip: IpAddr, api_port: u16) {
 }
 
 async fn write_endpoints(registry: &Registry, ips: &[String], api_port: u16) -> ApiResult<()> {
-    let subsets = if ips.is_empty() {
-        json!([])
-    } else {
-        json!([{"addresses": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(), "ports": [port(api_port)]}])
-    };
+    let subsets =
+        if ips.is_empty() { json!([]) } else { json!([{"addresses": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(), "ports": [port(api_port)]}]) };
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
@@ -121,10 +118,13 @@ async fn create_or_set(registry: &Registry, res: &'static resources::Resource, o
     // Twice at most: when another apiserver creates it between our read
     // and our create, the second round sets the one it created.
     for _ in 0..2 {
-        match registry.guaranteed_update(res, Some("default"), "kubernetes", |o| {
-            set(o);
-            Ok(())
-        }).await {
+        match registry
+            .guaranteed_update(res, Some("default"), "kubernetes", |o| {
+                set(o);
+                Ok(())
+            })
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) if e.code == 404 => match registry.create(res, Some("default"), obj.clone(), false, Some(&crate::bootstrap::writer(res))).await {
                 Ok(_) => return Ok(()),

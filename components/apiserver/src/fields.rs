@@ -23,9 +23,9 @@ impl Mode {
             None | Some("") | Some("Warn") => Ok(Mode::Warn),
             Some("Strict") => Ok(Mode::Strict),
             Some("Ignore") => Ok(Mode::Ignore),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
-            ))),
+            Some(other) => {
+                Err(ApiError::bad_request(format!("fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\"")))
+            }
         }
     }
 }

@@ -191,15 +191,20 @@ fn check_acceptable(accept: &str) -> ApiResult<()> {
         let t = t.split(';').next().unwrap_or("").trim();
         matches!(t, "application/json" | "*/*" | "application/*" | "" | "application/json-seq")
     });
-    if ok { Ok(()) } else { Err(ApiError::not_acceptable(accept)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::not_acceptable(accept))
+    }
 }
 
 /// Decodes a JSON, YAML or Kubernetes protobuf body into an object.
 pub fn decode_object(body: &[u8], content_type: &str) -> ApiResult<Value> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     let value: Value = match media {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
+        "" | "application/json" | "*/*" => {
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?
+        }
         "application/yaml" | "application/apply-patch+yaml" => {
             let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
             serde_yaml::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?
@@ -244,9 +249,7 @@ impl Ctx {
         let mut obj = decode_object(&self.body, self.content_type())?;
         if let Some(v) = obj.get("apiVersion").and_then(Value::as_str) {
             if v != expect_version {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({v}) does not match the expected API version ({expect_version})"
-                )));
+                return Err(ApiError::bad_request(format!("the API version in the data ({v}) does not match the expected API version ({expect_version})")));
             }
         }
         if let Some(k) = obj.get("kind").and_then(Value::as_str) {
@@ -383,8 +386,7 @@ impl Ctx {
             return Err(options_invalid("PatchOptions", Cause::forbidden("force", "may not be specified for non-apply patch")));
         }
         let writer = self.writer("PatchOptions")?;
-        let patch_doc: Value = serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+        let patch_doc: Value = serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
         check_patch_shape(kind, &patch_doc)?;
         let current = self.registry().get(res, self.ns(), self.name()).await?;
         let is_scale = self.target.subresource.as_deref() == Some("scale");
@@ -398,12 +400,7 @@ impl Ctx {
             PatchType::Strategic => patch::strategic(&mut doc, &patch_doc),
             PatchType::Apply => unreachable!("refused above"),
         };
-        applied.map_err(|why| ApiError {
-            code: 422,
-            reason: "Invalid",
-            message: format!("the patch could not be applied: {why}"),
-            details: None,
-        })?;
+        applied.map_err(|why| ApiError { code: 422, reason: "Invalid", message: format!("the patch could not be applied: {why}"), details: None })?;
         if is_scale {
             check_scale(&doc).map_err(|why| patch_result_invalid(&doc_shown(&doc), &why))?;
             return self.write_scale(doc, "PatchOptions").await;
@@ -447,12 +444,7 @@ impl Ctx {
         if let Some(c) = manager.chars().find(|c| c.is_control()) {
             return Err(options_invalid(options, Cause::invalid("fieldManager", &json!(manager), format!("invalid character {c:?}"))));
         }
-        Ok(Writer {
-            manager,
-            api_version: res.api_version(),
-            subresource: self.target.subresource.clone().unwrap_or_default(),
-            has_status: res.has_status(),
-        })
+        Ok(Writer { manager, api_version: res.api_version(), subresource: self.target.subresource.clone().unwrap_or_default(), has_status: res.has_status() })
     }
 
     /// Server-side apply: the body is the manager's whole configuration of
@@ -465,7 +457,10 @@ impl Ctx {
             Some(other) => return Err(ApiError::bad_request(format!("server-side apply is not served on the {other} subresource"))),
         };
         if self.q.get("fieldManager").is_none_or(String::is_empty) {
-            return Err(options_invalid("PatchOptions", Cause { message: "Required value: is required for apply patch".into(), ..Cause::required("fieldManager") }));
+            return Err(options_invalid(
+                "PatchOptions",
+                Cause { message: "Required value: is required for apply patch".into(), ..Cause::required("fieldManager") },
+            ));
         }
         let force = match self.q.get("force").map(String::as_str) {
             None | Some("false") => false,
@@ -478,18 +473,11 @@ impl Ctx {
             return Err(ApiError::bad_request("an apply configuration must set apiVersion and kind"));
         };
         if version != res.api_version() || kind != res.kind {
-            return Err(ApiError::bad_request(format!(
-                "the apply configuration is a {version}, Kind={kind}, not a {}, Kind={}",
-                res.api_version(),
-                res.kind
-            )));
+            return Err(ApiError::bad_request(format!("the apply configuration is a {version}, Kind={kind}, not a {}, Kind={}", res.api_version(), res.kind)));
         }
         let their_name = meta::name(&config);
         if their_name != self.name() {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({their_name}) does not match the name on the URL ({})",
-                self.name()
-            )));
+            return Err(ApiError::bad_request(format!("the name of the object ({their_name}) does not match the name on the URL ({})", self.name())));
         }
         if config.pointer("/metadata/managedFields").is_some() {
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
@@ -541,8 +529,7 @@ impl Ctx {
             }
         }
         if let Some(g) = self.q.get("gracePeriodSeconds") {
-            opts.grace_period_seconds =
-                Some(g.parse().map_err(|_| ApiError::bad_request(format!("gracePeriodSeconds: invalid integer {g:?}")))?);
+            opts.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::bad_request(format!("gracePeriodSeconds: invalid integer {g:?}")))?);
         }
         if let Some(p) = self.q.get("propagationPolicy") {
             opts.propagation_policy = Some(p.clone());
@@ -643,7 +630,11 @@ impl Ctx {
         let Some(replicas) = replicas.filter(|r| *r >= 0) else {
             return Err(ApiError::invalid(
                 &crate::status::Subject { group: "autoscaling".into(), kind: "Scale".into(), name: self.name().into() },
-                vec![crate::status::Cause::invalid("spec.replicas", scale.pointer("/spec/replicas").unwrap_or(&Value::Null), "must be greater than or equal to 0")],
+                vec![crate::status::Cause::invalid(
+                    "spec.replicas",
+                    scale.pointer("/spec/replicas").unwrap_or(&Value::Null),
+                    "must be greater than or equal to 0",
+                )],
             ));
         };
         let mut obj = self.registry().get(res, self.ns(), self.name()).await?;
@@ -710,10 +701,7 @@ fn check_patch_shape(kind: PatchType, patch: &Value) -> ApiResult<()> {
 /// A patch whose result is no object of the kind: 422 on `patch`, as
 /// upstream answers when the patched JSON does not decode.
 fn patch_result_invalid(doc: &str, why: &str) -> ApiError {
-    ApiError::invalid(
-        &Subject::default(),
-        vec![Cause::invalid("patch", &json!(doc), format!("couldn't decode the patched object: {why}"))],
-    )
+    ApiError::invalid(&Subject::default(), vec![Cause::invalid("patch", &json!(doc), format!("couldn't decode the patched object: {why}"))])
 }
 
 /// The patched document as it is quoted in a refusal (cut, as it may be
@@ -788,7 +776,8 @@ fn to_scale(obj: &Value) -> ApiResult<Value> {
         .unwrap_or_default();
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
-    let metadata: serde_json::Map<String, Value> = m.as_object().map(|m| m.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let metadata: serde_json::Map<String, Value> =
+        m.as_object().map(|m| m.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
     Ok(json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

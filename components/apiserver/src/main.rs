@@ -172,9 +172,7 @@ fn parse_duration_or_zero(text: &str) -> std::result::Result<Duration, String> {
 #[tokio::main]
 async fn main() -> Result<()> {
     return_freed_memory_at_once();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
     let config = Args::parse().config()?;
     let server = Server::start(config).await?;
     tracing::info!("serving the Kubernetes API on https://{}", server.address());

@@ -35,14 +35,16 @@ fn documents() -> &'static BTreeMap<String, (Value, String)> {
 }
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 pub fn index() -> Value {
-    let paths: Map<String, Value> = documents()
-        .iter()
-        .map(|(p, (_, hash))| (p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")})))
-        .collect();
+    let paths: Map<String, Value> =
+        documents().iter().map(|(p, (_, hash))| (p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}))).collect();
     json!({"paths": paths})
 }
 

@@ -40,8 +40,7 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
 pub fn merge_key_for(field: &str, items: &[Value]) -> Option<&'static str> {
     let has = |k: &str| items.iter().any(|i| i.get(k).is_some());
     let key = match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
-        | "resourceClaims" => "name",
+        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" | "resourceClaims" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "ports" if has("containerPort") => "containerPort",

@@ -589,12 +589,7 @@ mod table {
         ],
     };
 
-    static CORE_V1_NAMESPACE_SPEC: Message = Message {
-        name: "core.v1.NamespaceSpec",
-        fields: &[
-            f(1, "finalizers", Str, Repeated),
-        ],
-    };
+    static CORE_V1_NAMESPACE_SPEC: Message = Message { name: "core.v1.NamespaceSpec", fields: &[f(1, "finalizers", Str, Repeated)] };
 
     static CORE_V1_NAMESPACE_CONDITION: Message = Message {
         name: "core.v1.NamespaceCondition",
@@ -607,13 +602,8 @@ mod table {
         ],
     };
 
-    static CORE_V1_NAMESPACE_STATUS: Message = Message {
-        name: "core.v1.NamespaceStatus",
-        fields: &[
-            f(1, "phase", Str, OmitZero),
-            f(2, "conditions", Msg(&CORE_V1_NAMESPACE_CONDITION), Repeated),
-        ],
-    };
+    static CORE_V1_NAMESPACE_STATUS: Message =
+        Message { name: "core.v1.NamespaceStatus", fields: &[f(1, "phase", Str, OmitZero), f(2, "conditions", Msg(&CORE_V1_NAMESPACE_CONDITION), Repeated)] };
 
     static CORE_V1_NAMESPACE: Message = Message {
         name: "core.v1.Namespace",
@@ -624,59 +614,29 @@ mod table {
         ],
     };
 
-    static CORE_V1_HOST_PATH_VOLUME_SOURCE: Message = Message {
-        name: "core.v1.HostPathVolumeSource",
-        fields: &[
-            f(1, "path", Str, Keep),
-            f(2, "type", Str, Keep),
-        ],
-    };
+    static CORE_V1_HOST_PATH_VOLUME_SOURCE: Message =
+        Message { name: "core.v1.HostPathVolumeSource", fields: &[f(1, "path", Str, Keep), f(2, "type", Str, Keep)] };
 
-    static CORE_V1_EMPTY_DIR_VOLUME_SOURCE: Message = Message {
-        name: "core.v1.EmptyDirVolumeSource",
-        fields: &[
-            f(1, "medium", Str, OmitZero),
-            f(2, "sizeLimit", Quantity, Keep),
-        ],
-    };
+    static CORE_V1_EMPTY_DIR_VOLUME_SOURCE: Message =
+        Message { name: "core.v1.EmptyDirVolumeSource", fields: &[f(1, "medium", Str, OmitZero), f(2, "sizeLimit", Quantity, Keep)] };
 
     static CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE: Message = Message {
         name: "core.v1.GCEPersistentDiskVolumeSource",
-        fields: &[
-            f(1, "pdName", Str, Keep),
-            f(2, "fsType", Str, OmitZero),
-            f(3, "partition", Int32, OmitZero),
-            f(4, "readOnly", Bool, OmitZero),
-        ],
+        fields: &[f(1, "pdName", Str, Keep), f(2, "fsType", Str, OmitZero), f(3, "partition", Int32, OmitZero), f(4, "readOnly", Bool, OmitZero)],
     };
 
     static CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE: Message = Message {
         name: "core.v1.AWSElasticBlockStoreVolumeSource",
-        fields: &[
-            f(1, "volumeID", Str, Keep),
-            f(2, "fsType", Str, OmitZero),
-            f(3, "partition", Int32, OmitZero),
-            f(4, "readOnly", Bool, OmitZero),
-        ],
+        fields: &[f(1, "volumeID", Str, Keep), f(2, "fsType", Str, OmitZero), f(3, "partition", Int32, OmitZero), f(4, "readOnly", Bool, OmitZero)],
     };
 
     static CORE_V1_GIT_REPO_VOLUME_SOURCE: Message = Message {
         name: "core.v1.GitRepoVolumeSource",
-        fields: &[
-            f(1, "repository", Str, Keep),
-            f(2, "revision", Str, OmitZero),
-            f(3, "directory", Str, OmitZero),
-        ],
+        fields: &[f(1, "repository", Str, Keep), f(2, "revision", Str, OmitZero), f(3, "directory", Str, OmitZero)],
     };
 
-    static CORE_V1_KEY_TO_PATH: Message = Message {
-        name: "core.v1.KeyToPath",
-        fields: &[
-            f(1, "key", Str, Keep),
-            f(2, "path", Str, Keep),
-            f(3, "mode", Int32, Keep),
-        ],
-    };
+    static CORE_V1_KEY_TO_PATH: Message =
+        Message { name: "core.v1.KeyToPath", fields: &[f(1, "key", Str, Keep), f(2, "path", Str, Keep), f(3, "mode", Int32, Keep)] };
 
     static CORE_V1_SECRET_VOLUME_SOURCE: Message = Message {
         name: "core.v1.SecretVolumeSource",
@@ -688,21 +648,10 @@ mod table {
         ],
     };
 
-    static CORE_V1_NFS_VOLUME_SOURCE: Message = Message {
-        name: "core.v1.NFSVolumeSource",
-        fields: &[
-            f(1, "server", Str, Keep),
-            f(2, "path", Str, Keep),
-            f(3, "readOnly", Bool, OmitZero),
-        ],
-    };
+    static CORE_V1_NFS_VOLUME_SOURCE: Message =
+        Message { name: "core.v1.NFSVolumeSource", fields: &[f(1, "server", Str, Keep), f(2, "path", Str, Keep), f(3, "readOnly", Bool, OmitZero)] };
 
-    static CORE_V1_LOCAL_OBJECT_REFERENCE: Message = Message {
-        name: "core.v1.LocalObjectReference",
-        fields: &[
-            f(1, "name", Str, OmitZero),
-        ],
-    };
+    static CORE_V1_LOCAL_OBJECT_REFERENCE: Message = Message { name: "core.v1.LocalObjectReference", fields: &[f(1, "name", Str, OmitZero)] };
 
     static CORE_V1_ISCSI_VOLUME_SOURCE: Message = Message {
         name: "core.v1.ISCSIVolumeSource",
@@ -721,22 +670,11 @@ mod table {
         ],
     };
 
-    static CORE_V1_GLUSTERFS_VOLUME_SOURCE: Message = Message {
-        name: "core.v1.GlusterfsVolumeSource",
-        fields: &[
-            f(1, "endpoints", Str, Keep),
-            f(2, "path", Str, Keep),
-            f(3, "readOnly", Bool, OmitZero),
-        ],
-    };
+    static CORE_V1_GLUSTERFS_VOLUME_SOURCE: Message =
+        Message { name: "core.v1.GlusterfsVolumeSource", fields: &[f(1, "endpoints", Str, Keep), f(2, "path", Str, Keep), f(3, "readOnly", Bool, OmitZero)] };
 
-    static CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE: Message = Message {
-        name: "core.v1.PersistentVolumeClaimVolumeSource",
-        fields: &[
-            f(1, "claimName", Str, Keep),
-            f(2, "readOnly", Bool, OmitZero),
-        ],
-    };
+    static CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE: Message =
+        Message { name: "core.v1.PersistentVolumeClaimVolumeSource", fields: &[f(1, "claimName", Str, Keep), f(2, "readOnly", Bool, OmitZero)] };
 
     static CORE_V1_RBD_VOLUME_SOURCE: Message = Message {
         name: "core.v1.RBDVolumeSource",
@@ -785,29 +723,15 @@ mod table {
         ],
     };
 
-    static CORE_V1_FLOCKER_VOLUME_SOURCE: Message = Message {
-        name: "core.v1.FlockerVolumeSource",
-        fields: &[
-            f(1, "datasetName", Str, OmitZero),
-            f(2, "datasetUUID", Str, OmitZero),
-        ],
-    };
+    static CORE_V1_FLOCKER_VOLUME_SOURCE: Message =
+        Message { name: "core.v1.FlockerVolumeSource", fields: &[f(1, "datasetName", Str, OmitZero), f(2, "datasetUUID", Str, OmitZero)] };
 
-    static CORE_V1_OBJECT_FIELD_SELECTOR: Message = Message {
-        name: "core.v1.ObjectFieldSelector",
-        fields: &[
-            f(1, "apiVersion", Str, OmitZero),
-            f(2, "fieldPath", Str, Keep),
-        ],
-    };
+    static CORE_V1_OBJECT_FIELD_SELECTOR: Message =
+        Message { name: "core.v1.ObjectFieldSelector", fields: &[f(1, "apiVersion", Str, OmitZero), f(2, "fieldPath", Str, Keep)] };
 
     static CORE_V1_RESOURCE_FIELD_SELECTOR: Message = Message {
         name: "core.v1.ResourceFieldSelector",
-        fields: &[
-            f(1, "containerName", Str, OmitZero),
-            f(2, "resource", Str, Keep),
-            f(3, "divisor", Quantity, Keep),
-        ],
+        fields: &[f(1, "containerName", Str, OmitZero), f(2, "resource", Str, Keep), f(3, "divisor", Quantity, Keep)],
     };
 
     static CORE_V1_DOWNWARD_API_VOLUME_FILE: Message = Message {
@@ -822,10 +746,7 @@ mod table {
 
     static CORE_V1_DOWNWARD_API_VOLUME_SOURCE: Message = Message {
         name: "core.v1.DownwardAPIVolumeSource",
-        fields: &[
-            f(1, "items", Msg(&CORE_V1_DOWNWARD_API_VOLUME_FILE), Repeated),
-            f(2, "defaultMode", Int32, Keep),
-        ],
+        fields: &[f(1, "items", Msg(&CORE_V1_DOWNWARD_API_VOLUME_FILE), Repeated), f(2, "defaultMode", Int32, Keep)],
     };
 
     static CORE_V1_FC_VOLUME_SOURCE: Message = Message {
@@ -841,11 +762,7 @@ mod table {
 
     static CORE_V1_AZURE_FILE_VOLUME_SOURCE: Message = Message {
         name: "core.v1.AzureFileVolumeSource",
-        fields: &[
-            f(1, "secretName", Str, Keep),
-            f(2, "shareName", Str, Keep),
-            f(3, "readOnly", Bool, OmitZero),
-        ],
+        fields: &[f(1, "secretName", Str, Keep), f(2, "shareName", Str, Keep), f(3, "readOnly", Bool, OmitZero)],
     };
 
     static CORE_V1_CONFIG_MAP_VOLUME_SOURCE: Message = Message {
@@ -892,63 +809,33 @@ mod table {
         ],
     };
 
-    static CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE: Message = Message {
-        name: "core.v1.PhotonPersistentDiskVolumeSource",
-        fields: &[
-            f(1, "pdID", Str, Keep),
-            f(2, "fsType", Str, OmitZero),
-        ],
-    };
+    static CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE: Message =
+        Message { name: "core.v1.PhotonPersistentDiskVolumeSource", fields: &[f(1, "pdID", Str, Keep), f(2, "fsType", Str, OmitZero)] };
 
     static CORE_V1_SECRET_PROJECTION: Message = Message {
         name: "core.v1.SecretProjection",
-        fields: &[
-            f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline),
-            f(2, "items", Msg(&CORE_V1_KEY_TO_PATH), Repeated),
-            f(4, "optional", Bool, Keep),
-        ],
+        fields: &[f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline), f(2, "items", Msg(&CORE_V1_KEY_TO_PATH), Repeated), f(4, "optional", Bool, Keep)],
     };
 
-    static CORE_V1_DOWNWARD_API_PROJECTION: Message = Message {
-        name: "core.v1.DownwardAPIProjection",
-        fields: &[
-            f(1, "items", Msg(&CORE_V1_DOWNWARD_API_VOLUME_FILE), Repeated),
-        ],
-    };
+    static CORE_V1_DOWNWARD_API_PROJECTION: Message =
+        Message { name: "core.v1.DownwardAPIProjection", fields: &[f(1, "items", Msg(&CORE_V1_DOWNWARD_API_VOLUME_FILE), Repeated)] };
 
     static CORE_V1_CONFIG_MAP_PROJECTION: Message = Message {
         name: "core.v1.ConfigMapProjection",
-        fields: &[
-            f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline),
-            f(2, "items", Msg(&CORE_V1_KEY_TO_PATH), Repeated),
-            f(4, "optional", Bool, Keep),
-        ],
+        fields: &[f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline), f(2, "items", Msg(&CORE_V1_KEY_TO_PATH), Repeated), f(4, "optional", Bool, Keep)],
     };
 
     static CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION: Message = Message {
         name: "core.v1.ServiceAccountTokenProjection",
-        fields: &[
-            f(1, "audience", Str, OmitZero),
-            f(2, "expirationSeconds", Int64, Keep),
-            f(3, "path", Str, Keep),
-        ],
+        fields: &[f(1, "audience", Str, OmitZero), f(2, "expirationSeconds", Int64, Keep), f(3, "path", Str, Keep)],
     };
 
-    static META_V1_LABEL_SELECTOR_REQUIREMENT: Message = Message {
-        name: "meta.v1.LabelSelectorRequirement",
-        fields: &[
-            f(1, "key", Str, Keep),
-            f(2, "operator", Str, Keep),
-            f(3, "values", Str, Repeated),
-        ],
-    };
+    static META_V1_LABEL_SELECTOR_REQUIREMENT: Message =
+        Message { name: "meta.v1.LabelSelectorRequirement", fields: &[f(1, "key", Str, Keep), f(2, "operator", Str, Keep), f(3, "values", Str, Repeated)] };
 
     static META_V1_LABEL_SELECTOR: Message = Message {
         name: "meta.v1.LabelSelector",
-        fields: &[
-            f(1, "matchLabels", Str, Map),
-            f(2, "matchExpressions", Msg(&META_V1_LABEL_SELECTOR_REQUIREMENT), Repeated),
-        ],
+        fields: &[f(1, "matchLabels", Str, Map), f(2, "matchExpressions", Msg(&META_V1_LABEL_SELECTOR_REQUIREMENT), Repeated)],
     };
 
     static CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION: Message = Message {
@@ -989,19 +876,12 @@ mod table {
 
     static CORE_V1_PROJECTED_VOLUME_SOURCE: Message = Message {
         name: "core.v1.ProjectedVolumeSource",
-        fields: &[
-            f(1, "sources", Msg(&CORE_V1_VOLUME_PROJECTION), Repeated),
-            f(2, "defaultMode", Int32, Keep),
-        ],
+        fields: &[f(1, "sources", Msg(&CORE_V1_VOLUME_PROJECTION), Repeated), f(2, "defaultMode", Int32, Keep)],
     };
 
     static CORE_V1_PORTWORX_VOLUME_SOURCE: Message = Message {
         name: "core.v1.PortworxVolumeSource",
-        fields: &[
-            f(1, "volumeID", Str, Keep),
-            f(2, "fsType", Str, OmitZero),
-            f(3, "readOnly", Bool, OmitZero),
-        ],
+        fields: &[f(1, "volumeID", Str, Keep), f(2, "fsType", Str, OmitZero), f(3, "readOnly", Bool, OmitZero)],
     };
 
     static CORE_V1_SCALE_IO_VOLUME_SOURCE: Message = Message {
@@ -1042,31 +922,15 @@ mod table {
         ],
     };
 
-    static CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: Message = Message {
-        name: "core.v1.VolumeResourceRequirements",
-        fields: &[
-            f(1, "limits", Quantity, Map),
-            f(2, "requests", Quantity, Map),
-        ],
-    };
+    static CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: Message =
+        Message { name: "core.v1.VolumeResourceRequirements", fields: &[f(1, "limits", Quantity, Map), f(2, "requests", Quantity, Map)] };
 
-    static CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE: Message = Message {
-        name: "core.v1.TypedLocalObjectReference",
-        fields: &[
-            f(1, "apiGroup", Str, Keep),
-            f(2, "kind", Str, Keep),
-            f(3, "name", Str, Keep),
-        ],
-    };
+    static CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE: Message =
+        Message { name: "core.v1.TypedLocalObjectReference", fields: &[f(1, "apiGroup", Str, Keep), f(2, "kind", Str, Keep), f(3, "name", Str, Keep)] };
 
     static CORE_V1_TYPED_OBJECT_REFERENCE: Message = Message {
         name: "core.v1.TypedObjectReference",
-        fields: &[
-            f(1, "apiGroup", Str, Keep),
-            f(2, "kind", Str, Keep),
-            f(3, "name", Str, Keep),
-            f(4, "namespace", Str, Keep),
-        ],
+        fields: &[f(1, "apiGroup", Str, Keep), f(2, "kind", Str, Keep), f(3, "name", Str, Keep), f(4, "namespace", Str, Keep)],
     };
 
     static CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: Message = Message {
@@ -1086,26 +950,14 @@ mod table {
 
     static CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE: Message = Message {
         name: "core.v1.PersistentVolumeClaimTemplate",
-        fields: &[
-            f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep),
-            f(2, "spec", Msg(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), Keep),
-        ],
+        fields: &[f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep), f(2, "spec", Msg(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), Keep)],
     };
 
-    static CORE_V1_EPHEMERAL_VOLUME_SOURCE: Message = Message {
-        name: "core.v1.EphemeralVolumeSource",
-        fields: &[
-            f(1, "volumeClaimTemplate", Msg(&CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE), Keep),
-        ],
-    };
+    static CORE_V1_EPHEMERAL_VOLUME_SOURCE: Message =
+        Message { name: "core.v1.EphemeralVolumeSource", fields: &[f(1, "volumeClaimTemplate", Msg(&CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE), Keep)] };
 
-    static CORE_V1_IMAGE_VOLUME_SOURCE: Message = Message {
-        name: "core.v1.ImageVolumeSource",
-        fields: &[
-            f(1, "reference", Str, OmitZero),
-            f(2, "pullPolicy", Str, OmitZero),
-        ],
-    };
+    static CORE_V1_IMAGE_VOLUME_SOURCE: Message =
+        Message { name: "core.v1.ImageVolumeSource", fields: &[f(1, "reference", Str, OmitZero), f(2, "pullPolicy", Str, OmitZero)] };
 
     static CORE_V1_VOLUME_SOURCE: Message = Message {
         name: "core.v1.VolumeSource",
@@ -1143,13 +995,7 @@ mod table {
         ],
     };
 
-    static CORE_V1_VOLUME: Message = Message {
-        name: "core.v1.Volume",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "", Msg(&CORE_V1_VOLUME_SOURCE), Inline),
-        ],
-    };
+    static CORE_V1_VOLUME: Message = Message { name: "core.v1.Volume", fields: &[f(1, "name", Str, Keep), f(2, "", Msg(&CORE_V1_VOLUME_SOURCE), Inline)] };
 
     static CORE_V1_CONTAINER_PORT: Message = Message {
         name: "core.v1.ContainerPort",
@@ -1162,21 +1008,11 @@ mod table {
         ],
     };
 
-    static CORE_V1_CONFIG_MAP_ENV_SOURCE: Message = Message {
-        name: "core.v1.ConfigMapEnvSource",
-        fields: &[
-            f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline),
-            f(2, "optional", Bool, Keep),
-        ],
-    };
+    static CORE_V1_CONFIG_MAP_ENV_SOURCE: Message =
+        Message { name: "core.v1.ConfigMapEnvSource", fields: &[f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline), f(2, "optional", Bool, Keep)] };
 
-    static CORE_V1_SECRET_ENV_SOURCE: Message = Message {
-        name: "core.v1.SecretEnvSource",
-        fields: &[
-            f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline),
-            f(2, "optional", Bool, Keep),
-        ],
-    };
+    static CORE_V1_SECRET_ENV_SOURCE: Message =
+        Message { name: "core.v1.SecretEnvSource", fields: &[f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline), f(2, "optional", Bool, Keep)] };
 
     static CORE_V1_ENV_FROM_SOURCE: Message = Message {
         name: "core.v1.EnvFromSource",
@@ -1189,30 +1025,17 @@ mod table {
 
     static CORE_V1_CONFIG_MAP_KEY_SELECTOR: Message = Message {
         name: "core.v1.ConfigMapKeySelector",
-        fields: &[
-            f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline),
-            f(2, "key", Str, Keep),
-            f(3, "optional", Bool, Keep),
-        ],
+        fields: &[f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline), f(2, "key", Str, Keep), f(3, "optional", Bool, Keep)],
     };
 
     static CORE_V1_SECRET_KEY_SELECTOR: Message = Message {
         name: "core.v1.SecretKeySelector",
-        fields: &[
-            f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline),
-            f(2, "key", Str, Keep),
-            f(3, "optional", Bool, Keep),
-        ],
+        fields: &[f(1, "", Msg(&CORE_V1_LOCAL_OBJECT_REFERENCE), Inline), f(2, "key", Str, Keep), f(3, "optional", Bool, Keep)],
     };
 
     static CORE_V1_FILE_KEY_SELECTOR: Message = Message {
         name: "core.v1.FileKeySelector",
-        fields: &[
-            f(1, "volumeName", Str, Keep),
-            f(2, "path", Str, Keep),
-            f(3, "key", Str, Keep),
-            f(4, "optional", Bool, Keep),
-        ],
+        fields: &[f(1, "volumeName", Str, Keep), f(2, "path", Str, Keep), f(3, "key", Str, Keep), f(4, "optional", Bool, Keep)],
     };
 
     static CORE_V1_ENV_VAR_SOURCE: Message = Message {
@@ -1228,52 +1051,25 @@ mod table {
 
     static CORE_V1_ENV_VAR: Message = Message {
         name: "core.v1.EnvVar",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "value", Str, OmitZero),
-            f(3, "valueFrom", Msg(&CORE_V1_ENV_VAR_SOURCE), Keep),
-        ],
+        fields: &[f(1, "name", Str, Keep), f(2, "value", Str, OmitZero), f(3, "valueFrom", Msg(&CORE_V1_ENV_VAR_SOURCE), Keep)],
     };
 
-    static CORE_V1_RESOURCE_CLAIM: Message = Message {
-        name: "core.v1.ResourceClaim",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "request", Str, OmitZero),
-        ],
-    };
+    static CORE_V1_RESOURCE_CLAIM: Message = Message { name: "core.v1.ResourceClaim", fields: &[f(1, "name", Str, Keep), f(2, "request", Str, OmitZero)] };
 
     static CORE_V1_RESOURCE_REQUIREMENTS: Message = Message {
         name: "core.v1.ResourceRequirements",
-        fields: &[
-            f(1, "limits", Quantity, Map),
-            f(2, "requests", Quantity, Map),
-            f(3, "claims", Msg(&CORE_V1_RESOURCE_CLAIM), Repeated),
-        ],
+        fields: &[f(1, "limits", Quantity, Map), f(2, "requests", Quantity, Map), f(3, "claims", Msg(&CORE_V1_RESOURCE_CLAIM), Repeated)],
     };
 
-    static CORE_V1_CONTAINER_RESIZE_POLICY: Message = Message {
-        name: "core.v1.ContainerResizePolicy",
-        fields: &[
-            f(1, "resourceName", Str, Keep),
-            f(2, "restartPolicy", Str, Keep),
-        ],
-    };
+    static CORE_V1_CONTAINER_RESIZE_POLICY: Message =
+        Message { name: "core.v1.ContainerResizePolicy", fields: &[f(1, "resourceName", Str, Keep), f(2, "restartPolicy", Str, Keep)] };
 
-    static CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES: Message = Message {
-        name: "core.v1.ContainerRestartRuleOnExitCodes",
-        fields: &[
-            f(1, "operator", Str, OmitZero),
-            f(2, "values", Int32, Repeated),
-        ],
-    };
+    static CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES: Message =
+        Message { name: "core.v1.ContainerRestartRuleOnExitCodes", fields: &[f(1, "operator", Str, OmitZero), f(2, "values", Int32, Repeated)] };
 
     static CORE_V1_CONTAINER_RESTART_RULE: Message = Message {
         name: "core.v1.ContainerRestartRule",
-        fields: &[
-            f(1, "action", Str, OmitZero),
-            f(2, "exitCodes", Msg(&CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES), Keep),
-        ],
+        fields: &[f(1, "action", Str, OmitZero), f(2, "exitCodes", Msg(&CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES), Keep)],
     };
 
     static CORE_V1_VOLUME_MOUNT: Message = Message {
@@ -1289,28 +1085,11 @@ mod table {
         ],
     };
 
-    static CORE_V1_VOLUME_DEVICE: Message = Message {
-        name: "core.v1.VolumeDevice",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "devicePath", Str, Keep),
-        ],
-    };
+    static CORE_V1_VOLUME_DEVICE: Message = Message { name: "core.v1.VolumeDevice", fields: &[f(1, "name", Str, Keep), f(2, "devicePath", Str, Keep)] };
 
-    static CORE_V1_EXEC_ACTION: Message = Message {
-        name: "core.v1.ExecAction",
-        fields: &[
-            f(1, "command", Str, Repeated),
-        ],
-    };
+    static CORE_V1_EXEC_ACTION: Message = Message { name: "core.v1.ExecAction", fields: &[f(1, "command", Str, Repeated)] };
 
-    static CORE_V1_HTTP_HEADER: Message = Message {
-        name: "core.v1.HTTPHeader",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "value", Str, Keep),
-        ],
-    };
+    static CORE_V1_HTTP_HEADER: Message = Message { name: "core.v1.HTTPHeader", fields: &[f(1, "name", Str, Keep), f(2, "value", Str, Keep)] };
 
     static CORE_V1_HTTP_GET_ACTION: Message = Message {
         name: "core.v1.HTTPGetAction",
@@ -1323,21 +1102,10 @@ mod table {
         ],
     };
 
-    static CORE_V1_TCP_SOCKET_ACTION: Message = Message {
-        name: "core.v1.TCPSocketAction",
-        fields: &[
-            f(1, "port", IntOrString, Keep),
-            f(2, "host", Str, OmitZero),
-        ],
-    };
+    static CORE_V1_TCP_SOCKET_ACTION: Message =
+        Message { name: "core.v1.TCPSocketAction", fields: &[f(1, "port", IntOrString, Keep), f(2, "host", Str, OmitZero)] };
 
-    static CORE_V1_GRPC_ACTION: Message = Message {
-        name: "core.v1.GRPCAction",
-        fields: &[
-            f(1, "port", Int32, Keep),
-            f(2, "service", Str, Keep),
-        ],
-    };
+    static CORE_V1_GRPC_ACTION: Message = Message { name: "core.v1.GRPCAction", fields: &[f(1, "port", Int32, Keep), f(2, "service", Str, Keep)] };
 
     static CORE_V1_PROBE_HANDLER: Message = Message {
         name: "core.v1.ProbeHandler",
@@ -1362,12 +1130,7 @@ mod table {
         ],
     };
 
-    static CORE_V1_SLEEP_ACTION: Message = Message {
-        name: "core.v1.SleepAction",
-        fields: &[
-            f(1, "seconds", Int64, Keep),
-        ],
-    };
+    static CORE_V1_SLEEP_ACTION: Message = Message { name: "core.v1.SleepAction", fields: &[f(1, "seconds", Int64, Keep)] };
 
     static CORE_V1_LIFECYCLE_HANDLER: Message = Message {
         name: "core.v1.LifecycleHandler",
@@ -1388,22 +1151,11 @@ mod table {
         ],
     };
 
-    static CORE_V1_CAPABILITIES: Message = Message {
-        name: "core.v1.Capabilities",
-        fields: &[
-            f(1, "add", Str, Repeated),
-            f(2, "drop", Str, Repeated),
-        ],
-    };
+    static CORE_V1_CAPABILITIES: Message = Message { name: "core.v1.Capabilities", fields: &[f(1, "add", Str, Repeated), f(2, "drop", Str, Repeated)] };
 
     static CORE_V1_SE_LINUX_OPTIONS: Message = Message {
         name: "core.v1.SELinuxOptions",
-        fields: &[
-            f(1, "user", Str, OmitZero),
-            f(2, "role", Str, OmitZero),
-            f(3, "type", Str, OmitZero),
-            f(4, "level", Str, OmitZero),
-        ],
+        fields: &[f(1, "user", Str, OmitZero), f(2, "role", Str, OmitZero), f(3, "type", Str, OmitZero), f(4, "level", Str, OmitZero)],
     };
 
     static CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS: Message = Message {
@@ -1416,21 +1168,11 @@ mod table {
         ],
     };
 
-    static CORE_V1_SECCOMP_PROFILE: Message = Message {
-        name: "core.v1.SeccompProfile",
-        fields: &[
-            f(1, "type", Str, Keep),
-            f(2, "localhostProfile", Str, Keep),
-        ],
-    };
+    static CORE_V1_SECCOMP_PROFILE: Message =
+        Message { name: "core.v1.SeccompProfile", fields: &[f(1, "type", Str, Keep), f(2, "localhostProfile", Str, Keep)] };
 
-    static CORE_V1_APP_ARMOR_PROFILE: Message = Message {
-        name: "core.v1.AppArmorProfile",
-        fields: &[
-            f(1, "type", Str, Keep),
-            f(2, "localhostProfile", Str, Keep),
-        ],
-    };
+    static CORE_V1_APP_ARMOR_PROFILE: Message =
+        Message { name: "core.v1.AppArmorProfile", fields: &[f(1, "type", Str, Keep), f(2, "localhostProfile", Str, Keep)] };
 
     static CORE_V1_SECURITY_CONTEXT: Message = Message {
         name: "core.v1.SecurityContext",
@@ -1453,58 +1195,43 @@ mod table {
     /// A Container and the common part of an EphemeralContainer share
     /// their field numbers.
     const CONTAINER_FIELDS: &[super::Field] = &[
-            f(1, "name", Str, Keep),
-            f(2, "image", Str, OmitZero),
-            f(3, "command", Str, Repeated),
-            f(4, "args", Str, Repeated),
-            f(5, "workingDir", Str, OmitZero),
-            f(6, "ports", Msg(&CORE_V1_CONTAINER_PORT), Repeated),
-            f(19, "envFrom", Msg(&CORE_V1_ENV_FROM_SOURCE), Repeated),
-            f(7, "env", Msg(&CORE_V1_ENV_VAR), Repeated),
-            f(8, "resources", Msg(&CORE_V1_RESOURCE_REQUIREMENTS), Keep),
-            f(23, "resizePolicy", Msg(&CORE_V1_CONTAINER_RESIZE_POLICY), Repeated),
-            f(24, "restartPolicy", Str, Keep),
-            f(25, "restartPolicyRules", Msg(&CORE_V1_CONTAINER_RESTART_RULE), Repeated),
-            f(9, "volumeMounts", Msg(&CORE_V1_VOLUME_MOUNT), Repeated),
-            f(21, "volumeDevices", Msg(&CORE_V1_VOLUME_DEVICE), Repeated),
-            f(10, "livenessProbe", Msg(&CORE_V1_PROBE), Keep),
-            f(11, "readinessProbe", Msg(&CORE_V1_PROBE), Keep),
-            f(22, "startupProbe", Msg(&CORE_V1_PROBE), Keep),
-            f(12, "lifecycle", Msg(&CORE_V1_LIFECYCLE), Keep),
-            f(13, "terminationMessagePath", Str, OmitZero),
-            f(20, "terminationMessagePolicy", Str, OmitZero),
-            f(14, "imagePullPolicy", Str, OmitZero),
-            f(15, "securityContext", Msg(&CORE_V1_SECURITY_CONTEXT), Keep),
-            f(16, "stdin", Bool, OmitZero),
-            f(17, "stdinOnce", Bool, OmitZero),
-            f(18, "tty", Bool, OmitZero),
+        f(1, "name", Str, Keep),
+        f(2, "image", Str, OmitZero),
+        f(3, "command", Str, Repeated),
+        f(4, "args", Str, Repeated),
+        f(5, "workingDir", Str, OmitZero),
+        f(6, "ports", Msg(&CORE_V1_CONTAINER_PORT), Repeated),
+        f(19, "envFrom", Msg(&CORE_V1_ENV_FROM_SOURCE), Repeated),
+        f(7, "env", Msg(&CORE_V1_ENV_VAR), Repeated),
+        f(8, "resources", Msg(&CORE_V1_RESOURCE_REQUIREMENTS), Keep),
+        f(23, "resizePolicy", Msg(&CORE_V1_CONTAINER_RESIZE_POLICY), Repeated),
+        f(24, "restartPolicy", Str, Keep),
+        f(25, "restartPolicyRules", Msg(&CORE_V1_CONTAINER_RESTART_RULE), Repeated),
+        f(9, "volumeMounts", Msg(&CORE_V1_VOLUME_MOUNT), Repeated),
+        f(21, "volumeDevices", Msg(&CORE_V1_VOLUME_DEVICE), Repeated),
+        f(10, "livenessProbe", Msg(&CORE_V1_PROBE), Keep),
+        f(11, "readinessProbe", Msg(&CORE_V1_PROBE), Keep),
+        f(22, "startupProbe", Msg(&CORE_V1_PROBE), Keep),
+        f(12, "lifecycle", Msg(&CORE_V1_LIFECYCLE), Keep),
+        f(13, "terminationMessagePath", Str, OmitZero),
+        f(20, "terminationMessagePolicy", Str, OmitZero),
+        f(14, "imagePullPolicy", Str, OmitZero),
+        f(15, "securityContext", Msg(&CORE_V1_SECURITY_CONTEXT), Keep),
+        f(16, "stdin", Bool, OmitZero),
+        f(17, "stdinOnce", Bool, OmitZero),
+        f(18, "tty", Bool, OmitZero),
     ];
 
-    static CORE_V1_CONTAINER: Message = Message {
-        name: "core.v1.Container",
-        fields: CONTAINER_FIELDS,
-    };
+    static CORE_V1_CONTAINER: Message = Message { name: "core.v1.Container", fields: CONTAINER_FIELDS };
 
-    static CORE_V1_EPHEMERAL_CONTAINER_COMMON: Message = Message {
-        name: "core.v1.EphemeralContainerCommon",
-        fields: CONTAINER_FIELDS,
-    };
+    static CORE_V1_EPHEMERAL_CONTAINER_COMMON: Message = Message { name: "core.v1.EphemeralContainerCommon", fields: CONTAINER_FIELDS };
 
     static CORE_V1_EPHEMERAL_CONTAINER: Message = Message {
         name: "core.v1.EphemeralContainer",
-        fields: &[
-            f(1, "", Msg(&CORE_V1_EPHEMERAL_CONTAINER_COMMON), Inline),
-            f(2, "targetContainerName", Str, OmitZero),
-        ],
+        fields: &[f(1, "", Msg(&CORE_V1_EPHEMERAL_CONTAINER_COMMON), Inline), f(2, "targetContainerName", Str, OmitZero)],
     };
 
-    static CORE_V1_SYSCTL: Message = Message {
-        name: "core.v1.Sysctl",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "value", Str, Keep),
-        ],
-    };
+    static CORE_V1_SYSCTL: Message = Message { name: "core.v1.Sysctl", fields: &[f(1, "name", Str, Keep), f(2, "value", Str, Keep)] };
 
     static CORE_V1_POD_SECURITY_CONTEXT: Message = Message {
         name: "core.v1.PodSecurityContext",
@@ -1525,14 +1252,8 @@ mod table {
         ],
     };
 
-    static CORE_V1_NODE_SELECTOR_REQUIREMENT: Message = Message {
-        name: "core.v1.NodeSelectorRequirement",
-        fields: &[
-            f(1, "key", Str, Keep),
-            f(2, "operator", Str, Keep),
-            f(3, "values", Str, Repeated),
-        ],
-    };
+    static CORE_V1_NODE_SELECTOR_REQUIREMENT: Message =
+        Message { name: "core.v1.NodeSelectorRequirement", fields: &[f(1, "key", Str, Keep), f(2, "operator", Str, Keep), f(3, "values", Str, Repeated)] };
 
     static CORE_V1_NODE_SELECTOR_TERM: Message = Message {
         name: "core.v1.NodeSelectorTerm",
@@ -1542,20 +1263,11 @@ mod table {
         ],
     };
 
-    static CORE_V1_NODE_SELECTOR: Message = Message {
-        name: "core.v1.NodeSelector",
-        fields: &[
-            f(1, "nodeSelectorTerms", Msg(&CORE_V1_NODE_SELECTOR_TERM), Repeated),
-        ],
-    };
+    static CORE_V1_NODE_SELECTOR: Message =
+        Message { name: "core.v1.NodeSelector", fields: &[f(1, "nodeSelectorTerms", Msg(&CORE_V1_NODE_SELECTOR_TERM), Repeated)] };
 
-    static CORE_V1_PREFERRED_SCHEDULING_TERM: Message = Message {
-        name: "core.v1.PreferredSchedulingTerm",
-        fields: &[
-            f(1, "weight", Int32, Keep),
-            f(2, "preference", Msg(&CORE_V1_NODE_SELECTOR_TERM), Keep),
-        ],
-    };
+    static CORE_V1_PREFERRED_SCHEDULING_TERM: Message =
+        Message { name: "core.v1.PreferredSchedulingTerm", fields: &[f(1, "weight", Int32, Keep), f(2, "preference", Msg(&CORE_V1_NODE_SELECTOR_TERM), Keep)] };
 
     static CORE_V1_NODE_AFFINITY: Message = Message {
         name: "core.v1.NodeAffinity",
@@ -1579,10 +1291,7 @@ mod table {
 
     static CORE_V1_WEIGHTED_POD_AFFINITY_TERM: Message = Message {
         name: "core.v1.WeightedPodAffinityTerm",
-        fields: &[
-            f(1, "weight", Int32, Keep),
-            f(2, "podAffinityTerm", Msg(&CORE_V1_POD_AFFINITY_TERM), Keep),
-        ],
+        fields: &[f(1, "weight", Int32, Keep), f(2, "podAffinityTerm", Msg(&CORE_V1_POD_AFFINITY_TERM), Keep)],
     };
 
     static CORE_V1_POD_AFFINITY: Message = Message {
@@ -1621,37 +1330,17 @@ mod table {
         ],
     };
 
-    static CORE_V1_HOST_ALIAS: Message = Message {
-        name: "core.v1.HostAlias",
-        fields: &[
-            f(1, "ip", Str, Keep),
-            f(2, "hostnames", Str, Repeated),
-        ],
-    };
+    static CORE_V1_HOST_ALIAS: Message = Message { name: "core.v1.HostAlias", fields: &[f(1, "ip", Str, Keep), f(2, "hostnames", Str, Repeated)] };
 
-    static CORE_V1_POD_DNS_CONFIG_OPTION: Message = Message {
-        name: "core.v1.PodDNSConfigOption",
-        fields: &[
-            f(1, "name", Str, OmitZero),
-            f(2, "value", Str, Keep),
-        ],
-    };
+    static CORE_V1_POD_DNS_CONFIG_OPTION: Message =
+        Message { name: "core.v1.PodDNSConfigOption", fields: &[f(1, "name", Str, OmitZero), f(2, "value", Str, Keep)] };
 
     static CORE_V1_POD_DNS_CONFIG: Message = Message {
         name: "core.v1.PodDNSConfig",
-        fields: &[
-            f(1, "nameservers", Str, Repeated),
-            f(2, "searches", Str, Repeated),
-            f(3, "options", Msg(&CORE_V1_POD_DNS_CONFIG_OPTION), Repeated),
-        ],
+        fields: &[f(1, "nameservers", Str, Repeated), f(2, "searches", Str, Repeated), f(3, "options", Msg(&CORE_V1_POD_DNS_CONFIG_OPTION), Repeated)],
     };
 
-    static CORE_V1_POD_READINESS_GATE: Message = Message {
-        name: "core.v1.PodReadinessGate",
-        fields: &[
-            f(1, "conditionType", Str, Keep),
-        ],
-    };
+    static CORE_V1_POD_READINESS_GATE: Message = Message { name: "core.v1.PodReadinessGate", fields: &[f(1, "conditionType", Str, Keep)] };
 
     static CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT: Message = Message {
         name: "core.v1.TopologySpreadConstraint",
@@ -1667,36 +1356,18 @@ mod table {
         ],
     };
 
-    static CORE_V1_POD_OS: Message = Message {
-        name: "core.v1.PodOS",
-        fields: &[
-            f(1, "name", Str, Keep),
-        ],
-    };
+    static CORE_V1_POD_OS: Message = Message { name: "core.v1.PodOS", fields: &[f(1, "name", Str, Keep)] };
 
-    static CORE_V1_POD_SCHEDULING_GATE: Message = Message {
-        name: "core.v1.PodSchedulingGate",
-        fields: &[
-            f(1, "name", Str, Keep),
-        ],
-    };
+    static CORE_V1_POD_SCHEDULING_GATE: Message = Message { name: "core.v1.PodSchedulingGate", fields: &[f(1, "name", Str, Keep)] };
 
     static CORE_V1_POD_RESOURCE_CLAIM: Message = Message {
         name: "core.v1.PodResourceClaim",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(3, "resourceClaimName", Str, Keep),
-            f(4, "resourceClaimTemplateName", Str, Keep),
-        ],
+        fields: &[f(1, "name", Str, Keep), f(3, "resourceClaimName", Str, Keep), f(4, "resourceClaimTemplateName", Str, Keep)],
     };
 
     static CORE_V1_WORKLOAD_REFERENCE: Message = Message {
         name: "core.v1.WorkloadReference",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "podGroup", Str, Keep),
-            f(3, "podGroupReplicaKey", Str, OmitZero),
-        ],
+        fields: &[f(1, "name", Str, Keep), f(2, "podGroup", Str, Keep), f(3, "podGroupReplicaKey", Str, OmitZero)],
     };
 
     static CORE_V1_POD_SPEC: Message = Message {
@@ -1760,34 +1431,14 @@ mod table {
         ],
     };
 
-    static CORE_V1_HOST_IP: Message = Message {
-        name: "core.v1.HostIP",
-        fields: &[
-            f(1, "ip", Str, Keep),
-        ],
-    };
+    static CORE_V1_HOST_IP: Message = Message { name: "core.v1.HostIP", fields: &[f(1, "ip", Str, Keep)] };
 
-    static CORE_V1_POD_IP: Message = Message {
-        name: "core.v1.PodIP",
-        fields: &[
-            f(1, "ip", Str, Keep),
-        ],
-    };
+    static CORE_V1_POD_IP: Message = Message { name: "core.v1.PodIP", fields: &[f(1, "ip", Str, Keep)] };
 
-    static CORE_V1_CONTAINER_STATE_WAITING: Message = Message {
-        name: "core.v1.ContainerStateWaiting",
-        fields: &[
-            f(1, "reason", Str, OmitZero),
-            f(2, "message", Str, OmitZero),
-        ],
-    };
+    static CORE_V1_CONTAINER_STATE_WAITING: Message =
+        Message { name: "core.v1.ContainerStateWaiting", fields: &[f(1, "reason", Str, OmitZero), f(2, "message", Str, OmitZero)] };
 
-    static CORE_V1_CONTAINER_STATE_RUNNING: Message = Message {
-        name: "core.v1.ContainerStateRunning",
-        fields: &[
-            f(1, "startedAt", Time, Keep),
-        ],
-    };
+    static CORE_V1_CONTAINER_STATE_RUNNING: Message = Message { name: "core.v1.ContainerStateRunning", fields: &[f(1, "startedAt", Time, Keep)] };
 
     static CORE_V1_CONTAINER_STATE_TERMINATED: Message = Message {
         name: "core.v1.ContainerStateTerminated",
@@ -1813,45 +1464,21 @@ mod table {
 
     static CORE_V1_VOLUME_MOUNT_STATUS: Message = Message {
         name: "core.v1.VolumeMountStatus",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "mountPath", Str, Keep),
-            f(3, "readOnly", Bool, OmitZero),
-            f(4, "recursiveReadOnly", Str, Keep),
-        ],
+        fields: &[f(1, "name", Str, Keep), f(2, "mountPath", Str, Keep), f(3, "readOnly", Bool, OmitZero), f(4, "recursiveReadOnly", Str, Keep)],
     };
 
     static CORE_V1_LINUX_CONTAINER_USER: Message = Message {
         name: "core.v1.LinuxContainerUser",
-        fields: &[
-            f(1, "uid", Int64, Keep),
-            f(2, "gid", Int64, Keep),
-            f(3, "supplementalGroups", Int64, Repeated),
-        ],
+        fields: &[f(1, "uid", Int64, Keep), f(2, "gid", Int64, Keep), f(3, "supplementalGroups", Int64, Repeated)],
     };
 
-    static CORE_V1_CONTAINER_USER: Message = Message {
-        name: "core.v1.ContainerUser",
-        fields: &[
-            f(1, "linux", Msg(&CORE_V1_LINUX_CONTAINER_USER), Keep),
-        ],
-    };
+    static CORE_V1_CONTAINER_USER: Message = Message { name: "core.v1.ContainerUser", fields: &[f(1, "linux", Msg(&CORE_V1_LINUX_CONTAINER_USER), Keep)] };
 
-    static CORE_V1_RESOURCE_HEALTH: Message = Message {
-        name: "core.v1.ResourceHealth",
-        fields: &[
-            f(1, "resourceID", Str, Keep),
-            f(2, "health", Str, OmitZero),
-        ],
-    };
+    static CORE_V1_RESOURCE_HEALTH: Message =
+        Message { name: "core.v1.ResourceHealth", fields: &[f(1, "resourceID", Str, Keep), f(2, "health", Str, OmitZero)] };
 
-    static CORE_V1_RESOURCE_STATUS: Message = Message {
-        name: "core.v1.ResourceStatus",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "resources", Msg(&CORE_V1_RESOURCE_HEALTH), Repeated),
-        ],
-    };
+    static CORE_V1_RESOURCE_STATUS: Message =
+        Message { name: "core.v1.ResourceStatus", fields: &[f(1, "name", Str, Keep), f(2, "resources", Msg(&CORE_V1_RESOURCE_HEALTH), Repeated)] };
 
     static CORE_V1_CONTAINER_STATUS: Message = Message {
         name: "core.v1.ContainerStatus",
@@ -1874,29 +1501,17 @@ mod table {
         ],
     };
 
-    static CORE_V1_POD_RESOURCE_CLAIM_STATUS: Message = Message {
-        name: "core.v1.PodResourceClaimStatus",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "resourceClaimName", Str, Keep),
-        ],
-    };
+    static CORE_V1_POD_RESOURCE_CLAIM_STATUS: Message =
+        Message { name: "core.v1.PodResourceClaimStatus", fields: &[f(1, "name", Str, Keep), f(2, "resourceClaimName", Str, Keep)] };
 
     static CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST: Message = Message {
         name: "core.v1.ContainerExtendedResourceRequest",
-        fields: &[
-            f(1, "containerName", Str, Keep),
-            f(2, "resourceName", Str, Keep),
-            f(3, "requestName", Str, Keep),
-        ],
+        fields: &[f(1, "containerName", Str, Keep), f(2, "resourceName", Str, Keep), f(3, "requestName", Str, Keep)],
     };
 
     static CORE_V1_POD_EXTENDED_RESOURCE_CLAIM_STATUS: Message = Message {
         name: "core.v1.PodExtendedResourceClaimStatus",
-        fields: &[
-            f(1, "requestMappings", Msg(&CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST), Repeated),
-            f(2, "resourceClaimName", Str, Keep),
-        ],
+        fields: &[f(1, "requestMappings", Msg(&CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST), Repeated), f(2, "resourceClaimName", Str, Keep)],
     };
 
     static CORE_V1_POD_STATUS: Message = Message {
@@ -1936,12 +1551,7 @@ mod table {
 
     static CORE_V1_TAINT: Message = Message {
         name: "core.v1.Taint",
-        fields: &[
-            f(1, "key", Str, Keep),
-            f(2, "value", Str, OmitZero),
-            f(3, "effect", Str, Keep),
-            f(4, "timeAdded", Time, Keep),
-        ],
+        fields: &[f(1, "key", Str, Keep), f(2, "value", Str, OmitZero), f(3, "effect", Str, Keep), f(4, "timeAdded", Time, Keep)],
     };
 
     static CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE: Message = Message {
@@ -1955,12 +1565,8 @@ mod table {
         ],
     };
 
-    static CORE_V1_NODE_CONFIG_SOURCE: Message = Message {
-        name: "core.v1.NodeConfigSource",
-        fields: &[
-            f(2, "configMap", Msg(&CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE), Keep),
-        ],
-    };
+    static CORE_V1_NODE_CONFIG_SOURCE: Message =
+        Message { name: "core.v1.NodeConfigSource", fields: &[f(2, "configMap", Msg(&CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE), Keep)] };
 
     static CORE_V1_NODE_SPEC: Message = Message {
         name: "core.v1.NodeSpec",
@@ -1987,34 +1593,14 @@ mod table {
         ],
     };
 
-    static CORE_V1_NODE_ADDRESS: Message = Message {
-        name: "core.v1.NodeAddress",
-        fields: &[
-            f(1, "type", Str, Keep),
-            f(2, "address", Str, Keep),
-        ],
-    };
+    static CORE_V1_NODE_ADDRESS: Message = Message { name: "core.v1.NodeAddress", fields: &[f(1, "type", Str, Keep), f(2, "address", Str, Keep)] };
 
-    static CORE_V1_DAEMON_ENDPOINT: Message = Message {
-        name: "core.v1.DaemonEndpoint",
-        fields: &[
-            f(1, "Port", Int32, Keep),
-        ],
-    };
+    static CORE_V1_DAEMON_ENDPOINT: Message = Message { name: "core.v1.DaemonEndpoint", fields: &[f(1, "Port", Int32, Keep)] };
 
-    static CORE_V1_NODE_DAEMON_ENDPOINTS: Message = Message {
-        name: "core.v1.NodeDaemonEndpoints",
-        fields: &[
-            f(1, "kubeletEndpoint", Msg(&CORE_V1_DAEMON_ENDPOINT), Keep),
-        ],
-    };
+    static CORE_V1_NODE_DAEMON_ENDPOINTS: Message =
+        Message { name: "core.v1.NodeDaemonEndpoints", fields: &[f(1, "kubeletEndpoint", Msg(&CORE_V1_DAEMON_ENDPOINT), Keep)] };
 
-    static CORE_V1_NODE_SWAP_STATUS: Message = Message {
-        name: "core.v1.NodeSwapStatus",
-        fields: &[
-            f(1, "capacity", Int64, Keep),
-        ],
-    };
+    static CORE_V1_NODE_SWAP_STATUS: Message = Message { name: "core.v1.NodeSwapStatus", fields: &[f(1, "capacity", Int64, Keep)] };
 
     static CORE_V1_NODE_SYSTEM_INFO: Message = Message {
         name: "core.v1.NodeSystemInfo",
@@ -2033,21 +1619,10 @@ mod table {
         ],
     };
 
-    static CORE_V1_CONTAINER_IMAGE: Message = Message {
-        name: "core.v1.ContainerImage",
-        fields: &[
-            f(1, "names", Str, Repeated),
-            f(2, "sizeBytes", Int64, OmitZero),
-        ],
-    };
+    static CORE_V1_CONTAINER_IMAGE: Message =
+        Message { name: "core.v1.ContainerImage", fields: &[f(1, "names", Str, Repeated), f(2, "sizeBytes", Int64, OmitZero)] };
 
-    static CORE_V1_ATTACHED_VOLUME: Message = Message {
-        name: "core.v1.AttachedVolume",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "devicePath", Str, Keep),
-        ],
-    };
+    static CORE_V1_ATTACHED_VOLUME: Message = Message { name: "core.v1.AttachedVolume", fields: &[f(1, "name", Str, Keep), f(2, "devicePath", Str, Keep)] };
 
     static CORE_V1_NODE_CONFIG_STATUS: Message = Message {
         name: "core.v1.NodeConfigStatus",
@@ -2059,28 +1634,13 @@ mod table {
         ],
     };
 
-    static CORE_V1_NODE_RUNTIME_HANDLER_FEATURES: Message = Message {
-        name: "core.v1.NodeRuntimeHandlerFeatures",
-        fields: &[
-            f(1, "recursiveReadOnlyMounts", Bool, Keep),
-            f(2, "userNamespaces", Bool, Keep),
-        ],
-    };
+    static CORE_V1_NODE_RUNTIME_HANDLER_FEATURES: Message =
+        Message { name: "core.v1.NodeRuntimeHandlerFeatures", fields: &[f(1, "recursiveReadOnlyMounts", Bool, Keep), f(2, "userNamespaces", Bool, Keep)] };
 
-    static CORE_V1_NODE_RUNTIME_HANDLER: Message = Message {
-        name: "core.v1.NodeRuntimeHandler",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "features", Msg(&CORE_V1_NODE_RUNTIME_HANDLER_FEATURES), Keep),
-        ],
-    };
+    static CORE_V1_NODE_RUNTIME_HANDLER: Message =
+        Message { name: "core.v1.NodeRuntimeHandler", fields: &[f(1, "name", Str, Keep), f(2, "features", Msg(&CORE_V1_NODE_RUNTIME_HANDLER_FEATURES), Keep)] };
 
-    static CORE_V1_NODE_FEATURES: Message = Message {
-        name: "core.v1.NodeFeatures",
-        fields: &[
-            f(1, "supplementalGroupsPolicy", Bool, Keep),
-        ],
-    };
+    static CORE_V1_NODE_FEATURES: Message = Message { name: "core.v1.NodeFeatures", fields: &[f(1, "supplementalGroupsPolicy", Bool, Keep)] };
 
     static CORE_V1_NODE_STATUS: Message = Message {
         name: "core.v1.NodeStatus",
@@ -2123,19 +1683,10 @@ mod table {
         ],
     };
 
-    static CORE_V1_CLIENT_IP_CONFIG: Message = Message {
-        name: "core.v1.ClientIPConfig",
-        fields: &[
-            f(1, "timeoutSeconds", Int32, Keep),
-        ],
-    };
+    static CORE_V1_CLIENT_IP_CONFIG: Message = Message { name: "core.v1.ClientIPConfig", fields: &[f(1, "timeoutSeconds", Int32, Keep)] };
 
-    static CORE_V1_SESSION_AFFINITY_CONFIG: Message = Message {
-        name: "core.v1.SessionAffinityConfig",
-        fields: &[
-            f(1, "clientIP", Msg(&CORE_V1_CLIENT_IP_CONFIG), Keep),
-        ],
-    };
+    static CORE_V1_SESSION_AFFINITY_CONFIG: Message =
+        Message { name: "core.v1.SessionAffinityConfig", fields: &[f(1, "clientIP", Msg(&CORE_V1_CLIENT_IP_CONFIG), Keep)] };
 
     static CORE_V1_SERVICE_SPEC: Message = Message {
         name: "core.v1.ServiceSpec",
@@ -2163,31 +1714,16 @@ mod table {
         ],
     };
 
-    static CORE_V1_PORT_STATUS: Message = Message {
-        name: "core.v1.PortStatus",
-        fields: &[
-            f(1, "port", Int32, Keep),
-            f(2, "protocol", Str, Keep),
-            f(3, "error", Str, Keep),
-        ],
-    };
+    static CORE_V1_PORT_STATUS: Message =
+        Message { name: "core.v1.PortStatus", fields: &[f(1, "port", Int32, Keep), f(2, "protocol", Str, Keep), f(3, "error", Str, Keep)] };
 
     static CORE_V1_LOAD_BALANCER_INGRESS: Message = Message {
         name: "core.v1.LoadBalancerIngress",
-        fields: &[
-            f(1, "ip", Str, OmitZero),
-            f(2, "hostname", Str, OmitZero),
-            f(3, "ipMode", Str, Keep),
-            f(4, "ports", Msg(&CORE_V1_PORT_STATUS), Repeated),
-        ],
+        fields: &[f(1, "ip", Str, OmitZero), f(2, "hostname", Str, OmitZero), f(3, "ipMode", Str, Keep), f(4, "ports", Msg(&CORE_V1_PORT_STATUS), Repeated)],
     };
 
-    static CORE_V1_LOAD_BALANCER_STATUS: Message = Message {
-        name: "core.v1.LoadBalancerStatus",
-        fields: &[
-            f(1, "ingress", Msg(&CORE_V1_LOAD_BALANCER_INGRESS), Repeated),
-        ],
-    };
+    static CORE_V1_LOAD_BALANCER_STATUS: Message =
+        Message { name: "core.v1.LoadBalancerStatus", fields: &[f(1, "ingress", Msg(&CORE_V1_LOAD_BALANCER_INGRESS), Repeated)] };
 
     static META_V1_CONDITION: Message = Message {
         name: "meta.v1.Condition",
@@ -2203,10 +1739,7 @@ mod table {
 
     static CORE_V1_SERVICE_STATUS: Message = Message {
         name: "core.v1.ServiceStatus",
-        fields: &[
-            f(1, "loadBalancer", Msg(&CORE_V1_LOAD_BALANCER_STATUS), Keep),
-            f(2, "conditions", Msg(&META_V1_CONDITION), Repeated),
-        ],
+        fields: &[f(1, "loadBalancer", Msg(&CORE_V1_LOAD_BALANCER_STATUS), Keep), f(2, "conditions", Msg(&META_V1_CONDITION), Repeated)],
     };
 
     static CORE_V1_SERVICE: Message = Message {
@@ -2233,22 +1766,12 @@ mod table {
 
     static CORE_V1_ENDPOINT_ADDRESS: Message = Message {
         name: "core.v1.EndpointAddress",
-        fields: &[
-            f(1, "ip", Str, Keep),
-            f(3, "hostname", Str, OmitZero),
-            f(4, "nodeName", Str, Keep),
-            f(2, "targetRef", Msg(&CORE_V1_OBJECT_REFERENCE), Keep),
-        ],
+        fields: &[f(1, "ip", Str, Keep), f(3, "hostname", Str, OmitZero), f(4, "nodeName", Str, Keep), f(2, "targetRef", Msg(&CORE_V1_OBJECT_REFERENCE), Keep)],
     };
 
     static CORE_V1_ENDPOINT_PORT: Message = Message {
         name: "core.v1.EndpointPort",
-        fields: &[
-            f(1, "name", Str, OmitZero),
-            f(2, "port", Int32, Keep),
-            f(3, "protocol", Str, OmitZero),
-            f(4, "appProtocol", Str, Keep),
-        ],
+        fields: &[f(1, "name", Str, OmitZero), f(2, "port", Int32, Keep), f(3, "protocol", Str, OmitZero), f(4, "appProtocol", Str, Keep)],
     };
 
     static CORE_V1_ENDPOINT_SUBSET: Message = Message {
@@ -2262,20 +1785,12 @@ mod table {
 
     static CORE_V1_ENDPOINTS: Message = Message {
         name: "core.v1.Endpoints",
-        fields: &[
-            f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep),
-            f(2, "subsets", Msg(&CORE_V1_ENDPOINT_SUBSET), Repeated),
-        ],
+        fields: &[f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep), f(2, "subsets", Msg(&CORE_V1_ENDPOINT_SUBSET), Repeated)],
     };
 
     static CORE_V1_CONFIG_MAP: Message = Message {
         name: "core.v1.ConfigMap",
-        fields: &[
-            f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep),
-            f(4, "immutable", Bool, Keep),
-            f(2, "data", Str, Map),
-            f(3, "binaryData", Bytes, Map),
-        ],
+        fields: &[f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep), f(4, "immutable", Bool, Keep), f(2, "data", Str, Map), f(3, "binaryData", Bytes, Map)],
     };
 
     static CORE_V1_SECRET: Message = Message {
@@ -2289,21 +1804,10 @@ mod table {
         ],
     };
 
-    static CORE_V1_EVENT_SOURCE: Message = Message {
-        name: "core.v1.EventSource",
-        fields: &[
-            f(1, "component", Str, OmitZero),
-            f(2, "host", Str, OmitZero),
-        ],
-    };
+    static CORE_V1_EVENT_SOURCE: Message = Message { name: "core.v1.EventSource", fields: &[f(1, "component", Str, OmitZero), f(2, "host", Str, OmitZero)] };
 
-    static CORE_V1_EVENT_SERIES: Message = Message {
-        name: "core.v1.EventSeries",
-        fields: &[
-            f(1, "count", Int32, OmitZero),
-            f(2, "lastObservedTime", MicroTime, Keep),
-        ],
-    };
+    static CORE_V1_EVENT_SERIES: Message =
+        Message { name: "core.v1.EventSeries", fields: &[f(1, "count", Int32, OmitZero), f(2, "lastObservedTime", MicroTime, Keep)] };
 
     static CORE_V1_EVENT: Message = Message {
         name: "core.v1.Event",
@@ -2336,36 +1840,18 @@ mod table {
         ],
     };
 
-    static CORE_V1_BINDING: Message = Message {
-        name: "core.v1.Binding",
-        fields: &[
-            f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep),
-            f(2, "target", Msg(&CORE_V1_OBJECT_REFERENCE), Keep),
-        ],
-    };
+    static CORE_V1_BINDING: Message =
+        Message { name: "core.v1.Binding", fields: &[f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep), f(2, "target", Msg(&CORE_V1_OBJECT_REFERENCE), Keep)] };
 
-    static CORE_V1_POD_TEMPLATE_SPEC: Message = Message {
-        name: "core.v1.PodTemplateSpec",
-        fields: &[
-            f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep),
-            f(2, "spec", Msg(&CORE_V1_POD_SPEC), Keep),
-        ],
-    };
+    static CORE_V1_POD_TEMPLATE_SPEC: Message =
+        Message { name: "core.v1.PodTemplateSpec", fields: &[f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep), f(2, "spec", Msg(&CORE_V1_POD_SPEC), Keep)] };
 
-    static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
-        name: "apps.v1.RollingUpdateDeployment",
-        fields: &[
-            f(1, "maxUnavailable", IntOrString, Keep),
-            f(2, "maxSurge", IntOrString, Keep),
-        ],
-    };
+    static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message =
+        Message { name: "apps.v1.RollingUpdateDeployment", fields: &[f(1, "maxUnavailable", IntOrString, Keep), f(2, "maxSurge", IntOrString, Keep)] };
 
     static APPS_V1_DEPLOYMENT_STRATEGY: Message = Message {
         name: "apps.v1.DeploymentStrategy",
-        fields: &[
-            f(1, "type", Str, OmitZero),
-            f(2, "rollingUpdate", Msg(&APPS_V1_ROLLING_UPDATE_DEPLOYMENT), Keep),
-        ],
+        fields: &[f(1, "type", Str, OmitZero), f(2, "rollingUpdate", Msg(&APPS_V1_ROLLING_UPDATE_DEPLOYMENT), Keep)],
     };
 
     static APPS_V1_DEPLOYMENT_SPEC: Message = Message {
@@ -2461,20 +1947,12 @@ mod table {
         ],
     };
 
-    static APPS_V1_ROLLING_UPDATE_DAEMON_SET: Message = Message {
-        name: "apps.v1.RollingUpdateDaemonSet",
-        fields: &[
-            f(1, "maxUnavailable", IntOrString, Keep),
-            f(2, "maxSurge", IntOrString, Keep),
-        ],
-    };
+    static APPS_V1_ROLLING_UPDATE_DAEMON_SET: Message =
+        Message { name: "apps.v1.RollingUpdateDaemonSet", fields: &[f(1, "maxUnavailable", IntOrString, Keep), f(2, "maxSurge", IntOrString, Keep)] };
 
     static APPS_V1_DAEMON_SET_UPDATE_STRATEGY: Message = Message {
         name: "apps.v1.DaemonSetUpdateStrategy",
-        fields: &[
-            f(1, "type", Str, OmitZero),
-            f(2, "rollingUpdate", Msg(&APPS_V1_ROLLING_UPDATE_DAEMON_SET), Keep),
-        ],
+        fields: &[f(1, "type", Str, OmitZero), f(2, "rollingUpdate", Msg(&APPS_V1_ROLLING_UPDATE_DAEMON_SET), Keep)],
     };
 
     static APPS_V1_DAEMON_SET_SPEC: Message = Message {
@@ -2539,41 +2017,19 @@ mod table {
 
     static COORDINATION_V1_LEASE: Message = Message {
         name: "coordination.v1.Lease",
-        fields: &[
-            f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep),
-            f(2, "spec", Msg(&COORDINATION_V1_LEASE_SPEC), Keep),
-        ],
+        fields: &[f(1, "metadata", Msg(&META_V1_OBJECT_META), Keep), f(2, "spec", Msg(&COORDINATION_V1_LEASE_SPEC), Keep)],
     };
 
-    static DISCOVERY_V1_ENDPOINT_CONDITIONS: Message = Message {
-        name: "discovery.v1.EndpointConditions",
-        fields: &[
-            f(1, "ready", Bool, Keep),
-            f(2, "serving", Bool, Keep),
-            f(3, "terminating", Bool, Keep),
-        ],
-    };
+    static DISCOVERY_V1_ENDPOINT_CONDITIONS: Message =
+        Message { name: "discovery.v1.EndpointConditions", fields: &[f(1, "ready", Bool, Keep), f(2, "serving", Bool, Keep), f(3, "terminating", Bool, Keep)] };
 
-    static DISCOVERY_V1_FOR_ZONE: Message = Message {
-        name: "discovery.v1.ForZone",
-        fields: &[
-            f(1, "name", Str, Keep),
-        ],
-    };
+    static DISCOVERY_V1_FOR_ZONE: Message = Message { name: "discovery.v1.ForZone", fields: &[f(1, "name", Str, Keep)] };
 
-    static DISCOVERY_V1_FOR_NODE: Message = Message {
-        name: "discovery.v1.ForNode",
-        fields: &[
-            f(1, "name", Str, Keep),
-        ],
-    };
+    static DISCOVERY_V1_FOR_NODE: Message = Message { name: "discovery.v1.ForNode", fields: &[f(1, "name", Str, Keep)] };
 
     static DISCOVERY_V1_ENDPOINT_HINTS: Message = Message {
         name: "discovery.v1.EndpointHints",
-        fields: &[
-            f(1, "forZones", Msg(&DISCOVERY_V1_FOR_ZONE), Repeated),
-            f(2, "forNodes", Msg(&DISCOVERY_V1_FOR_NODE), Repeated),
-        ],
+        fields: &[f(1, "forZones", Msg(&DISCOVERY_V1_FOR_ZONE), Repeated), f(2, "forNodes", Msg(&DISCOVERY_V1_FOR_NODE), Repeated)],
     };
 
     static DISCOVERY_V1_ENDPOINT: Message = Message {
@@ -2592,12 +2048,7 @@ mod table {
 
     static DISCOVERY_V1_ENDPOINT_PORT: Message = Message {
         name: "discovery.v1.EndpointPort",
-        fields: &[
-            f(1, "name", Str, Keep),
-            f(2, "protocol", Str, Keep),
-            f(3, "port", Int32, Keep),
-            f(4, "appProtocol", Str, Keep),
-        ],
+        fields: &[f(1, "name", Str, Keep), f(2, "protocol", Str, Keep), f(3, "port", Int32, Keep), f(4, "appProtocol", Str, Keep)],
     };
 
     static DISCOVERY_V1_ENDPOINT_SLICE: Message = Message {
@@ -2610,20 +2061,10 @@ mod table {
         ],
     };
 
-    static AUTOSCALING_V1_SCALE_SPEC: Message = Message {
-        name: "autoscaling.v1.ScaleSpec",
-        fields: &[
-            f(1, "replicas", Int32, OmitZero),
-        ],
-    };
+    static AUTOSCALING_V1_SCALE_SPEC: Message = Message { name: "autoscaling.v1.ScaleSpec", fields: &[f(1, "replicas", Int32, OmitZero)] };
 
-    static AUTOSCALING_V1_SCALE_STATUS: Message = Message {
-        name: "autoscaling.v1.ScaleStatus",
-        fields: &[
-            f(1, "replicas", Int32, Keep),
-            f(2, "selector", Str, OmitZero),
-        ],
-    };
+    static AUTOSCALING_V1_SCALE_STATUS: Message =
+        Message { name: "autoscaling.v1.ScaleStatus", fields: &[f(1, "replicas", Int32, Keep), f(2, "selector", Str, OmitZero)] };
 
     static AUTOSCALING_V1_SCALE: Message = Message {
         name: "autoscaling.v1.Scale",
@@ -2634,13 +2075,7 @@ mod table {
         ],
     };
 
-    static META_V1_PRECONDITIONS: Message = Message {
-        name: "meta.v1.Preconditions",
-        fields: &[
-            f(1, "uid", Str, Keep),
-            f(2, "resourceVersion", Str, Keep),
-        ],
-    };
+    static META_V1_PRECONDITIONS: Message = Message { name: "meta.v1.Preconditions", fields: &[f(1, "uid", Str, Keep), f(2, "resourceVersion", Str, Keep)] };
 
     static META_V1_DELETE_OPTIONS: Message = Message {
         name: "meta.v1.DeleteOptions",

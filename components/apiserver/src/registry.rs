@@ -88,8 +88,7 @@ fn read_failed(e: ReadError) -> ApiError {
 
 /// An object as clients see it: the stored JSON with resourceVersion set.
 pub fn decode(stored: &Stored) -> ApiResult<Value> {
-    let mut v: Value = serde_json::from_slice(&stored.value)
-        .map_err(|e| internal(format!("object at {} is not JSON: {e}", stored.key)))?;
+    let mut v: Value = serde_json::from_slice(&stored.value).map_err(|e| internal(format!("object at {} is not JSON: {e}", stored.key)))?;
     meta_mut(&mut v).insert("resourceVersion".into(), json!(stored.mod_revision.to_string()));
     Ok(v)
 }
@@ -138,9 +137,7 @@ pub async fn catch_up(cache: &WatchCache, revision: i64) -> ApiResult<()> {
 /// Checks that every key of a field selector is one the resource has.
 pub fn check_fields(res: &Resource, fields: &Selector) -> ApiResult<()> {
     for r in &fields.0 {
-        let known = r.key == "metadata.name"
-            || (r.key == "metadata.namespace" && res.namespaced)
-            || res.strategy.fields().iter().any(|(k, _)| *k == r.key);
+        let known = r.key == "metadata.name" || (r.key == "metadata.namespace" && res.namespaced) || res.strategy.fields().iter().any(|(k, _)| *k == r.key);
         if !known {
             return Err(ApiError::bad_request(format!("field label not supported: {}", r.key)));
         }
@@ -149,8 +146,7 @@ pub fn check_fields(res: &Resource, fields: &Selector) -> ApiResult<()> {
 }
 
 pub fn matches(res: &Resource, obj: &Value, labels: &Selector, fields: &Selector) -> bool {
-    labels.matches_labels(meta::labels(obj))
-        && fields.matches(|k| field_value(res, obj, k))
+    labels.matches_labels(meta::labels(obj)) && fields.matches(|k| field_value(res, obj, k))
 }
 
 /// A continue token, as upstream encodes it: where the next page starts and
@@ -263,11 +259,7 @@ impl Registry {
     }
 
     async fn read(&self, res: &Resource, namespace: Option<&str>, name: &str) -> ApiResult<Stored> {
-        self.etcd
-            .get(&res.key(namespace, name))
-            .await
-            .map_err(read_failed)?
-            .ok_or_else(|| ApiError::not_found(&res.subject(name)))
+        self.etcd.get(&res.key(namespace, name)).await.map_err(read_failed)?.ok_or_else(|| ApiError::not_found(&res.subject(name)))
     }
 
     pub async fn get(&self, res: &Resource, namespace: Option<&str>, name: &str) -> ApiResult<Value> {
@@ -328,14 +320,7 @@ impl Registry {
 
     /// Creates an object. `writer`, when given, is recorded in its
     /// managedFields as the manager of what it set.
-    pub async fn create(
-        &self,
-        res: &Resource,
-        namespace: Option<&str>,
-        mut obj: Value,
-        dry_run: bool,
-        writer: Option<&Writer>,
-    ) -> ApiResult<Value> {
+    pub async fn create(&self, res: &Resource, namespace: Option<&str>, mut obj: Value, dry_run: bool, writer: Option<&Writer>) -> ApiResult<Value> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the object must be a JSON object"));
         }
@@ -352,9 +337,7 @@ impl Registry {
             let ns = namespace.unwrap_or("default");
             match m.get("namespace").and_then(Value::as_str) {
                 Some(theirs) if !theirs.is_empty() && theirs != ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ))
+                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"))
                 }
                 _ => {
                     m.insert("namespace".into(), json!(ns));
@@ -518,16 +501,12 @@ impl Registry {
         }
         let their_name = meta::name(&obj);
         if !their_name.is_empty() && their_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({their_name}) does not match the name on the URL ({name})"
-            )));
+            return Err(ApiError::bad_request(format!("the name of the object ({their_name}) does not match the name on the URL ({name})")));
         }
         if res.namespaced {
             if let Some(theirs) = meta::namespace(&obj).filter(|s| !s.is_empty()) {
                 if Some(theirs) != namespace {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
+                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
                 }
             }
         }
@@ -634,13 +613,7 @@ impl Registry {
     /// bound pods with a grace period and namespaces get a
     /// deletionTimestamp and stay until their finalizers and owners are done.
     /// Returns the object and whether it is gone.
-    pub async fn delete(
-        &self,
-        res: &Resource,
-        namespace: Option<&str>,
-        name: &str,
-        opts: &DeleteOptions,
-    ) -> ApiResult<(Value, bool)> {
+    pub async fn delete(&self, res: &Resource, namespace: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<(Value, bool)> {
         let current = self.read(res, namespace, name).await?;
         let mut obj = decode(&current)?;
         let subject = res.subject(name);
@@ -652,10 +625,10 @@ impl Registry {
         }
         if let Some(rv) = &opts.resource_version {
             if parse_rv(rv)? != current.mod_revision {
-                return Err(ApiError::conflict(&subject, format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    current.mod_revision
-                )));
+                return Err(ApiError::conflict(
+                    &subject,
+                    format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", current.mod_revision),
+                ));
             }
         }
         let mut finalizers: Vec<Value> = obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -696,15 +669,11 @@ impl Registry {
                 return Ok((obj, false));
             }
             let lease = self.expiry(res).await?;
-            let revision = self
-                .etcd
-                .update(&res.key(namespace, name), encode(&obj), current.mod_revision, &[], &[], lease)
-                .await
-                .map_err(|e| match e {
-                    WriteError::Changed(_) => ApiError::stale(&subject),
-                    WriteError::Missing => ApiError::not_found(&subject),
-                    other => internal(format!("etcd: {other:?}")),
-                })?;
+            let revision = self.etcd.update(&res.key(namespace, name), encode(&obj), current.mod_revision, &[], &[], lease).await.map_err(|e| match e {
+                WriteError::Changed(_) => ApiError::stale(&subject),
+                WriteError::Missing => ApiError::not_found(&subject),
+                other => internal(format!("etcd: {other:?}")),
+            })?;
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
             return Ok((obj, false));
         }
@@ -721,13 +690,7 @@ impl Registry {
     }
 
     /// Deletes every object a list with `list_opts` returns.
-    pub async fn delete_collection(
-        &self,
-        res: &Resource,
-        namespace: Option<&str>,
-        list_opts: &ListOptions,
-        opts: &DeleteOptions,
-    ) -> ApiResult<ListResult> {
+    pub async fn delete_collection(&self, res: &Resource, namespace: Option<&str>, list_opts: &ListOptions, opts: &DeleteOptions) -> ApiResult<ListResult> {
         let mut listed = self.list(res, namespace, &ListOptions { limit: 0, continue_token: None, ..list_opts.clone() }).await?;
         let mut deleted = Vec::new();
         for obj in listed.items.drain(..) {
@@ -770,8 +733,7 @@ impl Registry {
             let result = if gone {
                 self.etcd.delete(&key, current.mod_revision, &[]).await
             } else {
-                self.etcd.update(&key, encode(&obj), current.mod_revision, &[], &[], None)
-                    .await
+                self.etcd.update(&key, encode(&obj), current.mod_revision, &[], &[], None).await
             };
             match result {
                 Ok(revision) => {

@@ -53,7 +53,11 @@ impl Resource {
     }
 
     pub fn verbs(&self) -> &'static [&'static str] {
-        if self.probed { &["get", "list"] } else { VERBS }
+        if self.probed {
+            &["get", "list"]
+        } else {
+            VERBS
+        }
     }
 
     pub fn has_status(&self) -> bool {

@@ -40,9 +40,7 @@ pub fn tls_config(files: &TlsFiles<'_>) -> Result<rustls::ServerConfig> {
     }
     // A client without a certificate still connects (and gets 401 on the
     // API); a client with a certificate the CA did not sign does not.
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).allow_unauthenticated().build()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)

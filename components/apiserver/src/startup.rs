@@ -112,11 +112,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: Config) -> Result<Server> {
-        let tls = crate::server::tls_config(&TlsFiles {
-            cert: &config.tls_cert_file,
-            key: &config.tls_private_key_file,
-            client_ca: &config.client_ca_file,
-        })?;
+        let tls = crate::server::tls_config(&TlsFiles { cert: &config.tls_cert_file, key: &config.tls_private_key_file, client_ca: &config.client_ca_file })?;
         let kubelet = kubelet::KubeletClient::new(&kubelet::KubeletClientFiles {
             certificate: config.kubelet_client_certificate.as_deref(),
             key: config.kubelet_client_key.as_deref(),
@@ -224,9 +220,7 @@ async fn connect_and_bootstrap(config: &Config, published: Option<(IpAddr, u16)>
             if let Some(bytes) = config.watcher_backlog_bytes {
                 registry.watcher_backlog_bytes = bytes;
             }
-            bootstrap::run(&registry, published, port)
-                .await
-                .context("bootstrapping the system namespaces and the kubernetes Service")?;
+            bootstrap::run(&registry, published, port).await.context("bootstrapping the system namespaces and the kubernetes Service")?;
             anyhow::Ok(registry)
         };
         match attempt.await {
@@ -244,7 +238,8 @@ async fn connect_and_bootstrap(config: &Config, published: Option<(IpAddr, u16)>
 /// address, resolved when it is a name (the lab passes its alias). None
 /// for an unspecified address such as 0.0.0.0.
 async fn published_address(advertise: &str, port: u16) -> Option<(IpAddr, u16)> {
-    let with_port = if advertise.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { advertise.to_string() } else { format!("{advertise}:{port}") };
+    let with_port =
+        if advertise.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { advertise.to_string() } else { format!("{advertise}:{port}") };
     let found = tokio::net::lookup_host(&with_port).await.ok()?.find(|a| a.is_ipv4())?;
     (!found.ip().is_unspecified()).then(|| (found.ip(), found.port()))
 }

@@ -40,18 +40,10 @@ impl Cause {
         Cause { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() }
     }
     pub fn invalid(field: impl Into<String>, value: &Value, why: impl AsRef<str>) -> Self {
-        Cause {
-            reason: "FieldValueInvalid",
-            field: field.into(),
-            message: format!("Invalid value: {}: {}", show_value(value), why.as_ref()),
-        }
+        Cause { reason: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: {}: {}", show_value(value), why.as_ref()) }
     }
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
-        Cause {
-            reason: "FieldValueDuplicate",
-            field: field.into(),
-            message: format!("Duplicate value: {}", show_value(value)),
-        }
+        Cause { reason: "FieldValueDuplicate", field: field.into(), message: format!("Duplicate value: {}", show_value(value)) }
     }
     pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
@@ -118,12 +110,7 @@ impl ApiError {
         Self::new(409, "AlreadyExists", format!("{} {:?} already exists", s.qualified(), s.name)).with_subject(s)
     }
     pub fn conflict(s: &Subject, why: impl AsRef<str>) -> Self {
-        Self::new(
-            409,
-            "Conflict",
-            format!("Operation cannot be fulfilled on {} {:?}: {}", s.qualified(), s.name, why.as_ref()),
-        )
-        .with_subject(s)
+        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} {:?}: {}", s.qualified(), s.name, why.as_ref())).with_subject(s)
     }
     /// The optimistic-concurrency failure of an update on a stale version.
     pub fn stale(s: &Subject) -> Self {
@@ -134,10 +121,7 @@ impl ApiError {
         let lines: Vec<String> = causes.iter().map(Cause::line).collect();
         let summary = if lines.len() == 1 { lines[0].clone() } else { format!("[{}]", lines.join(", ")) };
         let mut e = Self::new(422, "Invalid", format!("{} {:?} is invalid: {}", s.qualified(), s.name, summary)).with_subject(s);
-        let causes: Vec<Value> = causes
-            .iter()
-            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-            .collect();
+        let causes: Vec<Value> = causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
         e.details.as_mut().unwrap()["causes"] = Value::Array(causes);
         e
     }
@@ -233,10 +217,7 @@ mod tests {
         assert_eq!(ApiError::not_found(&pod).message, r#"pods "web" not found"#);
         let dep = Subject { group: "apps".into(), kind: "deployments".into(), name: "d".into() };
         assert_eq!(ApiError::already_exists(&dep).message, r#"deployments.apps "d" already exists"#);
-        let invalid = ApiError::invalid(
-            &Subject { group: "".into(), kind: "Pod".into(), name: "web".into() },
-            vec![Cause::required("spec.containers")],
-        );
+        let invalid = ApiError::invalid(&Subject { group: "".into(), kind: "Pod".into(), name: "web".into() }, vec![Cause::required("spec.containers")]);
         assert_eq!(invalid.message, r#"Pod "web" is invalid: spec.containers: Required value"#);
         assert_eq!(invalid.to_status()["details"]["causes"][0]["reason"], "FieldValueRequired");
     }

@@ -60,11 +60,7 @@ fn read_error(e: etcd_client::Error) -> ReadError {
 }
 
 fn stored(kv: &etcd_client::KeyValue) -> Stored {
-    Stored {
-        key: String::from_utf8_lossy(kv.key()).into_owned(),
-        value: kv.value().to_vec(),
-        mod_revision: kv.mod_revision(),
-    }
+    Stored { key: String::from_utf8_lossy(kv.key()).into_owned(), value: kv.value().to_vec(), mod_revision: kv.mod_revision() }
 }
 
 /// One page of a range read.
@@ -136,9 +132,7 @@ impl Etcd {
         let options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(std::time::Duration::from_secs(5))
             .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5));
-        let client = Client::connect(endpoints, Some(options))
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach etcd at {}: {e}", endpoints.join(",")))?;
+        let client = Client::connect(endpoints, Some(options)).await.map_err(|e| anyhow::anyhow!("cannot reach etcd at {}: {e}", endpoints.join(",")))?;
         Ok(Etcd { client, request_timeout: DEFAULT_REQUEST_TIMEOUT })
     }
 
@@ -246,15 +240,7 @@ impl Etcd {
     /// Writes `value` at `key` only if the key was last written at
     /// `revision`, taking the claims in `take` (only if free) and freeing
     /// those in `free`, all in one transaction.
-    pub async fn update(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        revision: i64,
-        take: &[String],
-        free: &[String],
-        lease: Option<i64>,
-    ) -> Result<i64, WriteError> {
+    pub async fn update(&self, key: &str, value: Vec<u8>, revision: i64, take: &[String], free: &[String], lease: Option<i64>) -> Result<i64, WriteError> {
         let mut then = vec![TxnOp::put(key, value, lease.map(|l| etcd_client::PutOptions::new().with_lease(l)))];
         then.extend(take.iter().map(|c| TxnOp::put(c.as_str(), key, None)));
         then.extend(free.iter().map(|c| TxnOp::delete(c.as_str(), None)));

@@ -32,7 +32,11 @@ pub fn wants_table(accept: &str) -> bool {
 /// The `meta.k8s.io` version of Table the client asked for.
 pub fn table_version(accept: &str) -> &'static str {
     let first = accept.split(',').next().unwrap_or("");
-    if first.contains("v=v1beta1") { "meta.k8s.io/v1beta1" } else { "meta.k8s.io/v1" }
+    if first.contains("v=v1beta1") {
+        "meta.k8s.io/v1beta1"
+    } else {
+        "meta.k8s.io/v1"
+    }
 }
 
 fn row(res: &Resource, obj: &Value, include: Include, now: chrono::DateTime<Utc>) -> Value {

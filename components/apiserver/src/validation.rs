@@ -10,10 +10,7 @@ pub fn dns1123_label(s: &str) -> Option<String> {
     if s.len() > 63 {
         return Some("must be no more than 63 characters".into());
     }
-    let ok = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
+    let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !s.starts_with('-') && !s.ends_with('-');
     (!ok).then(|| {
         "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into()
     })
@@ -26,12 +23,8 @@ pub fn dns1123_subdomain(s: &str) -> Option<String> {
         return Some("must be no more than 253 characters".into());
     }
     let ok = !s.is_empty()
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        });
+        && s.split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !l.starts_with('-') && !l.ends_with('-'));
     (!ok).then(|| {
         "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into()
     })
@@ -62,9 +55,7 @@ pub fn label_value(s: &str) -> Option<String> {
         return Some("must be no more than 63 characters".into());
     }
     let alnum = |c: char| c.is_ascii_alphanumeric();
-    let ok = s.chars().all(|c| alnum(c) || "-_.".contains(c))
-        && s.starts_with(alnum)
-        && s.ends_with(alnum);
+    let ok = s.chars().all(|c| alnum(c) || "-_.".contains(c)) && s.starts_with(alnum) && s.ends_with(alnum);
     (!ok).then(|| "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into())
 }
 
@@ -144,7 +135,10 @@ mod tests {
     fn namespace_finalizers_are_standard_or_qualified() {
         use serde_json::json;
         assert!(finalizer_names(&json!(["kubernetes", "example.com/cleanup"]), "spec.finalizers").is_empty());
-        assert_eq!(finalizer_names(&json!("kubernetes"), "spec.finalizers")[0].line(), "spec.finalizers: Invalid value: \"kubernetes\": must be a list of strings");
+        assert_eq!(
+            finalizer_names(&json!("kubernetes"), "spec.finalizers")[0].line(),
+            "spec.finalizers: Invalid value: \"kubernetes\": must be a list of strings"
+        );
         let bad = finalizer_names(&json!(["cleanup", 5, "a b/c"]), "spec.finalizers");
         assert_eq!(bad[0].line(), "spec.finalizers[0]: Invalid value: \"cleanup\": name is neither a standard finalizer name nor is it fully qualified");
         assert_eq!(bad[1].line(), "spec.finalizers[1]: Invalid value: 5: must be a string");

@@ -42,14 +42,7 @@ impl Format {
             Some((include, version)) => {
                 let obj: Value = serde_json::from_slice(object).unwrap_or(Value::Null);
                 let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
-                let t = table::table(
-                    self.resource,
-                    std::slice::from_ref(&obj),
-                    meta,
-                    include,
-                    version,
-                    *first,
-                );
+                let t = table::table(self.resource, std::slice::from_ref(&obj), meta, include, version, *first);
                 *first = false;
                 out.extend_from_slice(&serde_json::to_vec(&t).expect("a table serializes"));
             }
@@ -64,99 +57,57 @@ impl Format {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": meta});
-        let mut line =
-            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).expect("serializes");
+        let mut line = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).expect("serializes");
         line.push(b'\n');
         Bytes::from(line)
     }
 }
 
 fn error_line(e: &ApiError) -> Bytes {
-    let mut line =
-        serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).expect("serializes");
+    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).expect("serializes");
     line.push(b'\n');
     Bytes::from(line)
 }
 
 fn response(body: Body) -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-cache, private"),
-        ],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache, private")], body).into_response()
 }
 
-pub async fn serve(
-    app: &Arc<App>,
-    target: &Target,
-    q: &Query,
-    accept: &str,
-) -> ApiResult<Response> {
+pub async fn serve(app: &Arc<App>, target: &Target, q: &Query, accept: &str) -> ApiResult<Response> {
     let res = target.resource;
     let opts = list_options(q, true)?;
     let mut fields = opts.fields.clone();
     if let Some(name) = &target.name {
-        fields.0.push(Requirement {
-            key: "metadata.name".into(),
-            op: Op::Equals(name.clone()),
-        });
+        fields.0.push(Requirement { key: "metadata.name".into(), op: Op::Equals(name.clone()) });
     }
     check_fields(res, &fields)?;
     let timeout = match q.get("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse().map_err(|_| {
-            ApiError::bad_request(format!("timeoutSeconds: invalid integer {t:?}"))
-        })?),
+        Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::bad_request(format!("timeoutSeconds: invalid integer {t:?}")))?),
         None => DEFAULT_TIMEOUT,
     };
-    let bookmarks = matches!(
-        q.get("allowWatchBookmarks").map(String::as_str),
-        Some("true" | "1")
-    );
+    let bookmarks = matches!(q.get("allowWatchBookmarks").map(String::as_str), Some("true" | "1"));
     let send_initial = q.get("sendInitialEvents").map(|v| v == "true" || v == "1");
     let rv = opts.resource_version.clone();
     if send_initial.is_some() {
         if opts.resource_version_match.as_deref() != Some("NotOlderThan") {
             return Err(ApiError::invalid(
-                &crate::status::Subject {
-                    group: "meta.k8s.io".into(),
-                    kind: "ListOptions".into(),
-                    name: "".into(),
-                },
-                vec![crate::status::Cause::forbidden(
-                    "resourceVersionMatch",
-                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                )],
+                &crate::status::Subject { group: "meta.k8s.io".into(), kind: "ListOptions".into(), name: "".into() },
+                vec![crate::status::Cause::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")],
             ));
         }
         if send_initial == Some(true) && !bookmarks {
             return Err(ApiError::invalid(
-                &crate::status::Subject {
-                    group: "meta.k8s.io".into(),
-                    kind: "ListOptions".into(),
-                    name: "".into(),
-                },
-                vec![crate::status::Cause::forbidden(
-                    "allowWatchBookmarks",
-                    "allowWatchBookmarks must be true when sendInitialEvents is set",
-                )],
+                &crate::status::Subject { group: "meta.k8s.io".into(), kind: "ListOptions".into(), name: "".into() },
+                vec![crate::status::Cause::forbidden("allowWatchBookmarks", "allowWatchBookmarks must be true when sendInitialEvents is set")],
             ));
         }
     } else if opts.resource_version_match.is_some() {
-        return Err(ApiError::bad_request(
-            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-        ));
+        return Err(ApiError::bad_request("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
     }
-    let rv_number =
-        match rv.as_deref() {
-            None | Some("0") => None,
-            Some(v) => Some(v.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("resourceVersion: invalid value {v:?}"))
-            })?),
-        };
+    let rv_number = match rv.as_deref() {
+        None | Some("0") => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("resourceVersion: invalid value {v:?}")))?),
+    };
 
     let cache = app.registry.cache(res).await?;
     // A watch without a version starts from a state at least as new as
@@ -174,19 +125,10 @@ pub async fn serve(
         (None, None) => Start::Snapshot,
         (None, Some(v)) => Start::After(v),
     };
-    let selection = Selection {
-        prefix: res.prefix(target.namespace.as_deref()),
-        labels: opts.labels.clone(),
-        fields,
-    };
+    let selection = Selection { prefix: res.prefix(target.namespace.as_deref()), labels: opts.labels.clone(), fields };
     let format = Format {
         resource: res,
-        table: table::wants_table(accept).then(|| {
-            (
-                Include::parse(q.get("includeObject").map(String::as_str)),
-                table::table_version(accept),
-            )
-        }),
+        table: table::wants_table(accept).then(|| (Include::parse(q.get("includeObject").map(String::as_str)), table::table_version(accept))),
     };
     match cache.subscribe(start, selection) {
         Err(oldest) => {
@@ -197,23 +139,9 @@ pub async fn serve(
         Ok(sub) => {
             let initial_end = (send_initial == Some(true)).then_some(sub.after);
             let deadline = Box::pin(tokio::time::sleep(timeout));
-            let tick = tokio::time::interval_at(
-                tokio::time::Instant::now() + BOOKMARK_EVERY,
-                BOOKMARK_EVERY,
-            );
+            let tick = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
             let last = sub.after;
-            let lines = Lines {
-                format,
-                sub,
-                deadline,
-                tick,
-                bookmarks,
-                initial_end,
-                bookmark_due: false,
-                first: true,
-                last,
-                done: false,
-            };
+            let lines = Lines { format, sub, deadline, tick, bookmarks, initial_end, bookmark_due: false, first: true, last, done: false };
             let stream = futures_util::stream::unfold(lines, |mut lines| async move {
                 let line = lines.next().await?;
                 Some((Ok::<_, std::convert::Infallible>(line), lines))
@@ -271,10 +199,7 @@ impl Lines {
                 }
                 Next::Ended(why) => {
                     if why != Ended::Relisted {
-                        tracing::debug!(
-                            resource = self.format.resource.plural,
-                            "watch closed: {why:?}"
-                        );
+                        tracing::debug!(resource = self.format.resource.plural, "watch closed: {why:?}");
                     }
                     return None;
                 }
@@ -297,11 +222,7 @@ impl Lines {
                     // With events still waiting, the bookmark stays at what was
                     // sent, so a client resuming from it misses none of them.
                     let reached = *self.sub.progress.borrow();
-                    let at = if self.sub.pending() {
-                        self.last
-                    } else {
-                        reached.max(self.last)
-                    };
+                    let at = if self.sub.pending() { self.last } else { reached.max(self.last) };
                     return self.bookmarks.then(|| self.format.bookmark(at, false));
                 }
             }

@@ -55,11 +55,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            history_events: HISTORY,
-            history_bytes: HISTORY_BYTES,
-            watcher_backlog_bytes: WATCHER_BACKLOG_BYTES,
-        }
+        Limits { history_events: HISTORY, history_bytes: HISTORY_BYTES, watcher_backlog_bytes: WATCHER_BACKLOG_BYTES }
     }
 }
 
@@ -116,9 +112,7 @@ impl Attrs {
             text.push_str(value);
             labels.push((key_end, text.len() as u32));
         }
-        let keys = ["metadata.name", "metadata.namespace"]
-            .into_iter()
-            .chain(res.strategy.fields().iter().map(|(k, _)| *k));
+        let keys = ["metadata.name", "metadata.namespace"].into_iter().chain(res.strategy.fields().iter().map(|(k, _)| *k));
         let mut fields = Vec::new();
         for key in keys {
             if let Some(value) = crate::registry::field_value(res, obj, key) {
@@ -126,11 +120,7 @@ impl Attrs {
                 fields.push((key, text.len() as u32));
             }
         }
-        Attrs {
-            text: text.into(),
-            labels: labels.into(),
-            fields: fields.into(),
-        }
+        Attrs { text: text.into(), labels: labels.into(), fields: fields.into() }
     }
 
     fn label(&self, key: &str) -> Option<&str> {
@@ -240,10 +230,7 @@ impl Delivery {
     /// (the one the watcher knew) at the event's revision, as upstream does.
     pub fn object(&self) -> Bytes {
         match (&self.event.prev, self.kind, self.event.kind) {
-            (Some(prev), Kind::Deleted, Kind::Modified) => {
-                with_revision(&prev.bytes, self.event.revision)
-                    .unwrap_or_else(|| self.event.object.bytes.clone())
-            }
+            (Some(prev), Kind::Deleted, Kind::Modified) => with_revision(&prev.bytes, self.event.revision).unwrap_or_else(|| self.event.object.bytes.clone()),
             _ => self.event.object.bytes.clone(),
         }
     }
@@ -384,9 +371,7 @@ impl Subscription {
 
     /// Whether events wait to be taken.
     pub fn pending(&self) -> bool {
-        !self.initial.is_empty()
-            || !self.replay.is_empty()
-            || !self.watcher.backlog.lock().unwrap().events.is_empty()
+        !self.initial.is_empty() || !self.replay.is_empty() || !self.watcher.backlog.lock().unwrap().events.is_empty()
     }
 
     /// Whether the snapshot's events have all been taken.
@@ -416,10 +401,7 @@ impl Drop for Subscription {
 pub fn with_revision(value: &[u8], revision: i64) -> Option<Bytes> {
     const OWN_METADATA: &[u8] = b"\"metadata\":{";
     if value.first() == Some(&b'{') && !contains(value, b"\"resourceVersion\"") {
-        if let Some(at) = value
-            .windows(OWN_METADATA.len())
-            .position(|w| w == OWN_METADATA)
-        {
+        if let Some(at) = value.windows(OWN_METADATA.len()).position(|w| w == OWN_METADATA) {
             let at = at + OWN_METADATA.len();
             let mut out = Vec::with_capacity(value.len() + 40);
             out.extend_from_slice(&value[..at]);
@@ -432,10 +414,7 @@ pub fn with_revision(value: &[u8], revision: i64) -> Option<Bytes> {
         }
     }
     let mut v: Value = serde_json::from_slice(value).ok()?;
-    v.get_mut("metadata")?.as_object_mut()?.insert(
-        "resourceVersion".into(),
-        Value::String(revision.to_string()),
-    );
+    v.get_mut("metadata")?.as_object_mut()?.insert("resourceVersion".into(), Value::String(revision.to_string()));
     serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
@@ -475,11 +454,7 @@ impl WatchCache {
     }
 
     /// Lists the resource, then keeps following it in the background.
-    pub async fn start(
-        etcd: Etcd,
-        res: &'static Resource,
-        limits: Limits,
-    ) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(etcd: Etcd, res: &'static Resource, limits: Limits) -> anyhow::Result<Arc<Self>> {
         let cache = WatchCache::new(res, limits);
         let revision = cache.relist(&etcd).await?;
         let follower = cache.clone();
@@ -493,10 +468,7 @@ impl WatchCache {
     }
 
     async fn relist(&self, etcd: &Etcd) -> anyhow::Result<i64> {
-        let page = etcd
-            .range(&self.prefix, "", 0, 0)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let page = etcd.range(&self.prefix, "", 0, 0).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut objects = BTreeMap::new();
         for item in page.items {
             if let Some(b) = with_revision(&item.value, item.mod_revision) {
@@ -544,15 +516,8 @@ impl WatchCache {
     }
 
     async fn watch_from(&self, etcd: &Etcd, revision: i64) -> anyhow::Result<()> {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1)
-            .with_prev_key()
-            .with_progress_notify();
-        let mut stream = etcd
-            .watch_client()
-            .watch(self.prefix.clone(), Some(options))
-            .await?;
+        let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1).with_prev_key().with_progress_notify();
+        let mut stream = etcd.watch_client().watch(self.prefix.clone(), Some(options)).await?;
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
@@ -592,18 +557,8 @@ impl WatchCache {
                     };
                     let object = self.entry(object);
                     s.objects.insert(key.clone(), object.clone());
-                    let kind = if prev.is_some() {
-                        Kind::Modified
-                    } else {
-                        Kind::Added
-                    };
-                    Event {
-                        kind,
-                        revision: rev,
-                        key,
-                        object,
-                        prev,
-                    }
+                    let kind = if prev.is_some() { Kind::Modified } else { Kind::Added };
+                    Event { kind, revision: rev, key, object, prev }
                 }
                 None => {
                     s.objects.remove(&key);
@@ -621,26 +576,15 @@ impl WatchCache {
                     let Some(bytes) = with_revision(&last.bytes, rev) else {
                         continue;
                     };
-                    let object = Arc::new(Entry {
-                        bytes,
-                        attrs: last.attrs.clone(),
-                    });
-                    Event {
-                        kind: Kind::Deleted,
-                        revision: rev,
-                        key,
-                        object,
-                        prev: None,
-                    }
+                    let object = Arc::new(Entry { bytes, attrs: last.attrs.clone() });
+                    Event { kind: Kind::Deleted, revision: rev, key, object, prev: None }
                 }
             };
             let event = Arc::new(event);
             self.dispatch(&mut s, &event);
             s.history_bytes += event.size();
             s.history.push_back(event);
-            while s.history.len() > self.limits.history_events
-                || s.history_bytes > self.limits.history_bytes
-            {
+            while s.history.len() > self.limits.history_events || s.history_bytes > self.limits.history_bytes {
                 let Some(old) = s.history.pop_front() else {
                     break;
                 };
@@ -671,10 +615,7 @@ impl WatchCache {
                 continue;
             }
             backlog.bytes += event.size();
-            backlog.events.push_back(Delivery {
-                kind,
-                event: event.clone(),
-            });
+            backlog.events.push_back(Delivery { kind, event: event.clone() });
             // One event always fits, however large, so a big object is slow
             // to send, not impossible.
             if backlog.bytes > self.limits.watcher_backlog_bytes && backlog.events.len() > 1 {
@@ -702,22 +643,12 @@ impl WatchCache {
 
     /// One object as the cache holds it.
     pub fn get(&self, key: &str) -> Option<Bytes> {
-        self.state
-            .lock()
-            .unwrap()
-            .objects
-            .get(key)
-            .map(|e| e.bytes.clone())
+        self.state.lock().unwrap().objects.get(key).map(|e| e.bytes.clone())
     }
 
     /// Every object under `prefix` that the selectors match, and the
     /// revision they are current at.
-    pub fn snapshot(
-        &self,
-        prefix: &str,
-        labels: &Selector,
-        fields: &Selector,
-    ) -> (Vec<Bytes>, i64) {
+    pub fn snapshot(&self, prefix: &str, labels: &Selector, fields: &Selector) -> (Vec<Bytes>, i64) {
         let s = self.state.lock().unwrap();
         let items = s
             .objects
@@ -743,20 +674,13 @@ impl WatchCache {
     /// Waits until the cache has seen `revision`; false after `wait`.
     pub async fn wait_for(&self, revision: i64, wait: Duration) -> bool {
         let mut progress = self.progress.subscribe();
-        let reached = matches!(
-            tokio::time::timeout(wait, progress.wait_for(|r| *r >= revision)).await,
-            Ok(Ok(_))
-        );
+        let reached = matches!(tokio::time::timeout(wait, progress.wait_for(|r| *r >= revision)).await, Ok(Ok(_)));
         reached
     }
 
     /// Starts a watch of what `selection` selects; `Err(oldest)` when
     /// `start` is older than the history.
-    pub fn subscribe(
-        self: &Arc<Self>,
-        start: Start,
-        selection: Selection,
-    ) -> Result<Subscription, i64> {
+    pub fn subscribe(self: &Arc<Self>, start: Start, selection: Selection) -> Result<Subscription, i64> {
         let mut s = self.state.lock().unwrap();
         let (initial, replay, after) = match start {
             Start::Snapshot => {
@@ -766,17 +690,8 @@ impl WatchCache {
                     .take_while(|(k, _)| k.starts_with(&selection.prefix))
                     .filter(|(_, e)| selection.admits(e))
                     .map(|(k, e)| {
-                        let event = Event {
-                            kind: Kind::Added,
-                            revision: s.revision,
-                            key: k.clone(),
-                            object: e.clone(),
-                            prev: None,
-                        };
-                        Delivery {
-                            kind: Kind::Added,
-                            event: Arc::new(event),
-                        }
+                        let event = Event { kind: Kind::Added, revision: s.revision, key: k.clone(), object: e.clone(), prev: None };
+                        Delivery { kind: Kind::Added, event: Arc::new(event) }
                     })
                     .collect();
                 let end = s.end_seq();
@@ -790,25 +705,12 @@ impl WatchCache {
                 (VecDeque::new(), first..s.end_seq(), rv.max(s.revision))
             }
         };
-        let watcher = Arc::new(Watcher {
-            selection,
-            after,
-            backlog: Mutex::default(),
-            ready: Notify::new(),
-        });
+        let watcher = Arc::new(Watcher { selection, after, backlog: Mutex::default(), ready: Notify::new() });
         let id = s.next_watcher;
         s.next_watcher += 1;
         // Registered under the lock: every event after the replay reaches it.
         s.watchers.insert(id, watcher.clone());
-        Ok(Subscription {
-            cache: self.clone(),
-            id,
-            watcher,
-            initial,
-            replay,
-            after,
-            progress: self.progress.subscribe(),
-        })
+        Ok(Subscription { cache: self.clone(), id, watcher, initial, replay, after, progress: self.progress.subscribe() })
     }
 }
 
@@ -819,8 +721,7 @@ mod tests {
     use serde_json::json;
 
     fn spliced(obj: &Value, revision: i64) -> Value {
-        serde_json::from_slice(&with_revision(&serde_json::to_vec(obj).unwrap(), revision).unwrap())
-            .unwrap()
+        serde_json::from_slice(&with_revision(&serde_json::to_vec(obj).unwrap(), revision).unwrap()).unwrap()
     }
 
     #[test]
@@ -829,13 +730,8 @@ mod tests {
                        "spec": {"template": {"metadata": {"labels": {"a": "b"}}}}});
         let got = spliced(&d, 42);
         assert_eq!(got["metadata"]["resourceVersion"], "42");
-        assert!(got
-            .pointer("/spec/template/metadata/resourceVersion")
-            .is_none());
-        assert_eq!(
-            spliced(&json!({"kind": "X", "metadata": {}}), 7)["metadata"],
-            json!({"resourceVersion": "7"})
-        );
+        assert!(got.pointer("/spec/template/metadata/resourceVersion").is_none());
+        assert_eq!(spliced(&json!({"kind": "X", "metadata": {}}), 7)["metadata"], json!({"resourceVersion": "7"}));
         // A string holding the text is not mistaken for the field.
         let cm = json!({"data": {"x": "\"metadata\":{"}, "kind": "ConfigMap", "metadata": {"name": "c"}});
         let got = spliced(&cm, 3);
@@ -847,16 +743,12 @@ mod tests {
     fn stored_json_has_sorted_keys() {
         // The splice relies on serde_json writing keys sorted (no
         // preserve_order feature anywhere in the build).
-        let text =
-            serde_json::to_string(&json!({"spec": {"metadata": {}}, "metadata": {}})).unwrap();
+        let text = serde_json::to_string(&json!({"spec": {"metadata": {}}, "metadata": {}})).unwrap();
         assert!(text.starts_with("{\"metadata\""), "{text}");
     }
 
     fn resource(plural: &str) -> &'static Resource {
-        crate::resources::RESOURCES
-            .iter()
-            .find(|r| r.plural == plural && !r.probed)
-            .unwrap()
+        crate::resources::RESOURCES.iter().find(|r| r.plural == plural && !r.probed).unwrap()
     }
 
     /// A cache fed by hand, revision by revision, as etcd would.
@@ -867,10 +759,7 @@ mod tests {
 
     impl Feed {
         fn new(plural: &str, limits: Limits) -> Feed {
-            Feed {
-                cache: WatchCache::new(resource(plural), limits),
-                revision: 1,
-            }
+            Feed { cache: WatchCache::new(resource(plural), limits), revision: 1 }
         }
 
         fn key(&self, namespace: &str, name: &str) -> String {
@@ -880,45 +769,22 @@ mod tests {
         /// Writes an object; returns its revision.
         fn put(&mut self, obj: Value) -> i64 {
             self.revision += 1;
-            let key = self.key(
-                obj["metadata"]["namespace"].as_str().unwrap(),
-                obj["metadata"]["name"].as_str().unwrap(),
-            );
+            let key = self.key(obj["metadata"]["namespace"].as_str().unwrap(), obj["metadata"]["name"].as_str().unwrap());
             let value = serde_json::to_vec(&obj).unwrap();
-            self.cache.apply(
-                std::iter::once(Change {
-                    key: key.as_bytes(),
-                    value: Some(&value),
-                    revision: self.revision,
-                    prev: None,
-                }),
-                self.revision,
-            );
+            self.cache.apply(std::iter::once(Change { key: key.as_bytes(), value: Some(&value), revision: self.revision, prev: None }), self.revision);
             self.revision
         }
 
         fn delete(&mut self, namespace: &str, name: &str) -> i64 {
             self.revision += 1;
             let key = self.key(namespace, name);
-            self.cache.apply(
-                std::iter::once(Change {
-                    key: key.as_bytes(),
-                    value: None,
-                    revision: self.revision,
-                    prev: None,
-                }),
-                self.revision,
-            );
+            self.cache.apply(std::iter::once(Change { key: key.as_bytes(), value: None, revision: self.revision, prev: None }), self.revision);
             self.revision
         }
     }
 
     fn selection(prefix: &str, labels: &str, fields: &str) -> Selection {
-        Selection {
-            prefix: prefix.into(),
-            labels: parse_labels(labels).unwrap(),
-            fields: parse_fields(fields).unwrap(),
-        }
+        Selection { prefix: prefix.into(), labels: parse_labels(labels).unwrap(), fields: parse_fields(fields).unwrap() }
     }
 
     fn pod(name: &str, node: &str, labels: Value) -> Value {
@@ -931,20 +797,9 @@ mod tests {
         let mut seen = Vec::new();
         while let Next::Event(d) = sub.try_next() {
             let obj: Value = serde_json::from_slice(&d.object()).unwrap();
-            let rv: i64 = obj["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert_eq!(
-                rv, d.event.revision,
-                "each object carries its event's revision"
-            );
-            seen.push((
-                d.kind.as_str(),
-                obj["metadata"]["name"].as_str().unwrap().to_string(),
-                obj["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
-            ));
+            let rv: i64 = obj["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+            assert_eq!(rv, d.event.revision, "each object carries its event's revision");
+            seen.push((d.kind.as_str(), obj["metadata"]["name"].as_str().unwrap().to_string(), obj["spec"]["nodeName"].as_str().unwrap_or("").to_string()));
         }
         seen
     }
@@ -957,15 +812,7 @@ mod tests {
     fn attrs_hold_labels_and_every_supported_field() {
         let obj = pod("a", "n1", json!({"app": "web", "tier": "", "n": 5}));
         let attrs = Attrs::of(resource("pods"), &obj);
-        assert_eq!(
-            (
-                attrs.label("app"),
-                attrs.label("tier"),
-                attrs.label("n"),
-                attrs.label("x")
-            ),
-            (Some("web"), Some(""), None, None)
-        );
+        assert_eq!((attrs.label("app"), attrs.label("tier"), attrs.label("n"), attrs.label("x")), (Some("web"), Some(""), None, None));
         assert_eq!(attrs.field("metadata.name"), Some("a"));
         assert_eq!(attrs.field("metadata.namespace"), Some("ns"));
         assert_eq!(attrs.field("spec.nodeName"), Some("n1"));
@@ -974,21 +821,12 @@ mod tests {
         assert_eq!(attrs.field("spec.bogus"), None);
         let node = json!({"metadata": {"name": "n1"}, "spec": {"unschedulable": true}});
         let attrs = Attrs::of(resource("nodes"), &node);
-        assert_eq!(
-            (
-                attrs.field("spec.unschedulable"),
-                attrs.field("metadata.namespace")
-            ),
-            (Some("true"), None)
-        );
+        assert_eq!((attrs.field("spec.unschedulable"), attrs.field("metadata.namespace")), (Some("true"), None));
     }
 
     #[test]
     fn history_stays_within_its_byte_budget_and_expires_what_falls_out() {
-        let limits = Limits {
-            history_bytes: 1 << 20,
-            ..Limits::default()
-        };
+        let limits = Limits { history_bytes: 1 << 20, ..Limits::default() };
         let mut feed = Feed::new("secrets", limits);
         let blob = "x".repeat(100 << 10);
         let secret = |i: usize| {
@@ -999,45 +837,22 @@ mod tests {
         for i in 1..200 {
             feed.put(secret(i));
             let (events, bytes) = feed.cache.history_size();
-            assert!(
-                bytes <= limits.history_bytes,
-                "after {i} rewrites the history holds {bytes} bytes in {events} events"
-            );
+            assert!(bytes <= limits.history_bytes, "after {i} rewrites the history holds {bytes} bytes in {events} events");
         }
         let (events, _) = feed.cache.history_size();
         assert!(events > 2, "the budget keeps recent events ({events})");
-        assert!(
-            events < 10,
-            "each rewrite holds ~200 KB (object and previous state): {events} events"
-        );
-        assert!(
-            feed.cache
-                .subscribe(Start::After(first), selection("/registry/secrets/", "", ""))
-                .is_err(),
-            "a resume from the first rewrite is expired"
-        );
+        assert!(events < 10, "each rewrite holds ~200 KB (object and previous state): {events} events");
+        assert!(feed.cache.subscribe(Start::After(first), selection("/registry/secrets/", "", "")).is_err(), "a resume from the first rewrite is expired");
         let recent = feed.revision - 1;
-        let mut sub = feed
-            .cache
-            .subscribe(
-                Start::After(recent),
-                selection("/registry/secrets/", "", ""),
-            )
-            .expect("a recent version still resumes");
+        let mut sub = feed.cache.subscribe(Start::After(recent), selection("/registry/secrets/", "", "")).expect("a recent version still resumes");
         assert_eq!(drain(&mut sub).len(), 1);
     }
 
     #[test]
     fn selectors_see_transitions_from_precomputed_values() {
         let mut feed = Feed::new("pods", Limits::default());
-        let by_node = feed.cache.subscribe(
-            Start::Snapshot,
-            selection("/registry/pods/", "", "spec.nodeName=n1"),
-        );
-        let by_label = feed.cache.subscribe(
-            Start::Snapshot,
-            selection("/registry/pods/ns/", "app=web", ""),
-        );
+        let by_node = feed.cache.subscribe(Start::Snapshot, selection("/registry/pods/", "", "spec.nodeName=n1"));
+        let by_label = feed.cache.subscribe(Start::Snapshot, selection("/registry/pods/ns/", "app=web", ""));
         let (mut by_node, mut by_label) = (by_node.unwrap(), by_label.unwrap());
         feed.put(pod("a", "", json!({"app": "web"})));
         feed.put(pod("a", "n1", json!({"app": "web"})));
@@ -1048,43 +863,19 @@ mod tests {
         assert_eq!(
             drain(&mut by_node),
             // Scheduled onto n1: ADDED; moved away: DELETED with the state it had on n1.
-            [
-                seen("ADDED", "a", "n1"),
-                seen("MODIFIED", "a", "n1"),
-                seen("DELETED", "a", "n1")
-            ]
+            [seen("ADDED", "a", "n1"), seen("MODIFIED", "a", "n1"), seen("DELETED", "a", "n1")]
         );
         assert_eq!(
             drain(&mut by_label),
-            [
-                seen("ADDED", "a", ""),
-                seen("MODIFIED", "a", "n1"),
-                seen("DELETED", "a", "n1"),
-                seen("ADDED", "a", "n2"),
-                seen("DELETED", "a", "n2"),
-            ]
+            [seen("ADDED", "a", ""), seen("MODIFIED", "a", "n1"), seen("DELETED", "a", "n1"), seen("ADDED", "a", "n2"), seen("DELETED", "a", "n2"),]
         );
         // A snapshot and a list select with the same values.
         feed.put(pod("c", "n1", json!({"app": "web"})));
-        let mut late = feed
-            .cache
-            .subscribe(
-                Start::Snapshot,
-                selection("/registry/pods/", "app=web", "spec.nodeName=n1"),
-            )
-            .unwrap();
+        let mut late = feed.cache.subscribe(Start::Snapshot, selection("/registry/pods/", "app=web", "spec.nodeName=n1")).unwrap();
         assert_eq!(drain(&mut late), [seen("ADDED", "c", "n1")]);
-        let (listed, _) = feed.cache.snapshot(
-            "/registry/pods/",
-            &parse_labels("app").unwrap(),
-            &parse_fields("spec.nodeName!=n1").unwrap(),
-        );
+        let (listed, _) = feed.cache.snapshot("/registry/pods/", &parse_labels("app").unwrap(), &parse_fields("spec.nodeName!=n1").unwrap());
         assert_eq!(listed.len(), 0, "c is on n1 and b has no app label");
-        let (listed, _) = feed.cache.snapshot(
-            "/registry/pods/",
-            &Selector::default(),
-            &parse_fields("metadata.name=b,spec.nodeName=n2").unwrap(),
-        );
+        let (listed, _) = feed.cache.snapshot("/registry/pods/", &Selector::default(), &parse_fields("metadata.name=b,spec.nodeName=n2").unwrap());
         assert_eq!(listed.len(), 1);
     }
 
@@ -1094,66 +885,31 @@ mod tests {
         let start = feed.put(pod("a", "n2", json!({})));
         feed.put(pod("a", "n1", json!({})));
         feed.put(pod("b", "n3", json!({})));
-        let mut sub = feed
-            .cache
-            .subscribe(
-                Start::After(start),
-                selection("/registry/pods/", "", "spec.nodeName=n1"),
-            )
-            .unwrap();
+        let mut sub = feed.cache.subscribe(Start::After(start), selection("/registry/pods/", "", "spec.nodeName=n1")).unwrap();
         feed.put(pod("a", "n3", json!({})));
-        assert_eq!(
-            drain(&mut sub),
-            [seen("ADDED", "a", "n1"), seen("DELETED", "a", "n1")]
-        );
+        assert_eq!(drain(&mut sub), [seen("ADDED", "a", "n1"), seen("DELETED", "a", "n1")]);
     }
 
     #[test]
     fn a_watcher_that_does_not_read_is_closed_and_keeps_nothing() {
-        let limits = Limits {
-            watcher_backlog_bytes: 64 << 10,
-            ..Limits::default()
-        };
+        let limits = Limits { watcher_backlog_bytes: 64 << 10, ..Limits::default() };
         let mut feed = Feed::new("configmaps", limits);
         let blob = "x".repeat(10 << 10);
         let cm = |i: usize| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"}, "data": {"blob": blob, "n": i.to_string()}});
-        let mut reader = feed
-            .cache
-            .subscribe(Start::Snapshot, selection("/registry/configmaps/", "", ""))
-            .unwrap();
-        let mut stalled = feed
-            .cache
-            .subscribe(Start::Snapshot, selection("/registry/configmaps/", "", ""))
-            .unwrap();
+        let mut reader = feed.cache.subscribe(Start::Snapshot, selection("/registry/configmaps/", "", "")).unwrap();
+        let mut stalled = feed.cache.subscribe(Start::Snapshot, selection("/registry/configmaps/", "", "")).unwrap();
         // Only watchers the events are for build a backlog.
-        let mut elsewhere = feed
-            .cache
-            .subscribe(
-                Start::Snapshot,
-                selection("/registry/configmaps/other/", "", ""),
-            )
-            .unwrap();
+        let mut elsewhere = feed.cache.subscribe(Start::Snapshot, selection("/registry/configmaps/other/", "", "")).unwrap();
         let mut received = 0;
         for i in 0..100 {
             feed.put(cm(i));
             received += drain(&mut reader).len();
         }
         assert_eq!(received, 100, "a watcher that keeps up gets everything");
-        assert!(
-            matches!(stalled.try_next(), Next::Ended(Ended::TooSlow)),
-            "the stalled watcher is closed"
-        );
-        assert_eq!(
-            stalled.watcher.backlog.lock().unwrap().events.len(),
-            0,
-            "and what it had waiting is freed"
-        );
+        assert!(matches!(stalled.try_next(), Next::Ended(Ended::TooSlow)), "the stalled watcher is closed");
+        assert_eq!(stalled.watcher.backlog.lock().unwrap().events.len(), 0, "and what it had waiting is freed");
         assert!(matches!(elsewhere.try_next(), Next::Idle));
-        assert_eq!(
-            feed.cache.watchers(),
-            2,
-            "the cache no longer hands it events"
-        );
+        assert_eq!(feed.cache.watchers(), 2, "the cache no longer hands it events");
         drop(stalled);
         drop(reader);
         assert_eq!(feed.cache.watchers(), 1);
@@ -1161,17 +917,11 @@ mod tests {
 
     #[test]
     fn a_replay_that_falls_out_of_history_ends() {
-        let limits = Limits {
-            history_events: 5,
-            ..Limits::default()
-        };
+        let limits = Limits { history_events: 5, ..Limits::default() };
         let mut feed = Feed::new("pods", limits);
         let start = feed.put(pod("a", "n1", json!({})));
         feed.put(pod("a", "n2", json!({})));
-        let mut sub = feed
-            .cache
-            .subscribe(Start::After(start), selection("/registry/pods/", "", ""))
-            .unwrap();
+        let mut sub = feed.cache.subscribe(Start::After(start), selection("/registry/pods/", "", "")).unwrap();
         for _ in 0..5 {
             feed.put(pod("a", "n3", json!({})));
         }
@@ -1181,18 +931,10 @@ mod tests {
     #[tokio::test]
     async fn a_relist_ends_the_watches() {
         let mut feed = Feed::new("pods", Limits::default());
-        let mut sub = feed
-            .cache
-            .subscribe(Start::Snapshot, selection("/registry/pods/", "", ""))
-            .unwrap();
+        let mut sub = feed.cache.subscribe(Start::Snapshot, selection("/registry/pods/", "", "")).unwrap();
         feed.put(pod("a", "n1", json!({})));
         feed.cache.replace(BTreeMap::new(), feed.revision);
-        tokio::time::timeout(Duration::from_secs(5), sub.ready())
-            .await
-            .expect("the watcher is woken");
-        assert!(
-            matches!(sub.try_next(), Next::Ended(Ended::Relisted)),
-            "ended without sending what was left"
-        );
+        tokio::time::timeout(Duration::from_secs(5), sub.ready()).await.expect("the watcher is woken");
+        assert!(matches!(sub.try_next(), Next::Ended(Ended::Relisted)), "ended without sending what was left");
     }
 }

@@ -19,11 +19,7 @@ fn corpus(name: &str) -> Vec<u8> {
 }
 
 fn seeds() -> Vec<(Vec<u8>, &'static str)> {
-    vec![
-        (corpus("pod.json"), "application/json"),
-        (corpus("service.json"), "application/json"),
-        (corpus("deployment.yaml"), "application/yaml"),
-    ]
+    vec![(corpus("pod.json"), "application/json"), (corpus("service.json"), "application/json"), (corpus("deployment.yaml"), "application/yaml")]
 }
 
 /// What the apiserver does with a body before it touches etcd: decode it,
@@ -51,8 +47,8 @@ fn pipeline(body: &[u8], content_type: &str) {
 /// A seed with a few bytes changed, cut short, or grown.
 fn mutated() -> impl Strategy<Value = (Vec<u8>, &'static str)> {
     let seeds = seeds();
-    (0..seeds.len(), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8), any::<prop::sample::Index>(), any::<bool>())
-        .prop_map(move |(i, flips, cut, shorten)| {
+    (0..seeds.len(), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8), any::<prop::sample::Index>(), any::<bool>()).prop_map(
+        move |(i, flips, cut, shorten)| {
             let (mut bytes, ct) = seeds[i].clone();
             for (at, b) in flips {
                 let at = at.index(bytes.len());
@@ -62,7 +58,8 @@ fn mutated() -> impl Strategy<Value = (Vec<u8>, &'static str)> {
                 bytes.truncate(cut.index(bytes.len() + 1));
             }
             (bytes, ct)
-        })
+        },
+    )
 }
 
 proptest! {
@@ -113,9 +110,31 @@ proptest! {
 /// JSON values shaped like Kubernetes objects: the keys they use, nested.
 fn json_value() -> impl Strategy<Value = Value> {
     let key = prop::sample::select(vec![
-        "apiVersion", "kind", "metadata", "name", "namespace", "labels", "spec", "containers", "image", "ports",
-        "containerPort", "selector", "matchLabels", "template", "replicas", "status", "$patch", "$setElementOrder/containers",
-        "$retainKeys", "$deleteFromPrimitiveList/finalizers", "finalizers", "env", "op", "path", "value",
+        "apiVersion",
+        "kind",
+        "metadata",
+        "name",
+        "namespace",
+        "labels",
+        "spec",
+        "containers",
+        "image",
+        "ports",
+        "containerPort",
+        "selector",
+        "matchLabels",
+        "template",
+        "replicas",
+        "status",
+        "$patch",
+        "$setElementOrder/containers",
+        "$retainKeys",
+        "$deleteFromPrimitiveList/finalizers",
+        "finalizers",
+        "env",
+        "op",
+        "path",
+        "value",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -127,8 +146,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 6, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(key.clone(), inner, 0..5)
-                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            prop::collection::btree_map(key.clone(), inner, 0..5).prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
         ]
     })
 }

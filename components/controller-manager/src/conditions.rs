@@ -36,13 +36,7 @@ fn now() -> Time {
 }
 
 fn failing(type_: &str, reason: &str, message: String) -> NamespaceCondition {
-    NamespaceCondition {
-        type_: type_.into(),
-        status: "True".into(),
-        reason: Some(reason.into()),
-        message: Some(message),
-        last_transition_time: Some(now()),
-    }
+    NamespaceCondition { type_: type_.into(), status: "True".into(), reason: Some(reason.into()), message: Some(message), last_transition_time: Some(now()) }
 }
 
 impl Findings {
@@ -61,14 +55,12 @@ impl Findings {
 
     /// What is left: instances per `resource.group`, and per finalizer.
     pub fn remaining(&mut self, by_resource: &BTreeMap<String, usize>, by_finalizer: &BTreeMap<String, usize>) {
-        let resources: Vec<String> =
-            by_resource.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r} has {n} resource instances")).collect();
+        let resources: Vec<String> = by_resource.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r} has {n} resource instances")).collect();
         if !by_resource.is_empty() {
             let message = format!("Some resources are remaining: {}", resources.join(", "));
             self.failing.push(failing(CONTENT_REMAINING, "SomeResourcesRemain", message));
         }
-        let finalizers: Vec<String> =
-            by_finalizer.iter().filter(|(_, n)| **n > 0).map(|(f, n)| format!("{f} in {n} resource instances")).collect();
+        let finalizers: Vec<String> = by_finalizer.iter().filter(|(_, n)| **n > 0).map(|(f, n)| format!("{f} in {n} resource instances")).collect();
         if !by_finalizer.is_empty() {
             let message = format!("Some finalizers are remaining: {}", finalizers.join(", "));
             self.failing.push(failing(FINALIZERS_REMAINING, "SomeFinalizerRemain", message));
@@ -81,11 +73,7 @@ impl Findings {
     pub fn apply(mut self, status: &mut NamespaceStatus) -> bool {
         if !self.content_errors.is_empty() {
             self.content_errors.sort();
-            let message = format!(
-                "Failed to delete all resource types, {} remaining: {}",
-                self.content_errors.len(),
-                self.content_errors.join(", ")
-            );
+            let message = format!("Failed to delete all resource types, {} remaining: {}", self.content_errors.len(), self.content_errors.join(", "));
             self.failing.push(failing(CONTENT_FAILURE, "ContentDeletionFailed", message));
         }
         let conditions = status.conditions.get_or_insert_with(Vec::new);

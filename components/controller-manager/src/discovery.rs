@@ -114,13 +114,7 @@ fn add_resources(found: &mut Discovered, seen: &mut BTreeSet<(String, String)>, 
         if !r.namespaced || r.name.contains('/') || !seen.insert((group.clone(), r.name.clone())) {
             continue;
         }
-        let api = ApiResource {
-            group: group.clone(),
-            version: version.clone(),
-            api_version: list.group_version.clone(),
-            kind: r.kind,
-            plural: r.name,
-        };
+        let api = ApiResource { group: group.clone(), version: version.clone(), api_version: list.group_version.clone(), kind: r.kind, plural: r.name };
         found.resources.push(NamespacedResource { api, verbs: r.verbs.into_iter().collect() });
     }
 }
@@ -131,13 +125,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResource;
 
     fn resource(name: &str, namespaced: bool, verbs: &[&str]) -> APIResource {
-        APIResource {
-            name: name.into(),
-            namespaced,
-            kind: "Thing".into(),
-            verbs: verbs.iter().map(|v| v.to_string()).collect(),
-            ..Default::default()
-        }
+        APIResource { name: name.into(), namespaced, kind: "Thing".into(), verbs: verbs.iter().map(|v| v.to_string()).collect(), ..Default::default() }
     }
 
     #[test]

@@ -23,12 +23,7 @@ pub fn selected(flags: &[String]) -> Result<Vec<&'static str>> {
         }
     }
     let all = flags.iter().any(|f| f == "*");
-    Ok(CONTROLLERS
-        .iter()
-        .copied()
-        .filter(|c| !flags.iter().any(|f| f.strip_prefix('-') == Some(c)))
-        .filter(|c| all || flags.iter().any(|f| f == c))
-        .collect())
+    Ok(CONTROLLERS.iter().copied().filter(|c| !flags.iter().any(|f| f.strip_prefix('-') == Some(c))).filter(|c| all || flags.iter().any(|f| f == c)).collect())
 }
 
 /// Runs the selected controllers with `client` until they end.

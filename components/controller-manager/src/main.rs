@@ -51,9 +51,7 @@ async fn client_config(args: &Args) -> Result<kube::Config> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
     let args = Args::parse();
     let controllers = controller_manager::selected(&args.controllers)?;
     let client = kube::Client::try_from(client_config(&args).await?).context("building the API client")?;

@@ -141,21 +141,12 @@ impl Default for ControlPlane {
 }
 impl Default for Capacity {
     fn default() -> Self {
-        Capacity {
-            cpu: default_cpu(),
-            memory: default_memory(),
-            pods: default_pods(),
-        }
+        Capacity { cpu: default_cpu(), memory: default_memory(), pods: default_pods() }
     }
 }
 impl Default for Networking {
     fn default() -> Self {
-        Networking {
-            pod_subnet: default_pod_subnet(),
-            service_subnet: default_service_subnet(),
-            lab_subnet: None,
-            proxy_mode: ProxyMode::default(),
-        }
+        Networking { pod_subnet: default_pod_subnet(), service_subnet: default_service_subnet(), lab_subnet: None, proxy_mode: ProxyMode::default() }
     }
 }
 
@@ -168,9 +159,7 @@ pub struct Cidr(String);
 impl Cidr {
     pub fn check(&self) -> Result<Ipv4Net, String> {
         let s = &self.0;
-        let net: Ipv4Net = s.parse().map_err(|_| {
-            format!("invalid CIDR {s:?}: expected an IPv4 address and prefix length, such as 10.244.0.0/16")
-        })?;
+        let net: Ipv4Net = s.parse().map_err(|_| format!("invalid CIDR {s:?}: expected an IPv4 address and prefix length, such as 10.244.0.0/16"))?;
         if net.addr() != net.network() {
             return Err(format!("invalid CIDR {s:?}: host bits are set; the network is {}", net.trunc()));
         }
@@ -215,23 +204,13 @@ impl Quantity {
     /// Checked after parsing, so that the error can name the exact field.
     pub fn check(&self) -> Result<(), String> {
         let s = &self.0;
-        const SUFFIXES: [&str; 14] = [
-            "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P",
-        ];
-        let number = SUFFIXES
-            .iter()
-            .find_map(|suffix| s.strip_suffix(suffix))
-            .unwrap_or(s);
-        let valid = !number.is_empty()
-            && number.chars().all(|c| c.is_ascii_digit() || c == '.')
-            && number.matches('.').count() <= 1
-            && number != ".";
+        const SUFFIXES: [&str; 14] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P"];
+        let number = SUFFIXES.iter().find_map(|suffix| s.strip_suffix(suffix)).unwrap_or(s);
+        let valid = !number.is_empty() && number.chars().all(|c| c.is_ascii_digit() || c == '.') && number.matches('.').count() <= 1 && number != ".";
         if valid {
             Ok(())
         } else {
-            Err(format!(
-                "invalid quantity {s:?}: expected a number with an optional suffix, such as 2, 500m or 4Gi"
-            ))
+            Err(format!("invalid quantity {s:?}: expected a number with an optional suffix, such as 2, 500m or 4Gi"))
         }
     }
 }
@@ -253,13 +232,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: ",
-            self.file.display(),
-            self.position.line,
-            self.position.column
-        )?;
+        write!(f, "{}:{}:{}: ", self.file.display(), self.position.line, self.position.column)?;
         if !self.field.is_empty() {
             write!(f, "{}: ", self.field)?;
         }
@@ -271,16 +244,9 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     #[error("unknown topology {name:?}; known topologies in {}: {}", dir.display(), known.join(", "))]
-    Unknown {
-        name: String,
-        dir: PathBuf,
-        known: Vec<String>,
-    },
+    Unknown { name: String, dir: PathBuf, known: Vec<String> },
     #[error("cannot read topology {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}", diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid { diagnostics: Vec<Diagnostic> },
 }
@@ -304,11 +270,7 @@ pub fn resolve(name_or_path: &str, dir: &Path) -> Result<PathBuf, TopologyError>
     if !name_or_path.contains('/') && candidate.is_file() {
         return Ok(candidate);
     }
-    Err(TopologyError::Unknown {
-        name: name_or_path.to_string(),
-        dir: dir.to_path_buf(),
-        known: known(dir),
-    })
+    Err(TopologyError::Unknown { name: name_or_path.to_string(), dir: dir.to_path_buf(), known: known(dir) })
 }
 
 /// Names of the topology files in `dir`, sorted.
@@ -328,32 +290,18 @@ pub fn known(dir: &Path) -> Vec<String> {
 
 /// Reads and validates a topology file.
 pub fn load(path: &Path) -> Result<Source, TopologyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read { path: path.to_path_buf(), source })?;
     let topology = parse(&text, path)?;
-    Ok(Source {
-        path: path.to_path_buf(),
-        text,
-        topology,
-    })
+    Ok(Source { path: path.to_path_buf(), text, topology })
 }
 
 /// Parses and validates topology text; `file` names it in diagnostics.
 pub fn parse(text: &str, file: &Path) -> Result<Topology, TopologyError> {
-    let topology: Topology = serde_yaml::from_str(text).map_err(|e| TopologyError::Invalid {
-        diagnostics: vec![syntax_diagnostic(&e, file)],
-    })?;
+    let topology: Topology = serde_yaml::from_str(text).map_err(|e| TopologyError::Invalid { diagnostics: vec![syntax_diagnostic(&e, file)] })?;
     let map = SourceMap::of(text);
     let diagnostics: Vec<Diagnostic> = validate(&topology)
         .into_iter()
-        .map(|(field, message)| Diagnostic {
-            file: file.to_path_buf(),
-            position: map.position(&field),
-            field,
-            message,
-        })
+        .map(|(field, message)| Diagnostic { file: file.to_path_buf(), position: map.position(&field), field, message })
         .collect();
     if diagnostics.is_empty() {
         Ok(topology)
@@ -363,13 +311,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Topology, TopologyError> {
 }
 
 fn syntax_diagnostic(e: &serde_yaml::Error, file: &Path) -> Diagnostic {
-    let position = e
-        .location()
-        .map(|l| Position {
-            line: l.line(),
-            column: l.column(),
-        })
-        .unwrap_or(Position { line: 1, column: 1 });
+    let position = e.location().map(|l| Position { line: l.line(), column: l.column() }).unwrap_or(Position { line: 1, column: 1 });
     // serde_yaml writes " at line L column C" into its messages; the
     // diagnostic leads with the position instead.
     let message = strip_positions(&e.to_string());
@@ -378,12 +320,7 @@ fn syntax_diagnostic(e: &serde_yaml::Error, file: &Path) -> Diagnostic {
         Some((field, rest)) if !field.contains(' ') => (field.to_string(), rest.to_string()),
         _ => (String::new(), message),
     };
-    Diagnostic {
-        file: file.to_path_buf(),
-        position,
-        field,
-        message,
-    }
+    Diagnostic { file: file.to_path_buf(), position, field, message }
 }
 
 fn strip_positions(message: &str) -> String {
@@ -410,25 +347,16 @@ fn strip_positions(message: &str) -> String {
 fn validate(t: &Topology) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     if t.api_version != API_VERSION {
-        problems.push((
-            "apiVersion".into(),
-            format!("unsupported apiVersion {:?}: expected {API_VERSION:?}", t.api_version),
-        ));
+        problems.push(("apiVersion".into(), format!("unsupported apiVersion {:?}: expected {API_VERSION:?}", t.api_version)));
     }
     if t.kind != KIND {
         problems.push(("kind".into(), format!("unsupported kind {:?}: expected {KIND:?}", t.kind)));
     }
     if !(1..=7).contains(&t.etcd.members) {
-        problems.push((
-            "etcd.members".into(),
-            format!("{} etcd members: expected 1 to 7", t.etcd.members),
-        ));
+        problems.push(("etcd.members".into(), format!("{} etcd members: expected 1 to 7", t.etcd.members)));
     }
     if !(1..=5).contains(&t.control_plane.replicas) {
-        problems.push((
-            "controlPlane.replicas".into(),
-            format!("{} replicas: expected 1 to 5", t.control_plane.replicas),
-        ));
+        problems.push(("controlPlane.replicas".into(), format!("{} replicas: expected 1 to 5", t.control_plane.replicas)));
     }
 
     let mut first_seen: HashMap<&str, usize> = HashMap::new();
@@ -439,10 +367,7 @@ fn validate(t: &Topology) -> Vec<(String, String)> {
         }
         if let Some(first) = first_seen.insert(&node.name, i) {
             first_seen.insert(&node.name, first);
-            problems.push((
-                format!("{at}.name"),
-                format!("duplicate node name {:?}: nodes[{first}] has it already", node.name),
-            ));
+            problems.push((format!("{at}.name"), format!("duplicate node name {:?}: nodes[{first}] has it already", node.name)));
         }
         for key in node.labels.keys() {
             if let Err(why) = check_label_key(key) {
@@ -451,10 +376,7 @@ fn validate(t: &Topology) -> Vec<(String, String)> {
         }
         for (j, taint) in node.taints.iter().enumerate() {
             if let Err(why) = check_label_key(&taint.key) {
-                problems.push((
-                    format!("{at}.taints[{j}].key"),
-                    format!("invalid taint key {:?}: {why}", taint.key),
-                ));
+                problems.push((format!("{at}.taints[{j}].key"), format!("invalid taint key {:?}: {why}", taint.key)));
             }
         }
         for (field, q) in [("cpu", &node.capacity.cpu), ("memory", &node.capacity.memory)] {
@@ -484,20 +406,15 @@ fn validate(t: &Topology) -> Vec<(String, String)> {
     for (field, subnet) in &subnets {
         let too_small = match *field {
             // Each node gets one /24 of the pod subnet.
-            "networking.podSubnet" if subnet.prefix_len() > 24 => {
-                Some(format!("pod subnet {subnet} is smaller than one /24 per node"))
-            }
+            "networking.podSubnet" if subnet.prefix_len() > 24 => Some(format!("pod subnet {subnet} is smaller than one /24 per node")),
             "networking.podSubnet" if (1usize << (24 - subnet.prefix_len())) < t.nodes.len() => {
                 Some(format!("pod subnet {subnet} has fewer /24s than the {} nodes need", t.nodes.len()))
             }
-            "networking.serviceSubnet" if subnet.prefix_len() > 28 => {
-                Some(format!("service subnet {subnet} is too small: expected /28 or larger"))
-            }
+            "networking.serviceSubnet" if subnet.prefix_len() > 28 => Some(format!("service subnet {subnet} is too small: expected /28 or larger")),
             // Network, gateway and broadcast addresses besides the containers.
-            "networking.labSubnet" if subnet.hosts().count() < container_count(t) + 1 => Some(format!(
-                "lab subnet {subnet} has too few addresses for the lab's {} containers",
-                container_count(t)
-            )),
+            "networking.labSubnet" if subnet.hosts().count() < container_count(t) + 1 => {
+                Some(format!("lab subnet {subnet} has too few addresses for the lab's {} containers", container_count(t)))
+            }
             _ => None,
         };
         if let Some(why) = too_small {
@@ -507,10 +424,7 @@ fn validate(t: &Topology) -> Vec<(String, String)> {
     for (i, (field_a, a)) in subnets.iter().enumerate() {
         for (field_b, b) in &subnets[i + 1..] {
             if overlaps(*a, *b) {
-                problems.push((
-                    field_b.to_string(),
-                    format!("{b} overlaps {field_a} ({a})"),
-                ));
+                problems.push((field_b.to_string(), format!("{b} overlaps {field_a} ({a})")));
             }
         }
     }

@@ -27,9 +27,7 @@ impl SourceMap {
     pub fn of(text: &str) -> Self {
         let mut walker = Walker::default();
         let _ = Parser::new_from_str(text).load(&mut walker, false);
-        SourceMap {
-            values: walker.values,
-        }
+        SourceMap { values: walker.values }
     }
 
     /// The position of the value at `path`, or of its nearest mapped parent.
@@ -69,22 +67,13 @@ impl Walker {
                 *next += 1;
                 Some(p)
             }
-            Some(Frame::Mapping { path, key }) => key.take().map(|k| {
-                if path.is_empty() {
-                    k
-                } else {
-                    format!("{path}.{k}")
-                }
-            }),
+            Some(Frame::Mapping { path, key }) => key.take().map(|k| if path.is_empty() { k } else { format!("{path}.{k}") }),
         }
     }
 
     fn record(&mut self, path: &str, mark: Marker) {
         // yaml-rust2 counts lines from 1 and columns from 0.
-        let pos = Position {
-            line: mark.line(),
-            column: mark.col() + 1,
-        };
+        let pos = Position { line: mark.line(), column: mark.col() + 1 };
         self.values.entry(path.to_string()).or_insert(pos);
     }
 }
@@ -107,11 +96,7 @@ impl MarkedEventReceiver for Walker {
                 // A collection used as a mapping key has no path; name it `?`.
                 let path = self.next_path().unwrap_or_else(|| "?".to_string());
                 self.record(&path, mark);
-                self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Mapping { path, key: None }
-                } else {
-                    Frame::Sequence { path, next: 0 }
-                });
+                self.stack.push(if matches!(ev, Event::MappingStart(..)) { Frame::Mapping { path, key: None } } else { Frame::Sequence { path, next: 0 } });
             }
             Event::Alias(_) => {
                 self.next_path();

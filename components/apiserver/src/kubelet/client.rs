@@ -155,11 +155,7 @@ impl KubeletClient {
         let addresses: Vec<(&str, &str)> = node
             .pointer("/status/addresses")
             .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .map(|a| (a["type"].as_str().unwrap_or(""), a["address"].as_str().unwrap_or("")))
-                    .collect()
-            })
+            .map(|list| list.iter().map(|a| (a["type"].as_str().unwrap_or(""), a["address"].as_str().unwrap_or(""))).collect())
             .unwrap_or_default();
         let port = node
             .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")

@@ -33,9 +33,7 @@ const MAX_ERROR_BODY: usize = 50_000;
 
 /// Whether the request is for a subresource served by a kubelet.
 pub fn proxies(target: &Target) -> bool {
-    target.resource.group.is_empty()
-        && target.resource.plural == "pods"
-        && matches!(target.subresource.as_deref(), Some("log" | "exec" | "attach"))
+    target.resource.group.is_empty() && target.resource.plural == "pods" && matches!(target.subresource.as_deref(), Some("log" | "exec" | "attach"))
 }
 
 /// Serves pods/log, pods/exec or pods/attach. `parts` still holds the
@@ -104,10 +102,7 @@ fn container(pod: &Value, pod_name: &str, asked: Option<&str>) -> ApiResult<Stri
         None => match main.as_slice() {
             [only] => Ok(only.clone()),
             [] => Err(ApiError::bad_request(format!("a container name must be specified for pod {pod_name}"))),
-            _ => Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {pod_name}, choose one of: [{}]",
-                all.join(" ")
-            ))),
+            _ => Err(ApiError::bad_request(format!("a container name must be specified for pod {pod_name}, choose one of: [{}]", all.join(" ")))),
         },
     }
 }
@@ -132,7 +127,11 @@ fn hyper_error_text(e: &hyper::Error) -> String {
         }
         source = s.source();
     }
-    if e.is_incomplete_message() { "EOF".into() } else { e.to_string() }
+    if e.is_incomplete_message() {
+        "EOF".into()
+    } else {
+        e.to_string()
+    }
 }
 
 /// An HTTP/1.1 connection to the kubelet; `upgrades` keeps it usable for

@@ -24,9 +24,7 @@ fn flag(q: &Pairs, key: &str) -> bool {
 }
 
 fn integer(q: &Pairs, key: &str) -> ApiResult<Option<i64>> {
-    first(q, key)
-        .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))))
-        .transpose()
+    first(q, key).map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: invalid syntax")))).transpose()
 }
 
 /// Go's url.Values.Encode: keys sorted, the values of a key in order.

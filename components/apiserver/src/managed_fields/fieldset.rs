@@ -58,13 +58,7 @@ impl FieldSet {
     /// The set without the paths in `exact` and without everything at or
     /// below the paths in `subtrees`.
     pub fn without(&self, exact: &[Path], subtrees: &[Path]) -> FieldSet {
-        FieldSet(
-            self.0
-                .iter()
-                .filter(|p| !exact.contains(p) && !subtrees.iter().any(|s| p.starts_with(s)))
-                .cloned()
-                .collect(),
-        )
+        FieldSet(self.0.iter().filter(|p| !exact.contains(p) && !subtrees.iter().any(|s| p.starts_with(s))).cloned().collect())
     }
 
     /// The fieldsV1 form: nested objects keyed by path elements, `{}` for a
@@ -355,11 +349,7 @@ fn node_v1(path: &mut Path, v: &Value, exact: &[Path], subtrees: &[Path]) -> Opt
 /// The fields an applied configuration sets, as upstream's `ToFieldSet`:
 /// scalars, atomic values, items of keyed lists and sets, empty objects.
 pub fn applied_set(config: &Value) -> FieldSet {
-    walk(config)
-        .into_iter()
-        .filter(|(_, n)| matches!(n, Node::Leaf(_) | Node::Item | Node::Map { empty: true }))
-        .map(|(p, _)| p)
-        .collect()
+    walk(config).into_iter().filter(|(_, n)| matches!(n, Node::Leaf(_) | Node::Item | Node::Map { empty: true })).map(|(p, _)| p).collect()
 }
 
 /// How two versions of an object differ, as upstream's `Compare`: paths

@@ -172,9 +172,12 @@ mod tests {
         let mut other = FieldSet::new();
         other.insert(vec!["f:spec".into(), "f:containers".into(), r#"k:{"name":"y"}"#.into(), "f:image".into()]);
         prune(&mut merged, &applied_set(&first), &applied_set(&second).union(&other));
-        assert_eq!(merged, json!({"metadata": {"labels": {"a": "1"}}, "spec": {"containers": [
-            {"name": "x", "image": "x"}, {"name": "y", "image": "y"}
-        ]}}));
+        assert_eq!(
+            merged,
+            json!({"metadata": {"labels": {"a": "1"}}, "spec": {"containers": [
+                {"name": "x", "image": "x"}, {"name": "y", "image": "y"}
+            ]}})
+        );
         // Nobody else: y goes.
         let mut merged = first.clone();
         merge(&mut merged, &second);
@@ -184,14 +187,10 @@ mod tests {
 
     #[test]
     fn ports_are_found_by_their_defaulted_protocol() {
-        let mut obj = json!({"spec": {"containers": [{"name": "x", "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 53, "protocol": "UDP"}]}]}});
-        let path: Path = vec![
-            "f:spec".into(),
-            "f:containers".into(),
-            r#"k:{"name":"x"}"#.into(),
-            "f:ports".into(),
-            r#"k:{"containerPort":80,"protocol":"TCP"}"#.into(),
-        ];
+        let mut obj =
+            json!({"spec": {"containers": [{"name": "x", "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 53, "protocol": "UDP"}]}]}});
+        let path: Path =
+            vec!["f:spec".into(), "f:containers".into(), r#"k:{"name":"x"}"#.into(), "f:ports".into(), r#"k:{"containerPort":80,"protocol":"TCP"}"#.into()];
         assert!(remove(&mut obj, &path));
         assert_eq!(obj.pointer("/spec/containers/0/ports").unwrap(), &json!([{"containerPort": 53, "protocol": "UDP"}]));
         assert!(!remove(&mut obj, &path));

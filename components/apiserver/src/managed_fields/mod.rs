@@ -47,10 +47,7 @@ impl Entry {
     /// Upstream tells managers apart by name, operation and subresource,
     /// and Update managers also by API version.
     fn is(&self, manager: &str, operation: &str, api_version: &str, subresource: &str) -> bool {
-        self.manager == manager
-            && self.operation == operation
-            && self.subresource == subresource
-            && (operation == APPLY || self.api_version == api_version)
+        self.manager == manager && self.operation == operation && self.subresource == subresource && (operation == APPLY || self.api_version == api_version)
     }
 
     /// The manager as conflict messages name it.
@@ -195,18 +192,14 @@ fn cap_update_managers(list: &mut Vec<Entry>) {
     let has_ancient = list.iter().any(|e| e.operation == UPDATE && e.manager == "ancient-changes");
     let excess = updates - MAX_UPDATE_MANAGERS + usize::from(!has_ancient);
     let fold: Vec<usize> = olds.into_iter().take(excess).collect();
-    let mut ancient = list
-        .iter()
-        .position(|e| e.operation == UPDATE && e.manager == "ancient-changes")
-        .map(|i| list[i].clone())
-        .unwrap_or(Entry {
-            manager: "ancient-changes".into(),
-            operation: UPDATE.into(),
-            api_version: list[fold[0]].api_version.clone(),
-            time: None,
-            subresource: String::new(),
-            fields: FieldSet::new(),
-        });
+    let mut ancient = list.iter().position(|e| e.operation == UPDATE && e.manager == "ancient-changes").map(|i| list[i].clone()).unwrap_or(Entry {
+        manager: "ancient-changes".into(),
+        operation: UPDATE.into(),
+        api_version: list[fold[0]].api_version.clone(),
+        time: None,
+        subresource: String::new(),
+        fields: FieldSet::new(),
+    });
     for &i in &fold {
         ancient.fields = ancient.fields.union(&list[i].fields);
         ancient.time = ancient.time.clone().max(list[i].time.clone());
@@ -376,11 +369,7 @@ fn last_applied(obj: &Value) -> Option<Value> {
 fn unchanged_since_last_applied(live: &Value) -> FieldSet {
     let Some(recorded) = last_applied(live) else { return FieldSet::new() };
     let then = fieldset::walk(&recorded);
-    fieldset::walk(live)
-        .into_iter()
-        .filter(|(p, n)| matches!(n, fieldset::Node::Leaf(_)) && then.get(p) == Some(n))
-        .map(|(p, _)| p)
-        .collect()
+    fieldset::walk(live).into_iter().filter(|(p, n)| matches!(n, fieldset::Node::Leaf(_)) && then.get(p) == Some(n)).map(|(p, _)| p).collect()
 }
 
 /// 409 Conflict naming each field and who holds it, as upstream words it.
@@ -497,7 +486,8 @@ mod tests {
         for i in 0..12 {
             let old = obj.clone();
             obj["data"][format!("k{i}")] = json!("v");
-            record_update(Some(&old), &mut obj, &Writer { manager: format!("m{i}"), api_version: "v1".into(), subresource: String::new(), has_status: false }).unwrap();
+            record_update(Some(&old), &mut obj, &Writer { manager: format!("m{i}"), api_version: "v1".into(), subresource: String::new(), has_status: false })
+                .unwrap();
         }
         let list = entries(&obj).unwrap();
         assert_eq!(list.len(), MAX_UPDATE_MANAGERS);

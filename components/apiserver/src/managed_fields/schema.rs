@@ -22,8 +22,9 @@ pub fn list_kind(path: &[String], items: &[Value]) -> ListKind {
     let field = last_field(path);
     let parent = path.len().checked_sub(2).map(|i| path[i].as_str()).unwrap_or("");
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "imagePullSecrets" | "env"
-        | "resourceClaims" | "schedulingGates" => ListKind::Keyed(&["name"]),
+        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "imagePullSecrets" | "env" | "resourceClaims" | "schedulingGates" => {
+            ListKind::Keyed(&["name"])
+        }
         "ports" if parent.starts_with("k:") => ListKind::Keyed(&["containerPort", "protocol"]),
         // A Service's; an EndpointSlice's (at the top) are atomic.
         "ports" if path.len() == 2 && parent == "f:spec" => ListKind::Keyed(&["port", "protocol"]),
@@ -47,9 +48,7 @@ pub fn key_default(key: &str) -> Option<Value> {
 /// object references, owned and replaced whole.
 pub fn atomic_map(path: &[String], m: &Map<String, Value>) -> bool {
     match last_field(path) {
-        "selector" | "labelSelector" | "namespaceSelector" => {
-            m.contains_key("matchLabels") || m.contains_key("matchExpressions")
-        }
+        "selector" | "labelSelector" | "namespaceSelector" => m.contains_key("matchLabels") || m.contains_key("matchExpressions"),
         "involvedObject" | "related" | "targetRef" | "regarding" => true,
         _ => false,
     }

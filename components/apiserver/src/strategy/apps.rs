@@ -80,7 +80,8 @@ fn selector_string(obj: &Value) -> String {
 
 const CONTAINERS: super::Column = wide("Containers", "string", "Names of each container in the template.");
 const IMAGES: super::Column = wide("Images", "string", "Images referenced by each container in the template.");
-const SELECTOR: super::Column = wide("Selector", "string", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
+const SELECTOR: super::Column =
+    wide("Selector", "string", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
 
 pub struct Deployments;
 impl Strategy for Deployments {
@@ -105,16 +106,18 @@ impl Strategy for Deployments {
         causes
     }
     fn columns(&self) -> &'static [Column] {
-        const { &[
-            NAME,
-            col("Ready", "string", "Number of the pod with ready state"),
-            col("Up-to-date", "string", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-            col("Available", "string", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
-            AGE,
-            CONTAINERS,
-            IMAGES,
-            SELECTOR,
-        ] }
+        const {
+            &[
+                NAME,
+                col("Ready", "string", "Number of the pod with ready state"),
+                col("Up-to-date", "string", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+                col("Available", "string", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+                AGE,
+                CONTAINERS,
+                IMAGES,
+                SELECTOR,
+            ]
+        }
     }
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         let (containers, images) = containers_images(obj);
@@ -147,16 +150,18 @@ impl Strategy for ReplicaSets {
         causes
     }
     fn columns(&self) -> &'static [Column] {
-        const { &[
-            NAME,
-            col("Desired", "integer", "Replicas is the number of desired replicas."),
-            col("Current", "integer", "Replicas is the most recently observed number of replicas."),
-            col("Ready", "integer", "The number of ready replicas for this replica set."),
-            AGE,
-            CONTAINERS,
-            IMAGES,
-            SELECTOR,
-        ] }
+        const {
+            &[
+                NAME,
+                col("Desired", "integer", "Replicas is the number of desired replicas."),
+                col("Current", "integer", "Replicas is the most recently observed number of replicas."),
+                col("Ready", "integer", "The number of ready replicas for this replica set."),
+                AGE,
+                CONTAINERS,
+                IMAGES,
+                SELECTOR,
+            ]
+        }
     }
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         let (containers, images) = containers_images(obj);
@@ -190,7 +195,8 @@ impl Strategy for DaemonSets {
         causes
     }
     fn columns(&self) -> &'static [Column] {
-        const { &[
+        const {
+            &[
             NAME,
             col("Desired", "integer", "The total number of nodes that should be running the daemon pod."),
             col("Current", "integer", "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
@@ -202,7 +208,8 @@ impl Strategy for DaemonSets {
             CONTAINERS,
             IMAGES,
             SELECTOR,
-        ] }
+        ]
+        }
     }
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         let (containers, images) = containers_images(obj);

@@ -122,11 +122,9 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
                 let port = &p["containerPort"];
                 match port.as_i64() {
                     None => causes.push(Cause::required(format!("{at}.ports[{j}].containerPort"))),
-                    Some(n) if !(1..=65535).contains(&n) => causes.push(Cause::invalid(
-                        format!("{at}.ports[{j}].containerPort"),
-                        port,
-                        "must be between 1 and 65535, inclusive",
-                    )),
+                    Some(n) if !(1..=65535).contains(&n) => {
+                        causes.push(Cause::invalid(format!("{at}.ports[{j}].containerPort"), port, "must be between 1 and 65535, inclusive"))
+                    }
                     _ => {}
                 }
                 validate_protocol(p, &format!("{at}.ports[{j}].protocol"), causes);
@@ -188,17 +186,23 @@ impl Strategy for Pods {
         ]
     }
     fn columns(&self) -> &'static [Column] {
-        const { &[
-            NAME,
-            col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
-            col("Status", "string", "The aggregate status of the containers in this pod."),
-            col("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
-            AGE,
-            wide("IP", "string", "The IP address assigned to the pod"),
-            wide("Node", "string", "The name of the node the pod is scheduled onto"),
-            wide("Nominated Node", "string", "The name of the node the pod is nominated onto, if any"),
-            wide("Readiness Gates", "string", "The readiness gates of the pod"),
-        ] }
+        const {
+            &[
+                NAME,
+                col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
+                col("Status", "string", "The aggregate status of the containers in this pod."),
+                col(
+                    "Restarts",
+                    "string",
+                    "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+                ),
+                AGE,
+                wide("IP", "string", "The IP address assigned to the pod"),
+                wide("Node", "string", "The name of the node the pod is scheduled onto"),
+                wide("Nominated Node", "string", "The name of the node the pod is nominated onto, if any"),
+                wide("Readiness Gates", "string", "The readiness gates of the pod"),
+            ]
+        }
     }
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         let specs = array_at(obj, "/spec/containers").len();
@@ -240,18 +244,20 @@ impl Strategy for Nodes {
         &[("spec.unschedulable", "/spec/unschedulable")]
     }
     fn columns(&self) -> &'static [Column] {
-        const { &[
-            NAME,
-            col("Status", "string", "The status of the node"),
-            col("Roles", "string", "The roles of the node"),
-            AGE,
-            col("Version", "string", "Kubelet Version reported by the node."),
-            wide("Internal-IP", "string", "List of internal IPs."),
-            wide("External-IP", "string", "List of external IPs."),
-            wide("OS-Image", "string", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
-            wide("Kernel-Version", "string", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
-            wide("Container-Runtime", "string", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
-        ] }
+        const {
+            &[
+                NAME,
+                col("Status", "string", "The status of the node"),
+                col("Roles", "string", "The roles of the node"),
+                AGE,
+                col("Version", "string", "Kubelet Version reported by the node."),
+                wide("Internal-IP", "string", "List of internal IPs."),
+                wide("External-IP", "string", "List of external IPs."),
+                wide("OS-Image", "string", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
+                wide("Kernel-Version", "string", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
+                wide("Container-Runtime", "string", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
+            ]
+        }
     }
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         let ready = array_at(obj, "/status/conditions").iter().find(|c| c["type"] == "Ready");
@@ -270,12 +276,7 @@ impl Strategy for Nodes {
             .unwrap_or_default();
         roles.sort();
         let address = |kind: &str| {
-            array_at(obj, "/status/addresses")
-                .iter()
-                .find(|a| a["type"] == kind)
-                .and_then(|a| a["address"].as_str())
-                .unwrap_or("<none>")
-                .to_string()
+            array_at(obj, "/status/addresses").iter().find(|a| a["type"] == kind).and_then(|a| a["address"].as_str()).unwrap_or("<none>").to_string()
         };
         vec![
             json!(name(obj)),
@@ -348,15 +349,17 @@ impl Strategy for Services {
         causes
     }
     fn columns(&self) -> &'static [Column] {
-        const { &[
-            NAME,
-            col("Type", "string", "The type of the service"),
-            col("Cluster-IP", "string", "The cluster IP of the service"),
-            col("External-IP", "string", "The external IP of the service"),
-            col("Port(s)", "string", "The ports of the service"),
-            AGE,
-            wide("Selector", "string", "Route service traffic to pods with label keys and values matching this selector."),
-        ] }
+        const {
+            &[
+                NAME,
+                col("Type", "string", "The type of the service"),
+                col("Cluster-IP", "string", "The cluster IP of the service"),
+                col("External-IP", "string", "The external IP of the service"),
+                col("Port(s)", "string", "The ports of the service"),
+                AGE,
+                wide("Selector", "string", "Route service traffic to pods with label keys and values matching this selector."),
+            ]
+        }
     }
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         let ports: Vec<String> = array_at(obj, "/spec/ports")
@@ -500,18 +503,24 @@ impl Strategy for Events {
         ]
     }
     fn columns(&self) -> &'static [Column] {
-        const { &[
-            col("Last Seen", "string", "Time when last this event was observed"),
-            col("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future."),
-            col("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
-            col("Object", "string", "The object that this event is about."),
-            wide("Subobject", "string", "Path of the object's part the event is about."),
-            wide("Source", "string", "The component reporting this event."),
-            col("Message", "string", "A human-readable description of the status of this operation."),
-            wide("First Seen", "string", "The time at which the event was first recorded."),
-            wide("Count", "string", "The number of times this event has occurred."),
-            wide("Name", "string", "The name of the event."),
-        ] }
+        const {
+            &[
+                col("Last Seen", "string", "Time when last this event was observed"),
+                col("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future."),
+                col(
+                    "Reason",
+                    "string",
+                    "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+                ),
+                col("Object", "string", "The object that this event is about."),
+                wide("Subobject", "string", "Path of the object's part the event is about."),
+                wide("Source", "string", "The component reporting this event."),
+                col("Message", "string", "A human-readable description of the status of this operation."),
+                wide("First Seen", "string", "The time at which the event was first recorded."),
+                wide("Count", "string", "The number of times this event has occurred."),
+                wide("Name", "string", "The name of the event."),
+            ]
+        }
     }
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         let since = |p: &str| {

@@ -18,20 +18,19 @@ impl Strategy for Leases {
 pub struct EndpointSlices;
 impl Strategy for EndpointSlices {
     fn columns(&self) -> &'static [Column] {
-        const { &[
-            NAME,
-            col("AddressType", "string", "The IP protocol for this slice"),
-            col("Ports", "string", "The ports of this slice"),
-            col("Endpoints", "string", "The endpoints of this slice"),
-            AGE,
-        ] }
+        const {
+            &[
+                NAME,
+                col("AddressType", "string", "The IP protocol for this slice"),
+                col("Ports", "string", "The ports of this slice"),
+                col("Endpoints", "string", "The endpoints of this slice"),
+                AGE,
+            ]
+        }
     }
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         let ports: Vec<String> = array_at(obj, "/ports").iter().map(|p| p["port"].to_string()).collect();
-        let addrs: Vec<&str> = array_at(obj, "/endpoints")
-            .iter()
-            .flat_map(|e| array_at(e, "/addresses").iter().filter_map(Value::as_str))
-            .collect();
+        let addrs: Vec<&str> = array_at(obj, "/endpoints").iter().flat_map(|e| array_at(e, "/addresses").iter().filter_map(Value::as_str)).collect();
         let show = |v: Vec<String>| match v.len() {
             0 => "<unset>".to_string(),
             n if n > 3 => format!("{} + {} more...", v[..3].join(","), n - 3),

@@ -90,9 +90,7 @@ fn active_deadline(new: &Map<String, Value>, old: &Map<String, Value>, causes: &
     let field = "spec.activeDeadlineSeconds";
     match (new.get("activeDeadlineSeconds").filter(|v| !v.is_null()), old.get("activeDeadlineSeconds").and_then(Value::as_i64)) {
         (Some(v), before) => match v.as_i64() {
-            Some(n) if !(0..=i32::MAX as i64).contains(&n) => {
-                causes.push(Cause::invalid(field, v, format!("must be between 0 and {}, inclusive", i32::MAX)))
-            }
+            Some(n) if !(0..=i32::MAX as i64).contains(&n) => causes.push(Cause::invalid(field, v, format!("must be between 0 and {}, inclusive", i32::MAX))),
             Some(n) if before.is_some_and(|b| b < n) => causes.push(Cause::invalid(field, v, "must be less than or equal to previous value")),
             _ => {}
         },
@@ -204,7 +202,8 @@ mod tests {
         assert_eq!(moved[0].field, "spec");
         assert!(moved[0].message.starts_with("Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{}", moved[0].message);
         assert!(moved[0].message.contains(r#"spec.nodeName: "n1" -> "n2""#), "{}", moved[0].message);
-        let command = pod(&pod_with(json!({"containers": [{"name": "a", "image": "x:1", "command": ["sh"]}], "nodeName": "n1", "restartPolicy": "Always"})), &old);
+        let command =
+            pod(&pod_with(json!({"containers": [{"name": "a", "image": "x:1", "command": ["sh"]}], "nodeName": "n1", "restartPolicy": "Always"})), &old);
         assert_eq!(command.len(), 1);
         let added = pod(&pod_with(json!({"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "y"}], "nodeName": "n1"})), &old);
         assert_eq!(added[0].line(), "spec.containers: Forbidden: pod updates may not add or remove containers");
