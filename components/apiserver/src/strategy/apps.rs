@@ -37,6 +37,13 @@ pub fn label_selector(sel: &Value) -> Result<Selector, String> {
     Ok(Selector(reqs))
 }
 
+/// In apps/v1 a workload's selector never changes.
+fn validate_workload_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    updates::immutable(new, old, "/spec/selector", "spec.selector", &mut causes);
+    causes
+}
+
 /// The selector is required, non-empty, and must match the template's labels.
 fn validate_workload(obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
@@ -99,11 +106,8 @@ impl Strategy for Deployments {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         validate_workload(obj)
     }
-    /// In apps/v1 a workload's selector never changes.
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        updates::immutable(new, old, "/spec/selector", "spec.selector", &mut causes);
-        causes
+        validate_workload_update(new, old)
     }
     fn columns(&self) -> &'static [Column] {
         const {
@@ -143,11 +147,8 @@ impl Strategy for ReplicaSets {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         validate_workload(obj)
     }
-    /// In apps/v1 a workload's selector never changes.
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        updates::immutable(new, old, "/spec/selector", "spec.selector", &mut causes);
-        causes
+        validate_workload_update(new, old)
     }
     fn columns(&self) -> &'static [Column] {
         const {
@@ -188,11 +189,8 @@ impl Strategy for DaemonSets {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         validate_workload(obj)
     }
-    /// In apps/v1 a workload's selector never changes.
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        updates::immutable(new, old, "/spec/selector", "spec.selector", &mut causes);
-        causes
+        validate_workload_update(new, old)
     }
     fn columns(&self) -> &'static [Column] {
         const {
