@@ -74,12 +74,6 @@ impl Default for ConnectionTimeouts {
 const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Serves `router` on `listener` until the process ends, with the default
-/// limits (the controller-manager's secure port serves through this).
-pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, router: Router) -> Result<()> {
-    serve_until_drained(listener, tls, router, RequestLimits::default(), ConnectionTimeouts::default(), Shutdown::new()).await
-}
-
 /// Serves `router` on `listener` until `shutdown` drains; then stops
 /// accepting and returns once every connection has finished.
 pub async fn serve_until_drained(

@@ -4,7 +4,6 @@
 
 pub mod conditions;
 pub mod discovery;
-pub mod healthz;
 pub mod namespace;
 
 use anyhow::{bail, Result};

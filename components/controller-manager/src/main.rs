@@ -2,24 +2,17 @@
 //! kube-controller-manager names them, so its documentation reads across.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 
-use controller_manager::{healthz, namespace};
+use controller_manager::namespace;
 
 #[derive(Parser, Debug)]
 #[command(name = "controller-manager", about = "kubelab's controller-manager: the cluster's control loops")]
 struct Args {
-    /// The kubeconfig with the apiserver's address and this component's
-    /// credentials. Without it (and without --master), the in-cluster
-    /// service-account configuration is used.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// The apiserver's URL; overrides the kubeconfig's server.
-    #[arg(long)]
-    master: Option<String>,
+    #[command(flatten)]
+    client: component_base::client::ClientFlags,
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
     /// The HTTPS port of /healthz (0: do not serve).
@@ -34,40 +27,14 @@ struct Args {
     concurrent_namespace_syncs: u16,
 }
 
-async fn client_config(args: &Args) -> Result<kube::Config> {
-    let mut config = match (&args.kubeconfig, &args.master) {
-        (Some(path), _) => {
-            let file = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading --kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &Default::default()).await.with_context(|| format!("--kubeconfig {}", path.display()))?
-        }
-        (None, Some(master)) => kube::Config::new(master.parse().with_context(|| format!("--master {master:?} is not a URL"))?),
-        (None, None) => kube::Config::incluster().context("neither --kubeconfig nor --master is given, and this is not a pod")?,
-    };
-    if let Some(master) = &args.master {
-        config.cluster_url = master.parse().with_context(|| format!("--master {master:?} is not a URL"))?;
-    }
-    Ok(config)
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    component_base::logging::init();
     let args = Args::parse();
     let controllers = controller_manager::selected(&args.controllers)?;
-    let client = kube::Client::try_from(client_config(&args).await?).context("building the API client")?;
-
+    let client = args.client.client().await?;
     if args.secure_port != 0 {
-        let addr = SocketAddr::new(args.bind_address, args.secure_port);
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-        let names: Vec<String> = ["localhost".to_string(), "127.0.0.1".to_string(), hostname].into_iter().filter(|n| !n.is_empty()).collect();
-        let tls = healthz::self_signed(&names)?;
-        tracing::info!("serving /healthz on https://{addr}");
-        tokio::spawn(async move {
-            if let Err(e) = healthz::serve(listener, tls).await {
-                tracing::error!("the secure port stopped: {e:#}");
-            }
-        });
+        component_base::serving::serve_health(SocketAddr::new(args.bind_address, args.secure_port)).await?;
     }
     if controllers.is_empty() {
         tracing::warn!("no controller is selected by --controllers; serving /healthz only");
