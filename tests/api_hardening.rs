@@ -56,15 +56,7 @@ async fn patches_that_leave_no_object_are_refused_and_change_nothing() {
         }
     }
     // The same goes for the status subresource of a pod.
-    let (status, _) = api
-        .raw(
-            "POST",
-            "/api/v1/namespaces/default/pods",
-            "application/json",
-            body(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})),
-        )
-        .await;
-    assert_eq!(status, 201);
+    create(&api, "/api/v1/namespaces/default/pods", json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).await;
     let (status, refusal) = api.raw("PATCH", "/api/v1/namespaces/default/pods/p/status", MERGE, br#"{"status":5}"#.to_vec()).await;
     assert_eq!(status, 422, "{refusal}");
 
@@ -119,15 +111,7 @@ async fn subresource_bodies_get_the_type_checks_of_their_kind() {
     assert_eq!(status, 400, "{refusal}");
     let (status, refusal) = api.raw("PATCH", scale, MERGE, br#"{"spec":{"replicas":[]}}"#.to_vec()).await;
     assert_eq!(status, 422, "{refusal}");
-    let (status, _) = api
-        .raw(
-            "POST",
-            "/api/v1/namespaces/default/pods",
-            "application/json",
-            body(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})),
-        )
-        .await;
-    assert_eq!(status, 201);
+    create(&api, "/api/v1/namespaces/default/pods", json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).await;
     let binding = "/api/v1/namespaces/default/pods/p/binding";
     let (status, refusal) = api
         .raw("POST", binding, "application/json", body(json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"name": ["n1"]}})))
