@@ -432,6 +432,13 @@ impl TestApi {
     /// Starts every controller of the controller-manager (its library, on a
     /// thread and runtime of its own) against this apiserver.
     pub fn controller_manager(&self) -> ControllerManager {
+        self.controller_manager_with(&["*"], controller_manager::Settings::default())
+    }
+
+    /// Starts the controllers `controllers` selects (`--controllers` syntax)
+    /// with `settings` against this apiserver.
+    pub fn controller_manager_with(&self, controllers: &[&str], settings: controller_manager::Settings) -> ControllerManager {
+        let controllers = controller_manager::selected(&controllers.iter().map(|c| c.to_string()).collect::<Vec<_>>()).unwrap();
         let pki_dir = self.pki_dir();
         let read = |file: &str| std::fs::read_to_string(pki_dir.join(file)).unwrap();
         let identity = pki::CONTROLLER_MANAGER;
@@ -443,9 +450,8 @@ impl TestApi {
             runtime.block_on(async move {
                 let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
                 let client = kube::Client::try_from(config).unwrap();
-                let controllers = controller_manager::selected(&["*".to_string()]).unwrap();
                 tokio::select! {
-                    _ = controller_manager::run_controllers(client, &controllers, controller_manager::namespace::DEFAULT_CONCURRENCY) => {}
+                    _ = controller_manager::run_controllers(controller_manager::Context { client, settings }, &controllers) => {}
                     _ = shutdown_rx => {}
                 }
             });

@@ -2,9 +2,10 @@
 //! `k8s.io/component-base` and `k8s.io/client-go` give its components: the
 //! API client built from `--kubeconfig`/`--master` (or the in-cluster
 //! configuration), the secure port serving `/healthz` with a self-signed
-//! certificate, and logging. No component depends on another component's
+//! certificate, events, and logging. No component depends on another component's
 //! crate; what two of them need lives here.
 
 pub mod client;
+pub mod events;
 pub mod logging;
 pub mod serving;

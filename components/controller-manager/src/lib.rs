@@ -1,39 +1,80 @@
 //! kubelab's controller-manager: control loops that watch the API and
 //! write back through it until the cluster is as the API says. Each
-//! controller is a module of its own; the binary picks which run.
+//! controller is a module of its own and a row of [`CONTROLLERS`]; the
+//! binary picks which run.
 
 pub mod conditions;
 pub mod discovery;
 pub mod namespace;
 
 use anyhow::{bail, Result};
+use futures_util::future::BoxFuture;
+
+/// What every controller is started with: the API client and the
+/// controller-manager's settings (its flags).
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub settings: Settings,
+}
+
+/// The controller-manager's settings that controllers read, each from the
+/// upstream flag of the same name.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--concurrent-namespace-syncs`.
+    pub namespace_syncs: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { namespace_syncs: namespace::DEFAULT_CONCURRENCY }
+    }
+}
+
+/// One controller: its name in `--controllers` (upstream's), the older
+/// names upstream still accepts for it, and how it runs.
+pub struct ControllerRow {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub run: fn(Context) -> BoxFuture<'static, ()>,
+}
 
 /// Every controller this controller-manager has, all on by default.
-pub const CONTROLLERS: &[&str] = &["namespace"];
+pub const CONTROLLERS: &[ControllerRow] = &[ControllerRow {
+    name: "namespace-controller",
+    aliases: &["namespace"],
+    run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)),
+}];
+
+fn find(name: &str) -> Option<&'static ControllerRow> {
+    CONTROLLERS.iter().find(|c| c.name == name || c.aliases.contains(&name))
+}
 
 /// The controllers `--controllers` selects, with upstream's syntax: `*`
 /// turns on every controller that is on by default, `name` turns one on,
-/// `-name` turns one off (and wins over `*`).
+/// `-name` turns one off (and wins over `*`). Names and aliases both work.
 pub fn selected(flags: &[String]) -> Result<Vec<&'static str>> {
     for flag in flags {
         let name = flag.strip_prefix('-').unwrap_or(flag);
-        if name != "*" && !CONTROLLERS.contains(&name) {
-            bail!("{name:?} is not in the list of known controllers: {}", CONTROLLERS.join(", "));
+        if name != "*" && find(name).is_none() {
+            let known: Vec<&str> = CONTROLLERS.iter().map(|c| c.name).collect();
+            bail!("{name:?} is not in the list of known controllers: {}", known.join(", "));
         }
     }
     let all = flags.iter().any(|f| f == "*");
-    Ok(CONTROLLERS.iter().copied().filter(|c| !flags.iter().any(|f| f.strip_prefix('-') == Some(c))).filter(|c| all || flags.iter().any(|f| f == c)).collect())
+    let off = |c: &ControllerRow| flags.iter().filter_map(|f| f.strip_prefix('-')).any(|f| find(f).is_some_and(|o| o.name == c.name));
+    let on = |c: &ControllerRow| flags.iter().filter(|f| !f.starts_with('-')).any(|f| find(f).is_some_and(|o| o.name == c.name));
+    Ok(CONTROLLERS.iter().filter(|c| !off(c) && (all || on(c))).map(|c| c.name).collect())
 }
 
-/// Runs the selected controllers with `client` until they end.
-pub async fn run_controllers(client: kube::Client, controllers: &[&str], namespace_syncs: u16) {
+/// Runs the selected controllers until they end.
+pub async fn run_controllers(context: Context, controllers: &[&str]) {
     let mut running = Vec::new();
-    for controller in controllers {
-        tracing::info!("starting the {controller} controller");
-        match *controller {
-            "namespace" => running.push(tokio::spawn(namespace::run(client.clone(), namespace_syncs))),
-            other => unreachable!("{other} is checked against CONTROLLERS by selected()"),
-        }
+    for name in controllers {
+        let row = find(name).expect("names are checked by selected()");
+        tracing::info!("starting the {} controller", row.name);
+        running.push(tokio::spawn((row.run)(context.clone())));
     }
     for handle in running {
         let _ = handle.await;
@@ -50,9 +91,11 @@ mod tests {
 
     #[test]
     fn controllers_are_selected_as_upstream() {
-        assert_eq!(selected(&flags(&["*"])).unwrap(), ["namespace"]);
-        assert_eq!(selected(&flags(&["*", "-namespace"])).unwrap(), Vec::<&str>::new());
-        assert_eq!(selected(&flags(&["namespace"])).unwrap(), ["namespace"]);
+        let all: Vec<&str> = CONTROLLERS.iter().map(|c| c.name).collect();
+        assert_eq!(selected(&flags(&["*"])).unwrap(), all);
+        assert!(!selected(&flags(&["*", "-namespace"])).unwrap().contains(&"namespace-controller"));
+        assert!(!selected(&flags(&["*", "-namespace-controller"])).unwrap().contains(&"namespace-controller"));
+        assert_eq!(selected(&flags(&["namespace"])).unwrap(), ["namespace-controller"]);
         assert!(selected(&flags(&[])).unwrap().is_empty());
         let err = selected(&flags(&["*", "bogus"])).unwrap_err().to_string();
         assert!(err.contains("\"bogus\" is not in the list of known controllers"), "{err}");

@@ -40,6 +40,7 @@ async fn main() -> Result<()> {
         tracing::warn!("no controller is selected by --controllers; serving /healthz only");
         std::future::pending::<()>().await;
     }
-    controller_manager::run_controllers(client, &controllers, args.concurrent_namespace_syncs).await;
+    let settings = controller_manager::Settings { namespace_syncs: args.concurrent_namespace_syncs };
+    controller_manager::run_controllers(controller_manager::Context { client, settings }, &controllers).await;
     anyhow::bail!("the controllers stopped")
 }
