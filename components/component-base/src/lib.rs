@@ -7,5 +7,6 @@
 
 pub mod client;
 pub mod events;
+pub mod label_selector;
 pub mod logging;
 pub mod serving;

@@ -4,8 +4,13 @@
 //! binary picks which run.
 
 pub mod conditions;
+pub mod deployment;
 pub mod discovery;
+pub mod expectations;
 pub mod namespace;
+pub mod ownership;
+pub mod pods;
+pub mod replicaset;
 
 use anyhow::{bail, Result};
 use futures_util::future::BoxFuture;
@@ -24,11 +29,19 @@ pub struct Context {
 pub struct Settings {
     /// `--concurrent-namespace-syncs`.
     pub namespace_syncs: u16,
+    /// `--concurrent-replicaset-syncs`.
+    pub replicaset_syncs: u16,
+    /// `--concurrent-deployment-syncs`.
+    pub deployment_syncs: u16,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { namespace_syncs: namespace::DEFAULT_CONCURRENCY }
+        Settings {
+            namespace_syncs: namespace::DEFAULT_CONCURRENCY,
+            replicaset_syncs: replicaset::DEFAULT_CONCURRENCY,
+            deployment_syncs: deployment::DEFAULT_CONCURRENCY,
+        }
     }
 }
 
@@ -41,11 +54,11 @@ pub struct ControllerRow {
 }
 
 /// Every controller this controller-manager has, all on by default.
-pub const CONTROLLERS: &[ControllerRow] = &[ControllerRow {
-    name: "namespace-controller",
-    aliases: &["namespace"],
-    run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)),
-}];
+pub const CONTROLLERS: &[ControllerRow] = &[
+    ControllerRow { name: "namespace-controller", aliases: &["namespace"], run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)) },
+    ControllerRow { name: "deployment-controller", aliases: &["deployment"], run: |cx| Box::pin(deployment::run(cx.client, cx.settings.deployment_syncs)) },
+    ControllerRow { name: "replicaset-controller", aliases: &["replicaset"], run: |cx| Box::pin(replicaset::run(cx.client, cx.settings.replicaset_syncs)) },
+];
 
 fn find(name: &str) -> Option<&'static ControllerRow> {
     CONTROLLERS.iter().find(|c| c.name == name || c.aliases.contains(&name))

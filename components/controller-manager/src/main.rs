@@ -25,6 +25,12 @@ struct Args {
     /// Namespaces being deleted that are worked on at once.
     #[arg(long, default_value_t = namespace::DEFAULT_CONCURRENCY)]
     concurrent_namespace_syncs: u16,
+    /// ReplicaSets synced at once.
+    #[arg(long, default_value_t = controller_manager::replicaset::DEFAULT_CONCURRENCY)]
+    concurrent_replicaset_syncs: u16,
+    /// Deployments synced at once.
+    #[arg(long, default_value_t = controller_manager::deployment::DEFAULT_CONCURRENCY)]
+    concurrent_deployment_syncs: u16,
 }
 
 #[tokio::main]
@@ -40,7 +46,11 @@ async fn main() -> Result<()> {
         tracing::warn!("no controller is selected by --controllers; serving /healthz only");
         std::future::pending::<()>().await;
     }
-    let settings = controller_manager::Settings { namespace_syncs: args.concurrent_namespace_syncs };
+    let settings = controller_manager::Settings {
+        namespace_syncs: args.concurrent_namespace_syncs,
+        replicaset_syncs: args.concurrent_replicaset_syncs,
+        deployment_syncs: args.concurrent_deployment_syncs,
+    };
     controller_manager::run_controllers(controller_manager::Context { client, settings }, &controllers).await;
     anyhow::bail!("the controllers stopped")
 }
