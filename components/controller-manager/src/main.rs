@@ -8,11 +8,17 @@ use clap::Parser;
 
 use controller_manager::namespace;
 
+/// The Lease the controller-managers of a cluster elect their leader on
+/// (in kube-system), upstream's name.
+const LEASE: &str = "kube-controller-manager";
+
 #[derive(Parser, Debug)]
 #[command(name = "controller-manager", about = "kubelab's controller-manager: the cluster's control loops")]
 struct Args {
     #[command(flatten)]
     client: component_base::client::ClientFlags,
+    #[command(flatten)]
+    leader_election: component_base::leader_election::LeaderElectionFlags,
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
     /// The HTTPS port of /healthz (0: do not serve).
@@ -51,6 +57,13 @@ async fn main() -> Result<()> {
         replicaset_syncs: args.concurrent_replicaset_syncs,
         deployment_syncs: args.concurrent_deployment_syncs,
     };
-    controller_manager::run_controllers(controller_manager::Context { client, settings }, &controllers).await;
+    let context = controller_manager::Context { client: client.clone(), settings };
+    if args.leader_election.leader_elect {
+        // Only the Lease's holder runs the controllers; the others wait.
+        let election = args.leader_election.election(LEASE).map_err(anyhow::Error::msg)?;
+        election.run(client, || controller_manager::run_controllers(context.clone(), &controllers)).await;
+    } else {
+        controller_manager::run_controllers(context, &controllers).await;
+    }
     anyhow::bail!("the controllers stopped")
 }
