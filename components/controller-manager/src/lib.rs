@@ -6,11 +6,14 @@
 pub mod conditions;
 pub mod deployment;
 pub mod discovery;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod expectations;
 pub mod namespace;
 pub mod ownership;
 pub mod pods;
 pub mod replicaset;
+pub mod service_backends;
 
 use anyhow::{bail, Result};
 use futures_util::future::BoxFuture;
@@ -33,6 +36,10 @@ pub struct Settings {
     pub replicaset_syncs: u16,
     /// `--concurrent-deployment-syncs`.
     pub deployment_syncs: u16,
+    /// `--concurrent-endpoint-syncs`.
+    pub endpoint_syncs: u16,
+    /// `--concurrent-service-endpoint-syncs` (EndpointSlices).
+    pub endpointslice_syncs: u16,
 }
 
 impl Default for Settings {
@@ -41,6 +48,8 @@ impl Default for Settings {
             namespace_syncs: namespace::DEFAULT_CONCURRENCY,
             replicaset_syncs: replicaset::DEFAULT_CONCURRENCY,
             deployment_syncs: deployment::DEFAULT_CONCURRENCY,
+            endpoint_syncs: endpoints::DEFAULT_CONCURRENCY,
+            endpointslice_syncs: endpointslice::DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -55,6 +64,12 @@ pub struct ControllerRow {
 
 /// Every controller this controller-manager has, all on by default.
 pub const CONTROLLERS: &[ControllerRow] = &[
+    ControllerRow { name: "endpoints-controller", aliases: &["endpoint"], run: |cx| Box::pin(endpoints::run(cx.client, cx.settings.endpoint_syncs)) },
+    ControllerRow {
+        name: "endpointslice-controller",
+        aliases: &["endpointslice"],
+        run: |cx| Box::pin(endpointslice::run(cx.client, cx.settings.endpointslice_syncs)),
+    },
     ControllerRow { name: "namespace-controller", aliases: &["namespace"], run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)) },
     ControllerRow { name: "deployment-controller", aliases: &["deployment"], run: |cx| Box::pin(deployment::run(cx.client, cx.settings.deployment_syncs)) },
     ControllerRow { name: "replicaset-controller", aliases: &["replicaset"], run: |cx| Box::pin(replicaset::run(cx.client, cx.settings.replicaset_syncs)) },

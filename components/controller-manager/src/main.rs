@@ -37,6 +37,12 @@ struct Args {
     /// Deployments synced at once.
     #[arg(long, default_value_t = controller_manager::deployment::DEFAULT_CONCURRENCY)]
     concurrent_deployment_syncs: u16,
+    /// Services whose Endpoints are synced at once.
+    #[arg(long, default_value_t = controller_manager::endpoints::DEFAULT_CONCURRENCY)]
+    concurrent_endpoint_syncs: u16,
+    /// Services whose EndpointSlices are synced at once.
+    #[arg(long, default_value_t = controller_manager::endpointslice::DEFAULT_CONCURRENCY)]
+    concurrent_service_endpoint_syncs: u16,
 }
 
 #[tokio::main]
@@ -56,6 +62,8 @@ async fn main() -> Result<()> {
         namespace_syncs: args.concurrent_namespace_syncs,
         replicaset_syncs: args.concurrent_replicaset_syncs,
         deployment_syncs: args.concurrent_deployment_syncs,
+        endpoint_syncs: args.concurrent_endpoint_syncs,
+        endpointslice_syncs: args.concurrent_service_endpoint_syncs,
     };
     let context = controller_manager::Context { client: client.clone(), settings };
     if args.leader_election.leader_elect {
