@@ -12,3 +12,4 @@ pub mod label_selector;
 pub mod leader_election;
 pub mod logging;
 pub mod serving;
+pub mod taints;

@@ -10,10 +10,12 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod ownership;
 pub mod pods;
 pub mod replicaset;
 pub mod service_backends;
+pub mod taint_eviction;
 
 use anyhow::{bail, Result};
 use futures_util::future::BoxFuture;
@@ -40,6 +42,9 @@ pub struct Settings {
     pub endpoint_syncs: u16,
     /// `--concurrent-service-endpoint-syncs` (EndpointSlices).
     pub endpointslice_syncs: u16,
+    /// `--node-monitor-period`, `--node-monitor-grace-period`,
+    /// `--node-startup-grace-period`.
+    pub node_timings: node_lifecycle::Timings,
 }
 
 impl Default for Settings {
@@ -50,6 +55,7 @@ impl Default for Settings {
             deployment_syncs: deployment::DEFAULT_CONCURRENCY,
             endpoint_syncs: endpoints::DEFAULT_CONCURRENCY,
             endpointslice_syncs: endpointslice::DEFAULT_CONCURRENCY,
+            node_timings: node_lifecycle::Timings::default(),
         }
     }
 }
@@ -72,7 +78,13 @@ pub const CONTROLLERS: &[ControllerRow] = &[
     },
     ControllerRow { name: "namespace-controller", aliases: &["namespace"], run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)) },
     ControllerRow { name: "deployment-controller", aliases: &["deployment"], run: |cx| Box::pin(deployment::run(cx.client, cx.settings.deployment_syncs)) },
+    ControllerRow {
+        name: "node-lifecycle-controller",
+        aliases: &["nodelifecycle"],
+        run: |cx| Box::pin(node_lifecycle::run(cx.client, cx.settings.node_timings)),
+    },
     ControllerRow { name: "replicaset-controller", aliases: &["replicaset"], run: |cx| Box::pin(replicaset::run(cx.client, cx.settings.replicaset_syncs)) },
+    ControllerRow { name: "taint-eviction-controller", aliases: &[], run: |cx| Box::pin(taint_eviction::run(cx.client)) },
 ];
 
 fn find(name: &str) -> Option<&'static ControllerRow> {

@@ -43,6 +43,15 @@ struct Args {
     /// Services whose EndpointSlices are synced at once.
     #[arg(long, default_value_t = controller_manager::endpointslice::DEFAULT_CONCURRENCY)]
     concurrent_service_endpoint_syncs: u16,
+    /// How often nodes' health is looked at.
+    #[arg(long, default_value = "5s", value_parser = component_base::flags::duration)]
+    node_monitor_period: std::time::Duration,
+    /// How long a kubelet may be silent before its node is Unknown.
+    #[arg(long, default_value = "50s", value_parser = component_base::flags::duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How long a new node may take to report at all.
+    #[arg(long, default_value = "1m0s", value_parser = component_base::flags::duration)]
+    node_startup_grace_period: std::time::Duration,
 }
 
 #[tokio::main]
@@ -64,6 +73,11 @@ async fn main() -> Result<()> {
         deployment_syncs: args.concurrent_deployment_syncs,
         endpoint_syncs: args.concurrent_endpoint_syncs,
         endpointslice_syncs: args.concurrent_service_endpoint_syncs,
+        node_timings: controller_manager::node_lifecycle::Timings {
+            monitor_period: args.node_monitor_period,
+            grace_period: args.node_monitor_grace_period,
+            startup_grace_period: args.node_startup_grace_period,
+        },
     };
     let context = controller_manager::Context { client: client.clone(), settings };
     if args.leader_election.leader_elect {
