@@ -4,6 +4,7 @@
 //! binary picks which run.
 
 pub mod conditions;
+pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
@@ -45,6 +46,8 @@ pub struct Settings {
     /// `--node-monitor-period`, `--node-monitor-grace-period`,
     /// `--node-startup-grace-period`.
     pub node_timings: node_lifecycle::Timings,
+    /// `--concurrent-daemonset-syncs`.
+    pub daemonset_syncs: u16,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             endpoint_syncs: endpoints::DEFAULT_CONCURRENCY,
             endpointslice_syncs: endpointslice::DEFAULT_CONCURRENCY,
             node_timings: node_lifecycle::Timings::default(),
+            daemonset_syncs: daemonset::DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -70,6 +74,7 @@ pub struct ControllerRow {
 
 /// Every controller this controller-manager has, all on by default.
 pub const CONTROLLERS: &[ControllerRow] = &[
+    ControllerRow { name: "daemonset-controller", aliases: &["daemonset"], run: |cx| Box::pin(daemonset::run(cx.client, cx.settings.daemonset_syncs)) },
     ControllerRow { name: "endpoints-controller", aliases: &["endpoint"], run: |cx| Box::pin(endpoints::run(cx.client, cx.settings.endpoint_syncs)) },
     ControllerRow {
         name: "endpointslice-controller",

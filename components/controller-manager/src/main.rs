@@ -52,6 +52,9 @@ struct Args {
     /// How long a new node may take to report at all.
     #[arg(long, default_value = "1m0s", value_parser = component_base::flags::duration)]
     node_startup_grace_period: std::time::Duration,
+    /// DaemonSets synced at once.
+    #[arg(long, default_value_t = controller_manager::daemonset::DEFAULT_CONCURRENCY)]
+    concurrent_daemonset_syncs: u16,
 }
 
 #[tokio::main]
@@ -78,6 +81,7 @@ async fn main() -> Result<()> {
             grace_period: args.node_monitor_grace_period,
             startup_grace_period: args.node_startup_grace_period,
         },
+        daemonset_syncs: args.concurrent_daemonset_syncs,
     };
     let context = controller_manager::Context { client: client.clone(), settings };
     if args.leader_election.leader_elect {
