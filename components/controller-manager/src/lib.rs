@@ -5,6 +5,7 @@
 
 pub mod conditions;
 pub mod discovery;
+pub mod garbage_collector;
 pub mod namespace;
 
 use anyhow::{bail, Result};
@@ -24,11 +25,13 @@ pub struct Context {
 pub struct Settings {
     /// `--concurrent-namespace-syncs`.
     pub namespace_syncs: u16,
+    /// `--concurrent-gc-syncs`.
+    pub gc_syncs: u16,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { namespace_syncs: namespace::DEFAULT_CONCURRENCY }
+        Settings { namespace_syncs: namespace::DEFAULT_CONCURRENCY, gc_syncs: garbage_collector::DEFAULT_CONCURRENCY }
     }
 }
 
@@ -41,11 +44,14 @@ pub struct ControllerRow {
 }
 
 /// Every controller this controller-manager has, all on by default.
-pub const CONTROLLERS: &[ControllerRow] = &[ControllerRow {
-    name: "namespace-controller",
-    aliases: &["namespace"],
-    run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)),
-}];
+pub const CONTROLLERS: &[ControllerRow] = &[
+    ControllerRow { name: "namespace-controller", aliases: &["namespace"], run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)) },
+    ControllerRow {
+        name: "garbage-collector-controller",
+        aliases: &["garbagecollector"],
+        run: |cx| Box::pin(garbage_collector::run(cx.client, cx.settings.gc_syncs)),
+    },
+];
 
 fn find(name: &str) -> Option<&'static ControllerRow> {
     CONTROLLERS.iter().find(|c| c.name == name || c.aliases.contains(&name))

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Result;
 use clap::Parser;
 
-use controller_manager::namespace;
+use controller_manager::{garbage_collector, namespace};
 
 #[derive(Parser, Debug)]
 #[command(name = "controller-manager", about = "kubelab's controller-manager: the cluster's control loops")]
@@ -25,6 +25,9 @@ struct Args {
     /// Namespaces being deleted that are worked on at once.
     #[arg(long, default_value_t = namespace::DEFAULT_CONCURRENCY)]
     concurrent_namespace_syncs: u16,
+    /// Garbage collector workers per queue.
+    #[arg(long, default_value_t = garbage_collector::DEFAULT_CONCURRENCY)]
+    concurrent_gc_syncs: u16,
 }
 
 #[tokio::main]
@@ -40,7 +43,7 @@ async fn main() -> Result<()> {
         tracing::warn!("no controller is selected by --controllers; serving /healthz only");
         std::future::pending::<()>().await;
     }
-    let settings = controller_manager::Settings { namespace_syncs: args.concurrent_namespace_syncs };
+    let settings = controller_manager::Settings { namespace_syncs: args.concurrent_namespace_syncs, gc_syncs: args.concurrent_gc_syncs };
     controller_manager::run_controllers(controller_manager::Context { client, settings }, &controllers).await;
     anyhow::bail!("the controllers stopped")
 }
