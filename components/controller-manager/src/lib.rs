@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod discovery;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod node_ipam;
 
 use anyhow::{bail, Result};
 use futures_util::future::BoxFuture;
@@ -27,11 +28,17 @@ pub struct Settings {
     pub namespace_syncs: u16,
     /// `--concurrent-gc-syncs`.
     pub gc_syncs: u16,
+    /// `--allocate-node-cidrs`, `--cluster-cidr`, `--node-cidr-mask-size*`.
+    pub node_ipam: node_ipam::Settings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { namespace_syncs: namespace::DEFAULT_CONCURRENCY, gc_syncs: garbage_collector::DEFAULT_CONCURRENCY }
+        Settings {
+            namespace_syncs: namespace::DEFAULT_CONCURRENCY,
+            gc_syncs: garbage_collector::DEFAULT_CONCURRENCY,
+            node_ipam: node_ipam::Settings::default(),
+        }
     }
 }
 
@@ -51,6 +58,7 @@ pub const CONTROLLERS: &[ControllerRow] = &[
         aliases: &["garbagecollector"],
         run: |cx| Box::pin(garbage_collector::run(cx.client, cx.settings.gc_syncs)),
     },
+    ControllerRow { name: "node-ipam-controller", aliases: &["nodeipam"], run: |cx| Box::pin(node_ipam::run(cx.client, cx.settings.node_ipam)) },
 ];
 
 fn find(name: &str) -> Option<&'static ControllerRow> {

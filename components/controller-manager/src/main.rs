@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Result;
 use clap::Parser;
 
-use controller_manager::{garbage_collector, namespace};
+use controller_manager::{garbage_collector, namespace, node_ipam};
 
 #[derive(Parser, Debug)]
 #[command(name = "controller-manager", about = "kubelab's controller-manager: the cluster's control loops")]
@@ -28,6 +28,22 @@ struct Args {
     /// Garbage collector workers per queue.
     #[arg(long, default_value_t = garbage_collector::DEFAULT_CONCURRENCY)]
     concurrent_gc_syncs: u16,
+    /// Whether Nodes get pod CIDRs cut from --cluster-cidr.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The CIDR range of pods (one per IP family, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cluster_cidr: Vec<ipnet::IpNet>,
+    /// The size of a node's pod CIDR in a single-stack cluster (default
+    /// 24 for IPv4, 64 for IPv6).
+    #[arg(long)]
+    node_cidr_mask_size: Option<u8>,
+    /// The size of a node's IPv4 pod CIDR in a dual-stack cluster.
+    #[arg(long)]
+    node_cidr_mask_size_ipv4: Option<u8>,
+    /// The size of a node's IPv6 pod CIDR in a dual-stack cluster.
+    #[arg(long)]
+    node_cidr_mask_size_ipv6: Option<u8>,
 }
 
 #[tokio::main]
@@ -43,7 +59,14 @@ async fn main() -> Result<()> {
         tracing::warn!("no controller is selected by --controllers; serving /healthz only");
         std::future::pending::<()>().await;
     }
-    let settings = controller_manager::Settings { namespace_syncs: args.concurrent_namespace_syncs, gc_syncs: args.concurrent_gc_syncs };
+    let node_ipam = node_ipam::Settings {
+        allocate_node_cidrs: args.allocate_node_cidrs,
+        cluster_cidrs: args.cluster_cidr,
+        node_cidr_mask_size: args.node_cidr_mask_size,
+        node_cidr_mask_size_ipv4: args.node_cidr_mask_size_ipv4,
+        node_cidr_mask_size_ipv6: args.node_cidr_mask_size_ipv6,
+    };
+    let settings = controller_manager::Settings { namespace_syncs: args.concurrent_namespace_syncs, gc_syncs: args.concurrent_gc_syncs, node_ipam };
     controller_manager::run_controllers(controller_manager::Context { client, settings }, &controllers).await;
     anyhow::bail!("the controllers stopped")
 }
