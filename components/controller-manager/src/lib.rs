@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_ipam;
+pub mod serviceaccount;
 
 use anyhow::{bail, Result};
 use futures_util::future::BoxFuture;
@@ -59,6 +60,7 @@ pub const CONTROLLERS: &[ControllerRow] = &[
         run: |cx| Box::pin(garbage_collector::run(cx.client, cx.settings.gc_syncs)),
     },
     ControllerRow { name: "node-ipam-controller", aliases: &["nodeipam"], run: |cx| Box::pin(node_ipam::run(cx.client, cx.settings.node_ipam)) },
+    ControllerRow { name: "serviceaccount-controller", aliases: &["serviceaccount"], run: |cx| Box::pin(serviceaccount::run(cx.client)) },
 ];
 
 fn find(name: &str) -> Option<&'static ControllerRow> {
