@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use component_base::events::Recorder;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::PartialObjectMeta;
 use kube::Client;
@@ -162,13 +162,13 @@ impl Collector {
             return Ok(Outcome::Done);
         }
 
-        let has_dependents = !self.graph.lock().expect("not poisoned").dependents(uid).is_empty();
+        let (has_dependents, a_dependent_waits) = {
+            let graph = self.graph.lock().expect("not poisoned");
+            let dependents = graph.dependents(uid);
+            (!dependents.is_empty(), dependents.iter().any(|d| graph.node(&d.uid).is_some_and(|n| n.deleting_dependents)))
+        };
         let policy = if !waiting.is_empty() && has_dependents {
-            let deleting_dependents = {
-                let graph = self.graph.lock().expect("not poisoned");
-                graph.dependents(uid).iter().any(|d| graph.node(&d.uid).is_some_and(|n| n.deleting_dependents))
-            };
-            if deleting_dependents {
+            if a_dependent_waits {
                 // A dependent that also waits for its own dependents may be
                 // part of a cycle: this object stops blocking its owners.
                 tracing::info!("{identity} and one of its dependents both wait for dependents; unblocking its owner references");
@@ -267,50 +267,47 @@ impl Collector {
         self.remove_finalizer(&owner, ORPHAN).await
     }
 
-    /// Rewrites `object`'s ownerReferences with `edit`, on the version it
-    /// read (a merge patch carrying resourceVersion), reading again when
-    /// another writer came first. Nothing happens to an object that is gone
-    /// or that `edit` leaves as it was.
+    /// Rewrites `object`'s ownerReferences with `edit`. Nothing happens to
+    /// an object that is gone or that `edit` leaves as it was.
     async fn edit_owner_references(&self, api: &Api<DynamicObject>, object: &Identity, edit: impl Fn(&mut Vec<OwnerReference>)) -> Result<(), Error> {
-        loop {
-            let Some(latest) = api.get_metadata_opt(&object.name).await? else { return Ok(()) };
-            if latest.metadata.uid.as_deref() != Some(object.uid.as_str()) {
-                return Ok(());
-            }
-            let before = latest.metadata.owner_references.clone().unwrap_or_default();
+        self.rewrite_metadata(api, object, |meta| {
+            let before = meta.owner_references.clone().unwrap_or_default();
             let mut after = before.clone();
             edit(&mut after);
-            if after == before {
-                return Ok(());
-            }
-            let references = if after.is_empty() { Value::Null } else { json!(after) };
-            let patch = json!({"metadata": {"resourceVersion": latest.metadata.resource_version, "ownerReferences": references}});
-            match api.patch(&object.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+            (after != before).then(|| ("ownerReferences", if after.is_empty() { Value::Null } else { json!(after) }))
+        })
+        .await
     }
 
-    /// Removes `finalizer` from `object`, on the version it read, reading
-    /// again when another writer came first.
+    /// Removes `finalizer` from `object`, if it is there.
     async fn remove_finalizer(&self, object: &Identity, finalizer: &str) -> Result<(), Error> {
         let resource = self.resource(&object.api_version, &object.kind)?;
         let Some(api) = self.api(&resource, object.namespace.as_deref()) else { return Ok(()) };
+        self.rewrite_metadata(&api, object, |meta| {
+            let finalizers = meta.finalizers.clone().unwrap_or_default();
+            let rest: Vec<&String> = finalizers.iter().filter(|f| *f != finalizer).collect();
+            (rest.len() != finalizers.len()).then(|| ("finalizers", if rest.is_empty() { Value::Null } else { json!(rest) }))
+        })
+        .await
+    }
+
+    /// Reads `object` and writes the metadata field `change` gives (None:
+    /// nothing to write) with a merge patch carrying the resourceVersion it
+    /// read, reading again when another writer came first. An object that
+    /// is gone, or is another object by that name, is left alone.
+    async fn rewrite_metadata(
+        &self,
+        api: &Api<DynamicObject>,
+        object: &Identity,
+        change: impl Fn(&ObjectMeta) -> Option<(&'static str, Value)>,
+    ) -> Result<(), Error> {
         loop {
             let Some(latest) = api.get_metadata_opt(&object.name).await? else { return Ok(()) };
             if latest.metadata.uid.as_deref() != Some(object.uid.as_str()) {
                 return Ok(());
             }
-            let finalizers = latest.metadata.finalizers.clone().unwrap_or_default();
-            if !finalizers.iter().any(|f| f == finalizer) {
-                return Ok(());
-            }
-            let rest: Vec<&String> = finalizers.iter().filter(|f| *f != finalizer).collect();
-            let rest = if rest.is_empty() { Value::Null } else { json!(rest) };
-            let patch = json!({"metadata": {"resourceVersion": latest.metadata.resource_version, "finalizers": rest}});
+            let Some((field, value)) = change(&latest.metadata) else { return Ok(()) };
+            let patch = json!({"metadata": {"resourceVersion": latest.metadata.resource_version, field: value}});
             match api.patch(&object.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
