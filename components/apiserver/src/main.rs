@@ -62,7 +62,7 @@ struct Args {
     service_node_port_range: String,
     /// How long events are kept, as upstream's flag: a Go duration such as
     /// 1h, 30m or 1h0m0s (a bare number is seconds).
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = component_base::flags::duration)]
     event_ttl: std::time::Duration,
     /// How often old etcd history is compacted away, in seconds (0: never).
     #[arg(long, default_value_t = 300)]
@@ -95,11 +95,11 @@ struct Args {
     /// How long a request that is not long-running may take before it is
     /// answered 504; also the bound of each etcd call and of draining at
     /// shutdown. A Go duration.
-    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1m0s", value_parser = component_base::flags::duration)]
     request_timeout: Duration,
     /// After SIGTERM, how long to go on serving with /readyz failing before
     /// draining. A Go duration.
-    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
+    #[arg(long, default_value = "0s", value_parser = component_base::flags::duration_or_zero)]
     shutdown_delay_duration: Duration,
 }
 
@@ -134,41 +134,6 @@ impl Args {
     }
 }
 
-/// A Go duration (`1h30m`, `45s`, `1h0m0s`) or a number of seconds; not zero.
-fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    match parse_duration_or_zero(text)? {
-        Duration::ZERO => Err(format!("{text:?} is not a duration such as 1h, 30m or 1h0m0s")),
-        d => Ok(d),
-    }
-}
-
-/// A Go duration (`1h30m`, `45s`, `0s`) or a number of seconds.
-fn parse_duration_or_zero(text: &str) -> std::result::Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
-    }
-    let bad = || format!("{text:?} is not a duration such as 1h, 30m or 1h0m0s");
-    let (mut total, mut number) = (0u64, String::new());
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        number.clear();
-        total += n * match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-    }
-    if !number.is_empty() || text.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     return_freed_memory_at_once();
@@ -186,28 +151,5 @@ async fn terminated() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{parse_duration, parse_duration_or_zero};
-    use std::time::Duration;
-
-    #[test]
-    fn durations_read_as_go_writes_them() {
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1h0m0s"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("1d").is_err());
-        assert!(parse_duration("10").is_ok());
-        assert!(parse_duration("5m3").is_err());
-        assert!(parse_duration("").is_err());
-        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration_or_zero("0m0s"), Ok(Duration::ZERO));
-        assert!(parse_duration("0s").is_err());
-        assert_eq!(parse_duration_or_zero("15s"), Ok(Duration::from_secs(15)));
     }
 }

@@ -82,7 +82,14 @@ impl Recorder {
 }
 
 fn describe(record: &Record) -> String {
-    format!("{} {}/{}: {} {}", record.kind.as_str(), record.object.kind.as_deref().unwrap_or(""), record.object.name.as_deref().unwrap_or(""), record.reason, record.message)
+    format!(
+        "{} {}/{}: {} {}",
+        record.kind.as_str(),
+        record.object.kind.as_deref().unwrap_or(""),
+        record.object.name.as_deref().unwrap_or(""),
+        record.reason,
+        record.message
+    )
 }
 
 /// What makes two events the same event, as upstream's aggregation key.

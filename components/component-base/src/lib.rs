@@ -7,5 +7,8 @@
 
 pub mod client;
 pub mod events;
+pub mod flags;
+pub mod label_selector;
+pub mod leader_election;
 pub mod logging;
 pub mod serving;

@@ -4,10 +4,15 @@
 //! binary picks which run.
 
 pub mod conditions;
+pub mod deployment;
 pub mod discovery;
+pub mod expectations;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_ipam;
+pub mod ownership;
+pub mod pods;
+pub mod replicaset;
 pub mod serviceaccount;
 
 use anyhow::{bail, Result};
@@ -27,6 +32,10 @@ pub struct Context {
 pub struct Settings {
     /// `--concurrent-namespace-syncs`.
     pub namespace_syncs: u16,
+    /// `--concurrent-replicaset-syncs`.
+    pub replicaset_syncs: u16,
+    /// `--concurrent-deployment-syncs`.
+    pub deployment_syncs: u16,
     /// `--concurrent-gc-syncs`.
     pub gc_syncs: u16,
     /// `--allocate-node-cidrs`, `--cluster-cidr`, `--node-cidr-mask-size*`.
@@ -37,6 +46,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             namespace_syncs: namespace::DEFAULT_CONCURRENCY,
+            replicaset_syncs: replicaset::DEFAULT_CONCURRENCY,
+            deployment_syncs: deployment::DEFAULT_CONCURRENCY,
             gc_syncs: garbage_collector::DEFAULT_CONCURRENCY,
             node_ipam: node_ipam::Settings::default(),
         }
@@ -54,6 +65,8 @@ pub struct ControllerRow {
 /// Every controller this controller-manager has, all on by default.
 pub const CONTROLLERS: &[ControllerRow] = &[
     ControllerRow { name: "namespace-controller", aliases: &["namespace"], run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)) },
+    ControllerRow { name: "deployment-controller", aliases: &["deployment"], run: |cx| Box::pin(deployment::run(cx.client, cx.settings.deployment_syncs)) },
+    ControllerRow { name: "replicaset-controller", aliases: &["replicaset"], run: |cx| Box::pin(replicaset::run(cx.client, cx.settings.replicaset_syncs)) },
     ControllerRow {
         name: "garbage-collector-controller",
         aliases: &["garbagecollector"],

@@ -8,11 +8,17 @@ use clap::Parser;
 
 use controller_manager::{garbage_collector, namespace, node_ipam};
 
+/// The Lease the controller-managers of a cluster elect their leader on
+/// (in kube-system), upstream's name.
+const LEASE: &str = "kube-controller-manager";
+
 #[derive(Parser, Debug)]
 #[command(name = "controller-manager", about = "kubelab's controller-manager: the cluster's control loops")]
 struct Args {
     #[command(flatten)]
     client: component_base::client::ClientFlags,
+    #[command(flatten)]
+    leader_election: component_base::leader_election::LeaderElectionFlags,
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
     /// The HTTPS port of /healthz (0: do not serve).
@@ -25,6 +31,12 @@ struct Args {
     /// Namespaces being deleted that are worked on at once.
     #[arg(long, default_value_t = namespace::DEFAULT_CONCURRENCY)]
     concurrent_namespace_syncs: u16,
+    /// ReplicaSets synced at once.
+    #[arg(long, default_value_t = controller_manager::replicaset::DEFAULT_CONCURRENCY)]
+    concurrent_replicaset_syncs: u16,
+    /// Deployments synced at once.
+    #[arg(long, default_value_t = controller_manager::deployment::DEFAULT_CONCURRENCY)]
+    concurrent_deployment_syncs: u16,
     /// Garbage collector workers per queue.
     #[arg(long, default_value_t = garbage_collector::DEFAULT_CONCURRENCY)]
     concurrent_gc_syncs: u16,
@@ -66,7 +78,20 @@ async fn main() -> Result<()> {
         node_cidr_mask_size_ipv4: args.node_cidr_mask_size_ipv4,
         node_cidr_mask_size_ipv6: args.node_cidr_mask_size_ipv6,
     };
-    let settings = controller_manager::Settings { namespace_syncs: args.concurrent_namespace_syncs, gc_syncs: args.concurrent_gc_syncs, node_ipam };
-    controller_manager::run_controllers(controller_manager::Context { client, settings }, &controllers).await;
+    let settings = controller_manager::Settings {
+        namespace_syncs: args.concurrent_namespace_syncs,
+        replicaset_syncs: args.concurrent_replicaset_syncs,
+        deployment_syncs: args.concurrent_deployment_syncs,
+        gc_syncs: args.concurrent_gc_syncs,
+        node_ipam,
+    };
+    let context = controller_manager::Context { client: client.clone(), settings };
+    if args.leader_election.leader_elect {
+        // Only the Lease's holder runs the controllers; the others wait.
+        let election = args.leader_election.election(LEASE).map_err(anyhow::Error::msg)?;
+        election.run(client, || controller_manager::run_controllers(context.clone(), &controllers)).await;
+    } else {
+        controller_manager::run_controllers(context, &controllers).await;
+    }
     anyhow::bail!("the controllers stopped")
 }
