@@ -1,7 +1,8 @@
 //! The garbage collector against the real apiserver: `kubectl delete` of
-//! an owner with each cascade ends as upstream's, owners that never
-//! existed or live elsewhere count as gone, and a namespace whose owner is
-//! deleting its dependents in the foreground still goes.
+//! an owner with each cascade ends as upstream's (owners made by the test,
+//! and Deployments with the deployment and replicaset controllers), owners
+//! that never existed or live elsewhere count as gone, and a namespace
+//! whose owner is deleting its dependents in the foreground still goes.
 
 use std::time::{Duration, Instant};
 
@@ -240,4 +241,70 @@ fn a_namespace_whose_owner_waits_for_a_held_dependent_is_deleted_once_it_is_rele
     let out = api.kubectl(&["wait", "--for=delete", "namespace/doomed", "--timeout=60s"]);
     assert_eq!(out.code, 0, "the namespace was not deleted: {}\n{:?}", out.stderr, get(&api, "doomed", "configmap/owner"));
     assert!(get(&api, "default", "configmap/outside").is_some(), "an object outside the namespace was deleted");
+}
+
+/// Names of `kind` objects labelled `app=<app>`, with their owners' kinds.
+fn owned_by(api: &TestApi, kind: &str, app: &str) -> Vec<(String, Vec<String>)> {
+    let out = api.kubectl(&["get", kind, "-l", &format!("app={app}"), "-o", "json"]).succeeded();
+    let list: Value = serde_json::from_str(&out).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let owners = o["metadata"]["ownerReferences"].as_array().into_iter().flatten().map(|r| r["kind"].as_str().unwrap().to_string()).collect();
+            (o["metadata"]["name"].as_str().unwrap().to_string(), owners)
+        })
+        .collect()
+}
+
+/// Waits for a Deployment's ReplicaSet and `replicas` pods, made by the
+/// deployment and replicaset controllers.
+fn deployment_up(api: &TestApi, name: &str, replicas: usize) {
+    api.kubectl(&["create", "deployment", name, "--image=busybox", &format!("--replicas={replicas}")]).succeeded();
+    wait_until(&format!("deployment {name}'s ReplicaSet and {replicas} pods"), || {
+        let (sets, pods) = (owned_by(api, "replicasets", name), owned_by(api, "pods", name));
+        if sets.len() == 1 && pods.len() == replicas {
+            Ok(())
+        } else {
+            Err(format!("ReplicaSets {sets:?}, pods {pods:?}"))
+        }
+    });
+}
+
+#[test]
+fn deleting_a_deployment_cascades_as_upstream() {
+    let (api, _controllers) = start(&[GC, "deployment-controller", "replicaset-controller"]);
+
+    // Background: the Deployment goes at once, then its ReplicaSet, then
+    // the ReplicaSet's pods.
+    deployment_up(&api, "back", 3);
+    api.kubectl(&["delete", "deployment", "back"]).succeeded();
+    wait_until("the ReplicaSet and pods of the deleted Deployment collected", || {
+        let left = (owned_by(&api, "replicasets", "back"), owned_by(&api, "pods", "back"));
+        if left.0.is_empty() && left.1.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("left: {left:?}"))
+        }
+    });
+
+    // Foreground: kubectl returns when the Deployment is gone, and by then
+    // everything it owned, directly or not, is gone.
+    deployment_up(&api, "front", 2);
+    let out = api.kubectl(&["delete", "deployment", "front", "--cascade=foreground", "--timeout=60s"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(owned_by(&api, "replicasets", "front"), [], "a ReplicaSet outlived its foreground-deleted Deployment");
+    assert_eq!(owned_by(&api, "pods", "front"), [], "a pod outlived its foreground-deleted Deployment");
+
+    // Orphan: the ReplicaSet stays, owned by nothing; its pods stay its own.
+    deployment_up(&api, "kept", 2);
+    let out = api.kubectl(&["delete", "deployment", "kept", "--cascade=orphan", "--timeout=60s"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let sets = owned_by(&api, "replicasets", "kept");
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert_eq!(sets[0].1, Vec::<String>::new(), "the orphaned ReplicaSet still names its Deployment");
+    let pods = owned_by(&api, "pods", "kept");
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    assert!(pods.iter().all(|(_, owners)| owners == &["ReplicaSet".to_string()]), "{pods:?}");
 }
