@@ -308,3 +308,22 @@ fn deleting_a_deployment_cascades_as_upstream() {
     assert_eq!(pods.len(), 2, "{pods:?}");
     assert!(pods.iter().all(|(_, owners)| owners == &["ReplicaSet".to_string()]), "{pods:?}");
 }
+
+#[test]
+fn a_cluster_scoped_dependent_of_a_namespaced_kind_is_left_alone() {
+    let (api, _gc) = start(&[GC]);
+    let node = |name: &str, owner: String| format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  ownerReferences: [{owner}]\n---\n");
+    // A ConfigMap owner has a namespace; a Node has none to look in. As
+    // upstream's, the collector neither deletes such a dependent nor
+    // retries it.
+    let namespaced = owner("v1", "ConfigMap", "ghost", "0b5e7c8e-0000-4000-8000-000000000003", false);
+    // Cluster-scoped owners: one that exists, one that never did.
+    let system = owner("v1", "Namespace", "kube-system", &uid(&api, "", "namespace/kube-system"), false);
+    let absent = owner("v1", "Node", "ghost", "0b5e7c8e-0000-4000-8000-000000000004", false);
+    apply(&api, &(node("names-a-configmap", namespaced) + &node("owned-by-kube-system", system) + &node("owned-by-a-ghost", absent)));
+    // Once the dependent of the absent Node is collected, the collector
+    // has been through the others (created before it).
+    wait_until("the Node whose owner never existed collected", || gone(&api, "", &["node/owned-by-a-ghost"]));
+    assert!(get(&api, "", "node/names-a-configmap").is_some(), "a cluster-scoped dependent of a namespaced kind was deleted");
+    assert!(get(&api, "", "node/owned-by-kube-system").is_some(), "a dependent of an existing cluster-scoped owner was deleted");
+}
