@@ -41,6 +41,14 @@ impl Expectations {
         pending.insert(key.into(), Pending { creations: count as i64, deletions: HashSet::new(), since: Instant::now() });
     }
 
+    /// Adds `count` creations to what is already expected.
+    pub fn raise_creations(&self, key: &str, count: usize) {
+        let mut pending = self.pending.lock().expect("not poisoned");
+        let entry = pending.entry(key.into()).or_insert_with(|| Pending { creations: 0, deletions: HashSet::new(), since: Instant::now() });
+        entry.creations = entry.creations.max(0) + count as i64;
+        entry.since = Instant::now();
+    }
+
     /// Records that the objects with these uids are about to be deleted.
     pub fn expect_deletions(&self, key: &str, uids: impl IntoIterator<Item = String>) {
         let mut pending = self.pending.lock().expect("not poisoned");

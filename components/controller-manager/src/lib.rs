@@ -6,6 +6,8 @@
 pub mod conditions;
 pub mod deployment;
 pub mod discovery;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod namespace;
@@ -13,6 +15,7 @@ pub mod node_ipam;
 pub mod ownership;
 pub mod pods;
 pub mod replicaset;
+pub mod service_backends;
 pub mod serviceaccount;
 
 use anyhow::{bail, Result};
@@ -40,6 +43,10 @@ pub struct Settings {
     pub gc_syncs: u16,
     /// `--allocate-node-cidrs`, `--cluster-cidr`, `--node-cidr-mask-size*`.
     pub node_ipam: node_ipam::Settings,
+    /// `--concurrent-endpoint-syncs`.
+    pub endpoint_syncs: u16,
+    /// `--concurrent-service-endpoint-syncs` (EndpointSlices).
+    pub endpointslice_syncs: u16,
 }
 
 impl Default for Settings {
@@ -50,6 +57,8 @@ impl Default for Settings {
             deployment_syncs: deployment::DEFAULT_CONCURRENCY,
             gc_syncs: garbage_collector::DEFAULT_CONCURRENCY,
             node_ipam: node_ipam::Settings::default(),
+            endpoint_syncs: endpoints::DEFAULT_CONCURRENCY,
+            endpointslice_syncs: endpointslice::DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -64,6 +73,12 @@ pub struct ControllerRow {
 
 /// Every controller this controller-manager has, all on by default.
 pub const CONTROLLERS: &[ControllerRow] = &[
+    ControllerRow { name: "endpoints-controller", aliases: &["endpoint"], run: |cx| Box::pin(endpoints::run(cx.client, cx.settings.endpoint_syncs)) },
+    ControllerRow {
+        name: "endpointslice-controller",
+        aliases: &["endpointslice"],
+        run: |cx| Box::pin(endpointslice::run(cx.client, cx.settings.endpointslice_syncs)),
+    },
     ControllerRow { name: "namespace-controller", aliases: &["namespace"], run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)) },
     ControllerRow { name: "deployment-controller", aliases: &["deployment"], run: |cx| Box::pin(deployment::run(cx.client, cx.settings.deployment_syncs)) },
     ControllerRow { name: "replicaset-controller", aliases: &["replicaset"], run: |cx| Box::pin(replicaset::run(cx.client, cx.settings.replicaset_syncs)) },

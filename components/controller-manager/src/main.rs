@@ -56,6 +56,12 @@ struct Args {
     /// The size of a node's IPv6 pod CIDR in a dual-stack cluster.
     #[arg(long)]
     node_cidr_mask_size_ipv6: Option<u8>,
+    /// Services whose Endpoints are synced at once.
+    #[arg(long, default_value_t = controller_manager::endpoints::DEFAULT_CONCURRENCY)]
+    concurrent_endpoint_syncs: u16,
+    /// Services whose EndpointSlices are synced at once.
+    #[arg(long, default_value_t = controller_manager::endpointslice::DEFAULT_CONCURRENCY)]
+    concurrent_service_endpoint_syncs: u16,
 }
 
 #[tokio::main]
@@ -84,6 +90,8 @@ async fn main() -> Result<()> {
         deployment_syncs: args.concurrent_deployment_syncs,
         gc_syncs: args.concurrent_gc_syncs,
         node_ipam,
+        endpoint_syncs: args.concurrent_endpoint_syncs,
+        endpointslice_syncs: args.concurrent_service_endpoint_syncs,
     };
     let context = controller_manager::Context { client: client.clone(), settings };
     if args.leader_election.leader_elect {
