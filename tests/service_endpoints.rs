@@ -125,7 +125,7 @@ fn slices_view(slices: &[EndpointSlice]) -> serde_json::Value {
 async fn services_get_endpoints_and_slices_from_their_pods() {
     let api = TestApi::start();
     let client = api.client().await;
-    let _controllers = api.controller_manager_with(&["endpoint", "endpointslice"], Default::default());
+    let _controllers = api.controller_manager_with(&["endpoint", "endpointslice", "garbagecollector"], Default::default());
     api.kubectl_stdin(&["apply", "-f", "-"], OBJECTS).succeeded();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     report(&pods, "web-a", "10.244.1.5", true).await;
@@ -190,12 +190,13 @@ async fn services_get_endpoints_and_slices_from_their_pods() {
         assert_eq!(kubernetes.subsets.as_ref().unwrap()[0].ports.as_ref().unwrap()[0].name.as_deref(), Some("https"));
     }
 
-    // Deleting the Service removes its Endpoints (its slices follow their
-    // owner reference, through the garbage collector).
+    // Deleting the Service removes its Endpoints and (through the garbage
+    // collector, following their owner reference) its slices.
     api.kubectl(&["delete", "service", "web"]).succeeded();
-    until("web's endpoints removed", || async {
+    until("web's endpoints and slices removed", || async {
         let e = endpoints.get_opt("web").await.unwrap();
-        e.is_none().then_some(()).ok_or("endpoints present".to_string())
+        let s = slices.list(&ListParams::default().labels("kubernetes.io/service-name=web")).await.unwrap().items.len();
+        (e.is_none() && s == 0).then_some(()).ok_or(format!("endpoints present: {}, {s} slices", e.is_some()))
     })
     .await;
 }

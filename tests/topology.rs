@@ -85,3 +85,22 @@ fn a_path_is_taken_as_it_is() {
     let found = topology::resolve(path.to_str().unwrap(), Path::new("/nonexistent")).unwrap();
     assert_eq!(found, path);
 }
+
+/// The controller-manager's flags in each shipped topology's plan: pod
+/// CIDRs for Nodes come from the topology's pod subnet.
+#[test]
+fn controller_manager_flags_follow_the_topology() {
+    use kubelab::{components, images::Images, pki, plan};
+    let dir = repo_root().join("topologies");
+    let images =
+        Images { base: "kubelab/base:test".into(), components: components::COMPONENTS.iter().map(|c| (c.name, format!("kubelab/{}:test", c.name))).collect() };
+    for name in topology::known(&dir) {
+        let source = topology::load(&topology::resolve(&name, &dir).unwrap()).unwrap();
+        let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
+        let state = tempfile::tempdir().unwrap();
+        let pki = pki::Pki::load_or_create(state.path(), &plan::apiserver_serving_names("test", &source.topology), &nodes).unwrap();
+        let plan = plan::plan("test", &source.topology, &images, &pki);
+        let member = plan.members().find(|m| m.instance == plan::CONTROLLER_MANAGER).expect("a controller-manager");
+        insta::assert_yaml_snapshot!(format!("controller-manager-flags-{name}"), member.spec.cmd);
+    }
+}

@@ -73,7 +73,7 @@ pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan 
     let etcd = etcd_stage(lab, &network, topology, images);
     let apiservers = apiserver_stage(lab, &network, topology, images, pki);
     let balancer = loadbalancer_stage(lab, &network, topology, images);
-    let controllers = controller_manager_stage(lab, &network, images, pki);
+    let controllers = controller_manager_stage(lab, &network, topology, images, pki);
     let nodes = node_stage(lab, &network, topology, images);
     Plan {
         lab: lab.to_string(),
@@ -226,7 +226,7 @@ pub const CONTROLLER_MANAGER: &str = "controller-manager";
 /// component uses (`apiserver`: the one apiserver, or the load balancer),
 /// with a kubeconfig holding its own client certificate, as kubeadm's
 /// controller-manager.conf does.
-fn controller_manager_stage(lab: &str, network: &str, images: &Images, pki: &Pki) -> Stage {
+fn controller_manager_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
     let identity = pki.identity(pki::CONTROLLER_MANAGER).expect("the PKI holds every identity the plan asks for");
     let server = format!("https://apiserver:{APISERVER_PORT}");
     let config = kubeconfig::for_lab(lab, &server, None, pki.ca_pem(), &identity.cert_pem, &identity.key_pem);
@@ -235,7 +235,14 @@ fn controller_manager_stage(lab: &str, network: &str, images: &Images, pki: &Pki
         name: container_name(lab, CONTROLLER_MANAGER),
         hostname: CONTROLLER_MANAGER.into(),
         image: images.of("controller-manager").to_string(),
-        cmd: vec![format!("--kubeconfig={kubeconfig_path}"), format!("--secure-port={CONTROLLER_MANAGER_PORT}"), "--controllers=*".into()],
+        cmd: vec![
+            format!("--kubeconfig={kubeconfig_path}"),
+            format!("--secure-port={CONTROLLER_MANAGER_PORT}"),
+            "--controllers=*".into(),
+            // Nodes get their pod CIDRs (a /24 each) from the topology's pod subnet.
+            "--allocate-node-cidrs=true".into(),
+            format!("--cluster-cidr={}", t.networking.pod_subnet.net()),
+        ],
         env: vec![],
         labels: BTreeMap::new(),
         network: Attachment::Network { network: network.to_string(), aliases: vec![CONTROLLER_MANAGER.into()] },

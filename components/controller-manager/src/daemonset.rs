@@ -257,7 +257,7 @@ async fn reconcile(set: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action,
             };
             let min_ready = spec.min_ready_seconds.unwrap_or(0);
             let now = Timestamp::now();
-            let unavailable = desired as i32 - own.iter().filter(|p| pods::is_active(p) && pods::is_available(p, min_ready, now)).count() as i32;
+            let unavailable = desired - own.iter().filter(|p| pods::is_active(p) && pods::is_available(p, min_ready, now)).count() as i32;
             let mut budget = max_unavailable - unavailable.max(0);
             // Old pods that are not available go first: they cost nothing.
             let mut old: Vec<&Arc<Pod>> = own.iter().filter(|p| pods::is_active(p) && p.labels().get(REVISION_HASH) != Some(&hash)).collect();

@@ -1,9 +1,9 @@
-//! Which namespaced resources the apiserver serves, asked of its discovery
-//! documents (/api, /apis and each group version) as upstream's
-//! `ServerPreferredNamespacedResources` does: one entry per group and
-//! resource, from the group's preferred version when it has the resource
-//! there. A group version that fails to answer is reported and the rest are
-//! still used, because a namespace can be emptied of what is known.
+//! Which resources the apiserver serves, asked of its discovery documents
+//! (/api, /apis and each group version) as upstream's
+//! `ServerPreferredResources` does: one entry per group and resource, from
+//! the group's preferred version when it has the resource there. A group
+//! version that fails to answer is reported and the rest are still used,
+//! because a namespace can be emptied, and a graph built, of what is known.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,14 +11,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::core::ApiResource;
 use kube::Client;
 
-/// A namespaced resource and the verbs discovery lists for it.
+/// A resource, whether its objects live in namespaces, and the verbs
+/// discovery lists for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamespacedResource {
+pub struct ServedResource {
     pub api: ApiResource,
+    pub namespaced: bool,
     pub verbs: BTreeSet<String>,
 }
 
-impl NamespacedResource {
+impl ServedResource {
     pub fn supports(&self, verb: &str) -> bool {
         self.verbs.contains(verb)
     }
@@ -32,7 +34,7 @@ impl NamespacedResource {
 /// What discovery found, and what it could not.
 #[derive(Debug, Default)]
 pub struct Discovered {
-    pub resources: Vec<NamespacedResource>,
+    pub resources: Vec<ServedResource>,
     /// Group versions whose resource list could not be fetched, with why.
     pub failed_group_versions: BTreeMap<String, String>,
     /// `groupVersion` strings that do not parse.
@@ -70,6 +72,14 @@ pub fn parse_group_version(gv: &str) -> Result<(String, String), String> {
 /// Every namespaced resource the server lists. Fails only when the root
 /// documents (/api, /apis) cannot be read.
 pub async fn namespaced_resources(client: &Client) -> Result<Discovered, kube::Error> {
+    let mut found = preferred_resources(client).await?;
+    found.resources.retain(|r| r.namespaced);
+    Ok(found)
+}
+
+/// Every resource the server lists, namespaced and cluster-scoped. Fails
+/// only when the root documents (/api, /apis) cannot be read.
+pub async fn preferred_resources(client: &Client) -> Result<Discovered, kube::Error> {
     // Group versions in the order their resources win: for each group the
     // preferred version first, then the others as the server lists them.
     let mut group_versions: Vec<String> = client.list_core_api_versions().await?.versions;
@@ -100,8 +110,8 @@ pub async fn namespaced_resources(client: &Client) -> Result<Discovered, kube::E
     Ok(found)
 }
 
-/// The namespaced, non-subresource entries of one resource list that no
-/// earlier (preferred) version already gave.
+/// The non-subresource entries of one resource list that no earlier
+/// (preferred) version already gave.
 fn add_resources(found: &mut Discovered, seen: &mut BTreeSet<(String, String)>, list: APIResourceList) {
     let (group, version) = match parse_group_version(&list.group_version) {
         Ok(gv) => gv,
@@ -111,11 +121,11 @@ fn add_resources(found: &mut Discovered, seen: &mut BTreeSet<(String, String)>, 
         }
     };
     for r in list.resources {
-        if !r.namespaced || r.name.contains('/') || !seen.insert((group.clone(), r.name.clone())) {
+        if r.name.contains('/') || !seen.insert((group.clone(), r.name.clone())) {
             continue;
         }
         let api = ApiResource { group: group.clone(), version: version.clone(), api_version: list.group_version.clone(), kind: r.kind, plural: r.name };
-        found.resources.push(NamespacedResource { api, verbs: r.verbs.into_iter().collect() });
+        found.resources.push(ServedResource { api, namespaced: r.namespaced, verbs: r.verbs.into_iter().collect() });
     }
 }
 
@@ -136,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn subresources_cluster_scoped_and_later_versions_are_left_out() {
+    fn subresources_and_later_versions_are_left_out() {
         let mut found = Discovered::default();
         let mut seen = BTreeSet::new();
         let v1 = APIResourceList {
@@ -150,8 +160,10 @@ mod tests {
         let v1beta1 = APIResourceList { group_version: "batch/v1beta1".into(), resources: vec![resource("jobs", true, &["list"])] };
         add_resources(&mut found, &mut seen, v1);
         add_resources(&mut found, &mut seen, v1beta1);
-        assert_eq!(found.resources.len(), 1);
+        assert_eq!(found.resources.len(), 2);
         assert_eq!(found.resources[0].api.api_version, "batch/v1");
+        assert!(found.resources[0].namespaced);
+        assert!(!found.resources[1].namespaced, "cluster-scoped resources are kept, marked so");
         assert_eq!(found.resources[0].group_resource(), "jobs.batch");
         assert!(found.resources[0].supports("delete"));
     }

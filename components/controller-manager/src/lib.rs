@@ -10,12 +10,15 @@ pub mod discovery;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
+pub mod garbage_collector;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
 pub mod pods;
 pub mod replicaset;
 pub mod service_backends;
+pub mod serviceaccount;
 pub mod taint_eviction;
 
 use anyhow::{bail, Result};
@@ -39,6 +42,10 @@ pub struct Settings {
     pub replicaset_syncs: u16,
     /// `--concurrent-deployment-syncs`.
     pub deployment_syncs: u16,
+    /// `--concurrent-gc-syncs`.
+    pub gc_syncs: u16,
+    /// `--allocate-node-cidrs`, `--cluster-cidr`, `--node-cidr-mask-size*`.
+    pub node_ipam: node_ipam::Settings,
     /// `--concurrent-endpoint-syncs`.
     pub endpoint_syncs: u16,
     /// `--concurrent-service-endpoint-syncs` (EndpointSlices).
@@ -56,6 +63,8 @@ impl Default for Settings {
             namespace_syncs: namespace::DEFAULT_CONCURRENCY,
             replicaset_syncs: replicaset::DEFAULT_CONCURRENCY,
             deployment_syncs: deployment::DEFAULT_CONCURRENCY,
+            gc_syncs: garbage_collector::DEFAULT_CONCURRENCY,
+            node_ipam: node_ipam::Settings::default(),
             endpoint_syncs: endpoints::DEFAULT_CONCURRENCY,
             endpointslice_syncs: endpointslice::DEFAULT_CONCURRENCY,
             node_timings: node_lifecycle::Timings::default(),
@@ -90,6 +99,13 @@ pub const CONTROLLERS: &[ControllerRow] = &[
     },
     ControllerRow { name: "replicaset-controller", aliases: &["replicaset"], run: |cx| Box::pin(replicaset::run(cx.client, cx.settings.replicaset_syncs)) },
     ControllerRow { name: "taint-eviction-controller", aliases: &[], run: |cx| Box::pin(taint_eviction::run(cx.client)) },
+    ControllerRow {
+        name: "garbage-collector-controller",
+        aliases: &["garbagecollector"],
+        run: |cx| Box::pin(garbage_collector::run(cx.client, cx.settings.gc_syncs)),
+    },
+    ControllerRow { name: "node-ipam-controller", aliases: &["nodeipam"], run: |cx| Box::pin(node_ipam::run(cx.client, cx.settings.node_ipam)) },
+    ControllerRow { name: "serviceaccount-controller", aliases: &["serviceaccount"], run: |cx| Box::pin(serviceaccount::run(cx.client)) },
 ];
 
 fn find(name: &str) -> Option<&'static ControllerRow> {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Result;
 use clap::Parser;
 
-use controller_manager::namespace;
+use controller_manager::{garbage_collector, namespace, node_ipam};
 
 /// The Lease the controller-managers of a cluster elect their leader on
 /// (in kube-system), upstream's name.
@@ -37,6 +37,25 @@ struct Args {
     /// Deployments synced at once.
     #[arg(long, default_value_t = controller_manager::deployment::DEFAULT_CONCURRENCY)]
     concurrent_deployment_syncs: u16,
+    /// Garbage collector workers per queue.
+    #[arg(long, default_value_t = garbage_collector::DEFAULT_CONCURRENCY)]
+    concurrent_gc_syncs: u16,
+    /// Whether Nodes get pod CIDRs cut from --cluster-cidr.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The CIDR range of pods (one per IP family, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cluster_cidr: Vec<ipnet::IpNet>,
+    /// The size of a node's pod CIDR in a single-stack cluster (default
+    /// 24 for IPv4, 64 for IPv6).
+    #[arg(long)]
+    node_cidr_mask_size: Option<u8>,
+    /// The size of a node's IPv4 pod CIDR in a dual-stack cluster.
+    #[arg(long)]
+    node_cidr_mask_size_ipv4: Option<u8>,
+    /// The size of a node's IPv6 pod CIDR in a dual-stack cluster.
+    #[arg(long)]
+    node_cidr_mask_size_ipv6: Option<u8>,
     /// Services whose Endpoints are synced at once.
     #[arg(long, default_value_t = controller_manager::endpoints::DEFAULT_CONCURRENCY)]
     concurrent_endpoint_syncs: u16,
@@ -70,10 +89,19 @@ async fn main() -> Result<()> {
         tracing::warn!("no controller is selected by --controllers; serving /healthz only");
         std::future::pending::<()>().await;
     }
+    let node_ipam = node_ipam::Settings {
+        allocate_node_cidrs: args.allocate_node_cidrs,
+        cluster_cidrs: args.cluster_cidr,
+        node_cidr_mask_size: args.node_cidr_mask_size,
+        node_cidr_mask_size_ipv4: args.node_cidr_mask_size_ipv4,
+        node_cidr_mask_size_ipv6: args.node_cidr_mask_size_ipv6,
+    };
     let settings = controller_manager::Settings {
         namespace_syncs: args.concurrent_namespace_syncs,
         replicaset_syncs: args.concurrent_replicaset_syncs,
         deployment_syncs: args.concurrent_deployment_syncs,
+        gc_syncs: args.concurrent_gc_syncs,
+        node_ipam,
         endpoint_syncs: args.concurrent_endpoint_syncs,
         endpointslice_syncs: args.concurrent_service_endpoint_syncs,
         node_timings: controller_manager::node_lifecycle::Timings {

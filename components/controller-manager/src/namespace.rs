@@ -20,7 +20,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::conditions::Findings;
-use crate::discovery::{self, NamespacedResource};
+use crate::discovery::{self, ServedResource};
 
 /// The finalizer this controller owns in a namespace's spec.finalizers.
 pub const FINALIZER: &str = "kubernetes";
@@ -262,7 +262,7 @@ fn unsupported(e: &kube::Error) -> bool {
 }
 
 /// Go's `%v` of a GroupVersionResource, as upstream's messages print it.
-fn gvr(resource: &NamespacedResource) -> String {
+fn gvr(resource: &ServedResource) -> String {
     format!("{{{} {} {}}}", resource.api.group, resource.api.version, resource.api.plural)
 }
 
@@ -270,7 +270,7 @@ fn gvr(resource: &NamespacedResource) -> String {
 /// served, else list and delete each. Then lists what remains.
 async fn delete_resource_content(
     client: &Client,
-    resource: &NamespacedResource,
+    resource: &ServedResource,
     namespace: &str,
     deleted_seconds_ago: i64,
 ) -> Result<Leftover, (Leftover, String)> {
