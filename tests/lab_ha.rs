@@ -18,7 +18,8 @@ async fn two_apiservers_behind_a_load_balancer() {
 
     let rows = lab::status(&engine, &name).await.unwrap();
     let healthy: Vec<&str> = rows.iter().filter(|r| r.health == "healthy").map(|r| r.component.as_str()).collect();
-    for c in ["etcd-0", "etcd-1", "etcd-2", "apiserver-0", "apiserver-1", "loadbalancer", "controller-manager", "infra-1", "worker-1", "worker-2"] {
+    for c in ["etcd-0", "etcd-1", "etcd-2", "apiserver-0", "apiserver-1", "loadbalancer", "controller-manager", "scheduler", "infra-1", "worker-1", "worker-2"]
+    {
         assert!(healthy.contains(&c), "{c} is not healthy: {rows:?}");
     }
 
