@@ -34,6 +34,7 @@ test: images
 bench: images
     cargo bench -p kubelab-scenarios --bench lab_up
     cargo bench -p kubelab-scenarios --bench apiserver
+    cargo bench -p kubelab-scenarios --bench scheduler
 
 # Take every lab down.
 down: build
