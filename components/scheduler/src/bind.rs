@@ -2,7 +2,8 @@
 //! DefaultBinder), the `Scheduled` event, and for a pod no node fits its
 //! PodScheduled=False condition and `FailedScheduling` event. Writes run
 //! beside the scheduling loop, so the next decision never waits for one;
-//! a bounded number are in flight at once.
+//! a bounded number of bindings are in flight at once, and conditions are
+//! written in the order they were decided.
 
 use std::sync::Arc;
 
@@ -30,6 +31,35 @@ pub struct Writer {
     recorder: Recorder,
     permits: Arc<Semaphore>,
     failed: mpsc::UnboundedSender<BindFailed>,
+    conditions: mpsc::UnboundedSender<Condition>,
+}
+
+/// A PodScheduled=False condition to write.
+struct Condition {
+    namespace: String,
+    name: String,
+    reason: &'static str,
+    message: String,
+}
+
+/// Writes conditions one after the other, in the order they were decided,
+/// so a pod's older message never lands after its newer one.
+async fn write_conditions(client: kube::Client, mut conditions: mpsc::UnboundedReceiver<Condition>) {
+    while let Some(Condition { namespace, name, reason, message }) = conditions.recv().await {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+        // Strategic merge: conditions merge by type, the others stay.
+        let patch = serde_json::json!({"status": {"conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": reason, "message": message,
+            "lastProbeTime": null, "lastTransitionTime": now,
+        }]}});
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        match pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            Ok(_) => {}
+            // Deleted meanwhile: nothing to say.
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(e) => tracing::warn!("could not write the PodScheduled condition of {namespace}/{name}: {e}"),
+        }
+    }
 }
 
 fn reference(pod: &PodInfo) -> ObjectReference {
@@ -48,7 +78,9 @@ impl Writer {
     /// sent to `failed`.
     pub fn new(client: kube::Client, parallel: usize, failed: mpsc::UnboundedSender<BindFailed>) -> Writer {
         let recorder = Recorder::new(client.clone(), COMPONENT, None);
-        Writer { client, recorder, permits: Arc::new(Semaphore::new(parallel.max(1))), failed }
+        let (conditions, to_write) = mpsc::unbounded_channel();
+        tokio::spawn(write_conditions(client.clone(), to_write));
+        Writer { client, recorder, permits: Arc::new(Semaphore::new(parallel.max(1))), failed, conditions }
     }
 
     /// Binds `pod` to `node` in the background.
@@ -82,20 +114,7 @@ impl Writer {
         if !write_condition {
             return;
         }
-        let writer = self.clone();
-        let (namespace, name) = (pod.namespace.clone(), pod.name.clone());
-        tokio::spawn(async move {
-            let _permit = writer.permits.acquire().await.expect("the semaphore is never closed");
-            let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-            // Strategic merge: conditions merge by type, the others stay.
-            let patch = serde_json::json!({"status": {"conditions": [{
-                "type": "PodScheduled", "status": "False", "reason": reason, "message": message,
-                "lastProbeTime": null, "lastTransitionTime": now,
-            }]}});
-            let pods: Api<Pod> = Api::namespaced(writer.client.clone(), &namespace);
-            if let Err(e) = pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
-                tracing::warn!("could not write the PodScheduled condition of {namespace}/{name}: {e}");
-            }
-        });
+        let condition = Condition { namespace: pod.namespace.clone(), name: pod.name.clone(), reason, message };
+        let _ = self.conditions.send(condition);
     }
 }

@@ -116,6 +116,11 @@ impl State {
 
     fn bind_failed(&mut self, failed: BindFailed) {
         let key = failed.pod.key();
+        if !self.cache.is_assumed(&key) {
+            // Deleted while its binding was in flight, or the watch already
+            // shows it bound (by another writer): nothing to retry.
+            return;
+        }
         self.cache.forget(&key);
         let message = format!("Binding rejected: {}", failed.error);
         let write = self.queue.failed(failed.pod.clone(), &message, Instant::now());
