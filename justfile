@@ -35,6 +35,7 @@ bench: images
     cargo bench -p kubelab-scenarios --bench lab_up
     cargo bench -p kubelab-scenarios --bench apiserver
     cargo bench -p kubelab-scenarios --bench controllers
+    cargo bench -p kubelab-scenarios --bench scheduler
 
 # Take every lab down.
 down: build

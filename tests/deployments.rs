@@ -278,7 +278,7 @@ async fn rolling_updates_stay_within_surge_and_unavailability_and_undo() {
         }
         totals.push(sizes.values().sum::<i32>());
     }
-    assert!(totals.iter().any(|t| *t == 5), "the rollout surged: {totals:?}");
+    assert!(totals.contains(&5), "the rollout surged: {totals:?}");
     assert!(totals.iter().all(|t| *t <= 5), "ReplicaSet sizes above replicas + maxSurge (5): {totals:?}");
 
     let history = ok(api.kubectl(&["rollout", "history", "deployment/web"]));

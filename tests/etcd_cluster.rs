@@ -54,6 +54,7 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     etcd-2 LAB-etcd-2 running ADDR healthy
     apiserver-0 LAB-apiserver-0 running ADDR healthy
     controller-manager LAB-controller-manager running ADDR healthy
+    scheduler LAB-scheduler running ADDR healthy
     ");
 
     // Bringing it up again changes nothing that is healthy.

@@ -18,7 +18,21 @@ async fn two_apiservers_behind_a_load_balancer() {
 
     let rows = lab::status(&engine, &name).await.unwrap();
     let healthy: Vec<&str> = rows.iter().filter(|r| r.health == "healthy").map(|r| r.component.as_str()).collect();
-    for c in ["etcd-0", "etcd-1", "etcd-2", "apiserver-0", "apiserver-1", "loadbalancer", "controller-manager", "infra-1", "worker-1", "worker-2"] {
+    for c in [
+        "etcd-0",
+        "etcd-1",
+        "etcd-2",
+        "apiserver-0",
+        "apiserver-1",
+        "loadbalancer",
+        "controller-manager-0",
+        "controller-manager-1",
+        "scheduler-0",
+        "scheduler-1",
+        "infra-1",
+        "worker-1",
+        "worker-2",
+    ] {
         assert!(healthy.contains(&c), "{c} is not healthy: {rows:?}");
     }
 
@@ -62,5 +76,36 @@ async fn two_apiservers_behind_a_load_balancer() {
     while endpoint_ips().split_whitespace().count() != 1 {
         assert!(Instant::now() < deadline, "the gone apiserver stayed in the endpoints: {}", endpoint_ips());
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // Two controller-managers and two schedulers: one of each holds its
+    // Lease; killing it hands over within the lease duration (15 s) and
+    // work goes on.
+    for (lease, role) in [("kube-controller-manager", "controller-manager"), ("kube-scheduler", "scheduler")] {
+        let holder = || kubectl(&file, &["get", "lease", lease, "-n", "kube-system", "-o", "jsonpath={.spec.holderIdentity}"]).1;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let leader = loop {
+            let h = holder();
+            if let Some(instance) = [0, 1].map(|i| format!("{role}-{i}")).into_iter().find(|i| h.starts_with(&format!("{i}_"))) {
+                break instance;
+            }
+            assert!(Instant::now() < deadline, "no {role} holds {lease}: {h:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        engine.remove_container(&plan::container_name(&name, &leader)).await.unwrap();
+        let other = if leader.ends_with("-0") { format!("{role}-1") } else { format!("{role}-0") };
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !holder().starts_with(&format!("{other}_")) {
+            assert!(Instant::now() < deadline, "{other} did not take {lease} over from {leader}: {:?}", holder());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // The new leading controller-manager works: a Deployment gets its ReplicaSet.
+    let (code, out) = kubectl(&file, &["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
+    assert_eq!(code, 0, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kubectl(&file, &["get", "pods", "-l", "app=web", "-o", "name"]).1.lines().count() != 2 {
+        assert!(Instant::now() < deadline, "the controller-manager that took over made no pods: {}", kubectl(&file, &["get", "all"]).1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -68,11 +68,14 @@ async fn kubectl_reaches_the_labs_apiserver() {
     );
     assert_eq!((code, out.as_str()), (0, "via-ssa kubectl Apply"));
 
-    // The apiserver finds the controller-manager by its alias and asks its /healthz.
-    let (code, out) = kubectl(&file, &["get", "componentstatus", "controller-manager", "--no-headers"]);
-    assert_eq!(code, 0, "{out}");
-    let columns: Vec<&str> = out.lines().find(|l| l.starts_with("controller-manager")).unwrap_or("").split_whitespace().take(2).collect();
-    assert_eq!(columns, ["controller-manager", "Healthy"], "{out}");
+    // The apiserver finds the controller-manager and the scheduler by
+    // their aliases and asks their /healthz.
+    for component in ["controller-manager", "scheduler"] {
+        let (code, out) = kubectl(&file, &["get", "componentstatus", component, "--no-headers"]);
+        assert_eq!(code, 0, "{out}");
+        let columns: Vec<&str> = out.lines().find(|l| l.starts_with(component)).unwrap_or("").split_whitespace().take(2).collect();
+        assert_eq!(columns, [component, "Healthy"], "{out}");
+    }
 
     // kubectl's default wait on a namespace returns once the namespace
     // controller has emptied it and released it. Run without the 5 s

@@ -18,5 +18,6 @@ pub const COMPONENTS: &[Component] = &[
     Component { name: "apiserver", binary: Some("apiserver") },
     Component { name: "loadbalancer", binary: None },
     Component { name: "controller-manager", binary: Some("controller-manager") },
+    Component { name: "scheduler", binary: Some("scheduler") },
     Component { name: "node", binary: None },
 ];

@@ -1,6 +1,6 @@
 //! The start plan: from a topology and a set of images, the containers of a
 //! lab in the order they start (etcd → apiserver → load balancer →
-//! controller-manager and scheduler → nodes → kube-proxy), each with the
+//! controller-manager → scheduler → nodes → kube-proxy), each with the
 //! gate that says it is healthy.
 //! A component that does not exist yet has no stage here.
 
@@ -20,6 +20,8 @@ pub const PKI_DIR: &str = "/etc/kubelab/pki";
 pub const APISERVER_PORT: u16 = 6443;
 /// The controller-manager's secure port (/healthz), upstream's default.
 pub const CONTROLLER_MANAGER_PORT: u16 = 10257;
+/// The scheduler's secure port (/healthz), upstream's default.
+pub const SCHEDULER_PORT: u16 = 10259;
 
 /// The label that carries a container's health gate, so `lab status` can
 /// ask it again without the topology.
@@ -74,12 +76,13 @@ pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan 
     let apiservers = apiserver_stage(lab, &network, topology, images, pki);
     let balancer = loadbalancer_stage(lab, &network, topology, images);
     let controllers = controller_manager_stage(lab, &network, topology, images, pki);
+    let scheduler = scheduler_stage(lab, &network, topology, images, pki);
     let nodes = node_stage(lab, &network, topology, images);
     Plan {
         lab: lab.to_string(),
         network,
         subnet: topology.networking.lab_subnet.as_ref().map(|c| c.net().to_string()),
-        stages: vec![etcd, apiservers, balancer, controllers, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
+        stages: vec![etcd, apiservers, balancer, controllers, scheduler, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
     }
 }
 
@@ -190,8 +193,8 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 format!("--kubelet-client-key={PKI_DIR}/apiserver-kubelet-client.key"),
                 format!("--advertise-address={name}:{APISERVER_PORT}"),
                 format!("--service-cluster-ip-range={}", t.networking.service_subnet.net()),
-                // Where componentstatuses asks them (the scheduler's once it runs).
-                "--scheduler-address=scheduler:10259".into(),
+                // Where componentstatuses asks them.
+                format!("--scheduler-address={SCHEDULER}:{SCHEDULER_PORT}"),
                 format!("--controller-manager-address={CONTROLLER_MANAGER}:{CONTROLLER_MANAGER_PORT}"),
             ];
             let spec = ContainerSpec {
@@ -222,38 +225,75 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
 /// the apiserver's componentstatuses asks.
 pub const CONTROLLER_MANAGER: &str = "controller-manager";
 
-/// The controller-manager, a client of the API through the address every
-/// component uses (`apiserver`: the one apiserver, or the load balancer),
-/// with a kubeconfig holding its own client certificate, as kubeadm's
-/// controller-manager.conf does.
-fn controller_manager_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
-    let identity = pki.identity(pki::CONTROLLER_MANAGER).expect("the PKI holds every identity the plan asks for");
+/// The instance (and network alias) of the scheduler: the name the
+/// apiserver's componentstatuses asks.
+pub const SCHEDULER: &str = "scheduler";
+
+/// A control-plane component that is a client of the API only.
+struct ApiClient {
+    /// Instance, network alias, image and role.
+    instance: &'static str,
+    /// Its identity in the lab's PKI.
+    identity: &'static str,
+    /// Its secure port, where its health gate asks /healthz.
+    port: u16,
+    /// Its flags besides --kubeconfig and --secure-port.
+    flags: Vec<String>,
+}
+
+/// A client of the API through the address every component uses
+/// (`apiserver`: the one apiserver, or the load balancer), with a
+/// kubeconfig holding its own client certificate, as kubeadm's
+/// controller-manager.conf and scheduler.conf do.
+///
+/// With more than one control-plane replica (`ha`), there are as many of
+/// it, `<name>-0`, `<name>-1`..., all under the one alias `<name>`; they
+/// elect a leader on a Lease and only the leader works.
+fn api_client_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki, component: ApiClient) -> Stage {
+    let ApiClient { instance: role, identity, port, flags } = component;
+    let identity = pki.identity(identity).expect("the PKI holds every identity the plan asks for");
     let server = format!("https://apiserver:{APISERVER_PORT}");
     let config = kubeconfig::for_lab(lab, &server, None, pki.ca_pem(), &identity.cert_pem, &identity.key_pem);
-    let kubeconfig_path = "/etc/kubelab/controller-manager.conf";
-    let spec = ContainerSpec {
-        name: container_name(lab, CONTROLLER_MANAGER),
-        hostname: CONTROLLER_MANAGER.into(),
-        image: images.of("controller-manager").to_string(),
-        cmd: vec![
-            format!("--kubeconfig={kubeconfig_path}"),
-            format!("--secure-port={CONTROLLER_MANAGER_PORT}"),
-            "--controllers=*".into(),
-            // Nodes get their pod CIDRs (a /24 each) from the topology's pod subnet.
-            "--allocate-node-cidrs=true".into(),
-            format!("--cluster-cidr={}", t.networking.pod_subnet.net()),
-        ],
-        env: vec![],
-        labels: BTreeMap::new(),
-        network: Attachment::Network { network: network.to_string(), aliases: vec![CONTROLLER_MANAGER.into()] },
-        volumes: vec![],
-        tmpfs: vec![],
-        privileged: false,
-        files: vec![File { path: kubeconfig_path.into(), mode: 0o600, contents: config.to_yaml() }],
-    };
-    let gate =
-        vec!["curl".to_string(), "-fsk".to_string(), "--max-time".to_string(), "2".to_string(), format!("https://127.0.0.1:{CONTROLLER_MANAGER_PORT}/healthz")];
-    Stage { name: "controller-manager", members: vec![member(lab, CONTROLLER_MANAGER, "controller-manager", spec, gate)] }
+    let kubeconfig_path = format!("/etc/kubelab/{role}.conf");
+    let replicas = t.control_plane.replicas.max(1);
+    let instances: Vec<String> = if replicas == 1 { vec![role.to_string()] } else { (0..replicas).map(|i| format!("{role}-{i}")).collect() };
+    let members = instances
+        .iter()
+        .map(|instance| {
+            let spec = ContainerSpec {
+                name: container_name(lab, instance),
+                hostname: instance.clone(),
+                image: images.of(role).to_string(),
+                cmd: [vec![format!("--kubeconfig={kubeconfig_path}"), format!("--secure-port={port}")], flags.clone()].concat(),
+                env: vec![],
+                labels: BTreeMap::new(),
+                network: Attachment::Network { network: network.to_string(), aliases: vec![role.to_string()] },
+                volumes: vec![],
+                tmpfs: vec![],
+                privileged: false,
+                files: vec![File { path: kubeconfig_path.clone(), mode: 0o600, contents: config.to_yaml() }],
+            };
+            let gate = vec!["curl".to_string(), "-fsk".to_string(), "--max-time".to_string(), "2".to_string(), format!("https://127.0.0.1:{port}/healthz")];
+            member(lab, instance, role, spec, gate)
+        })
+        .collect();
+    Stage { name: role, members }
+}
+
+fn controller_manager_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
+    let flags = vec![
+        "--controllers=*".into(),
+        // Nodes get their pod CIDRs (a /24 each) from the topology's pod subnet.
+        "--allocate-node-cidrs=true".into(),
+        format!("--cluster-cidr={}", t.networking.pod_subnet.net()),
+    ];
+    let component = ApiClient { instance: CONTROLLER_MANAGER, identity: pki::CONTROLLER_MANAGER, port: CONTROLLER_MANAGER_PORT, flags };
+    api_client_stage(lab, network, t, images, pki, component)
+}
+
+/// The scheduler, started once the controller-manager is healthy.
+fn scheduler_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
+    api_client_stage(lab, network, t, images, pki, ApiClient { instance: SCHEDULER, identity: pki::SCHEDULER, port: SCHEDULER_PORT, flags: vec![] })
 }
 
 fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage {

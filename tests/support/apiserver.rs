@@ -420,13 +420,18 @@ impl Drop for Streaming {
     }
 }
 
-/// The controller-manager's controllers running in this process beside a
-/// test apiserver, as the controller-manager's identity; stopped when
+/// A component's library running in this process beside a test apiserver
+/// (on a thread and runtime of its own, as its own identity); stopped when
 /// dropped (so drop it before the apiserver).
-pub struct ControllerManager {
+pub struct InProcess {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// The controller-manager's controllers in this process.
+pub type ControllerManager = InProcess;
+/// The scheduler in this process.
+pub type Scheduler = InProcess;
 
 impl TestApi {
     /// Starts every controller of the controller-manager (its library, on a
@@ -439,9 +444,34 @@ impl TestApi {
     /// with `settings` against this apiserver.
     pub fn controller_manager_with(&self, controllers: &[&str], settings: controller_manager::Settings) -> ControllerManager {
         let controllers = controller_manager::selected(&controllers.iter().map(|c| c.to_string()).collect::<Vec<_>>()).unwrap();
+        self.in_process(pki::CONTROLLER_MANAGER, move |client| async move {
+            controller_manager::run_controllers(controller_manager::Context { client, settings }, &controllers).await
+        })
+    }
+
+    /// Starts the scheduler (its library) against this apiserver, as the
+    /// kube-scheduler identity.
+    pub fn scheduler(&self) -> Scheduler {
+        self.scheduler_with(scheduler::Settings::default())
+    }
+
+    pub fn scheduler_with(&self, settings: scheduler::Settings) -> Scheduler {
+        self.in_process(pki::SCHEDULER, move |client| async move {
+            if let Err(e) = scheduler::run(client, settings).await {
+                panic!("the scheduler stopped: {e:#}");
+            }
+        })
+    }
+
+    /// Runs `component` with a client of `identity` (from the lab's PKI) on
+    /// a thread and runtime of its own until the handle is dropped.
+    fn in_process<F, Fut>(&self, identity: &str, component: F) -> InProcess
+    where
+        F: FnOnce(kube::Client) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
         let pki_dir = self.pki_dir();
         let read = |file: &str| std::fs::read_to_string(pki_dir.join(file)).unwrap();
-        let identity = pki::CONTROLLER_MANAGER;
         let config = kubeconfig::for_lab("test", &self.url, None, &read("ca.crt"), &read(&format!("{identity}.crt")), &read(&format!("{identity}.key")));
         let config = kube::config::Kubeconfig::from_yaml(&config.to_yaml()).unwrap();
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -451,17 +481,17 @@ impl TestApi {
                 let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
                 let client = kube::Client::try_from(config).unwrap();
                 tokio::select! {
-                    _ = controller_manager::run_controllers(controller_manager::Context { client, settings }, &controllers) => {}
+                    _ = component(client) => {}
                     _ = shutdown_rx => {}
                 }
             });
             runtime.shutdown_timeout(Duration::from_millis(100));
         });
-        ControllerManager { shutdown: Some(shutdown), thread: Some(thread) }
+        InProcess { shutdown: Some(shutdown), thread: Some(thread) }
     }
 }
 
-impl Drop for ControllerManager {
+impl Drop for InProcess {
     fn drop(&mut self) {
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
