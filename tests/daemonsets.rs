@@ -2,32 +2,13 @@
 //! the test creates: one pod per eligible node, pinned to it; a node
 //! added gets one; a template change rolls node by node.
 
-use std::future::Future;
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kube::ResourceExt;
 use kubelab_scenarios::apiserver::TestApi;
 use kubelab_scenarios::fake_kubelet::Which;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn until<F, Fut, T>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(missing) if tokio::time::Instant::now() > deadline => panic!("{what}: still missing after {WAIT:?}: {missing}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
+use kubelab_scenarios::wait::until;
 
 fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value) -> Node {
     serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}}))

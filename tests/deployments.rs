@@ -6,8 +6,6 @@
 //! kubelet (`pods_ready`); no scheduler runs here.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -17,28 +15,10 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use kubelab_scenarios::apiserver::{Output, TestApi};
 use kubelab_scenarios::fake_kubelet::Which;
-
-const WAIT: Duration = Duration::from_secs(60);
+use kubelab_scenarios::wait::until;
 
 fn ok(out: Output) -> String {
     out.succeeded()
-}
-
-/// Polls `check` until it says nothing is missing; on timeout, fails with
-/// what was still missing.
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(missing) if tokio::time::Instant::now() > deadline => panic!("{what}: still missing after {WAIT:?}: {missing}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 async fn sets_of(client: &kube::Client, ns: &str) -> Vec<ReplicaSet> {

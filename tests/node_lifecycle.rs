@@ -4,7 +4,6 @@
 //! unreachable, its pods are marked not ready and evicted, and their
 //! Deployment replaces them.
 
-use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -12,23 +11,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use kubelab_scenarios::apiserver::TestApi;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn until<F, Fut, T>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(missing) if tokio::time::Instant::now() > deadline => panic!("{what}: still missing after {WAIT:?}: {missing}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
+use kubelab_scenarios::wait::until;
 
 fn node(name: &str) -> Node {
     serde_json::from_value(serde_json::json!({

@@ -5,30 +5,11 @@
 //! to the apiserver. Pod addresses and readiness are set by the test, as
 //! their kubelet would.
 
-use std::future::Future;
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kubelab_scenarios::apiserver::TestApi;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn until<F, Fut, T>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(missing) if tokio::time::Instant::now() > deadline => panic!("{what}: still missing after {WAIT:?}: {missing}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
+use kubelab_scenarios::wait::until;
 
 const OBJECTS: &str = r#"
 apiVersion: v1

@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod fake_kubelet;
 pub mod kubelet;
+pub mod wait;
 
 use std::path::PathBuf;
 
