@@ -11,13 +11,15 @@ pub struct Component {
     /// the image as `/usr/local/bin/<binary>`; None for images of Debian's
     /// programs alone (etcd).
     pub binary: Option<&'static str>,
+    /// Further files of `components/<name>/` the Dockerfile copies.
+    pub files: &'static [&'static str],
 }
 
 pub const COMPONENTS: &[Component] = &[
-    Component { name: "etcd", binary: None },
-    Component { name: "apiserver", binary: Some("apiserver") },
-    Component { name: "loadbalancer", binary: None },
-    Component { name: "controller-manager", binary: Some("controller-manager") },
-    Component { name: "scheduler", binary: Some("scheduler") },
-    Component { name: "node", binary: None },
+    Component { name: "etcd", binary: None, files: &[] },
+    Component { name: "apiserver", binary: Some("apiserver"), files: &[] },
+    Component { name: "loadbalancer", binary: None, files: &[] },
+    Component { name: "controller-manager", binary: Some("controller-manager"), files: &[] },
+    Component { name: "scheduler", binary: Some("scheduler"), files: &[] },
+    Component { name: "node", binary: Some("kubelet"), files: &["node-entrypoint"] },
 ];

@@ -263,6 +263,8 @@ async fn cargo_build(repo: &Repo, components: &[&Component]) -> Result<()> {
 struct BuildContext {
     dockerfile: Vec<u8>,
     binary: Option<(String, Vec<u8>)>,
+    /// The component's further files (name, bytes, mode).
+    files: Vec<(String, Vec<u8>, u32)>,
 }
 
 impl BuildContext {
@@ -277,7 +279,15 @@ impl BuildContext {
                 Some((name.to_string(), bytes))
             }
         };
-        Ok(BuildContext { dockerfile, binary })
+        let mut files = vec![];
+        for name in component.files {
+            let path = repo.component_dir(component.name).join(name);
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+            files.push((name.to_string(), bytes, mode));
+        }
+        Ok(BuildContext { dockerfile, binary, files })
     }
 
     /// What the image's tag is a hash of.
@@ -292,6 +302,12 @@ impl BuildContext {
             hasher.update([0]);
             hasher.update(bytes);
         }
+        for (name, bytes, mode) in &self.files {
+            hasher.update([0]);
+            hasher.update(name.as_bytes());
+            hasher.update(mode.to_le_bytes());
+            hasher.update(bytes);
+        }
         hasher.finalize().to_vec()
     }
 
@@ -300,6 +316,9 @@ impl BuildContext {
         append(&mut builder, "Dockerfile", &self.dockerfile, 0o644)?;
         if let Some((name, bytes)) = &self.binary {
             append(&mut builder, name, bytes, 0o755)?;
+        }
+        for (name, bytes, mode) in &self.files {
+            append(&mut builder, name, bytes, *mode)?;
         }
         Ok(builder.into_inner()?)
     }

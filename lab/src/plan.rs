@@ -77,7 +77,7 @@ pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan 
     let balancer = loadbalancer_stage(lab, &network, topology, images);
     let controllers = controller_manager_stage(lab, &network, topology, images, pki);
     let scheduler = scheduler_stage(lab, &network, topology, images, pki);
-    let nodes = node_stage(lab, &network, topology, images);
+    let nodes = node_stage(lab, &network, topology, images, pki);
     Plan {
         lab: lab.to_string(),
         network,
@@ -185,12 +185,12 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 format!("--tls-private-key-file={PKI_DIR}/apiserver.key"),
                 format!("--client-ca-file={PKI_DIR}/ca.crt"),
                 // pods/log and pods/exec: the apiserver's identity towards
-                // kubelets. No --kubelet-certificate-authority yet: kubelets
-                // have no serving certificate for the addresses they are
-                // reached at, so (as upstream without the flag) theirs are
-                // not checked.
+                // kubelets, and the CA their serving certificates (for the
+                // node's name, the Hostname address it reaches them at)
+                // are checked against.
                 format!("--kubelet-client-certificate={PKI_DIR}/apiserver-kubelet-client.crt"),
                 format!("--kubelet-client-key={PKI_DIR}/apiserver-kubelet-client.key"),
+                format!("--kubelet-certificate-authority={PKI_DIR}/ca.crt"),
                 format!("--advertise-address={name}:{APISERVER_PORT}"),
                 format!("--service-cluster-ip-range={}", t.networking.service_subnet.net()),
                 // Where componentstatuses asks them.
@@ -335,16 +335,64 @@ fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage 
     Stage { name: "etcd", members }
 }
 
-fn node_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage {
+/// The kubelet's ports: its API for the apiserver, and plain /healthz on
+/// the node's loopback (upstream's 10250 and 10248).
+pub const KUBELET_PORT: u16 = 10250;
+pub const KUBELET_HEALTHZ_PORT: u16 = 10248;
+
+/// The n-th address of a subnet (1: the `kubernetes` Service, 10: cluster DNS).
+fn nth_address(net: &ipnet::Ipv4Net, n: u32) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(net.network()).saturating_add(n))
+}
+
+/// The kubelet's flags for one node of the topology.
+fn kubelet_flags(t: &Topology, node: &crate::topology::Node) -> Vec<String> {
+    let labels: Vec<String> = node.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let taints: Vec<String> = node
+        .taints
+        .iter()
+        .map(|taint| match &taint.value {
+            Some(v) => format!("{}={v}:{:?}", taint.key, taint.effect),
+            None => format!("{}:{:?}", taint.key, taint.effect),
+        })
+        .collect();
+    let service = t.networking.service_subnet.net();
+    vec![
+        "--kubeconfig=/etc/kubelab/kubelet.conf".into(),
+        format!("--hostname-override={}", node.name),
+        format!("--node-labels={}", labels.join(",")),
+        format!("--register-with-taints={}", taints.join(",")),
+        format!("--capacity=cpu={},memory={},pods={}", node.capacity.cpu.0, node.capacity.memory.0, node.capacity.pods),
+        format!("--cluster-dns={}", nth_address(&service, 10)),
+        format!("--kubernetes-service-host={}", nth_address(&service, 1)),
+        format!("--cluster-cidr={}", t.networking.pod_subnet.net()),
+        format!("--port={KUBELET_PORT}"),
+        format!("--healthz-port={KUBELET_HEALTHZ_PORT}"),
+        format!("--tls-cert-file={PKI_DIR}/kubelet.crt"),
+        format!("--tls-private-key-file={PKI_DIR}/kubelet.key"),
+        format!("--client-ca-file={PKI_DIR}/ca.crt"),
+    ]
+}
+
+/// The nodes: each runs its kubelet (the node image's entrypoint
+/// supervises it), with a kubeconfig holding the node's identity
+/// (`system:node:<name>`), whose certificate also serves :10250 under the
+/// node's name, the address the apiserver reaches it at.
+fn node_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
+    let server = format!("https://apiserver:{APISERVER_PORT}");
     let members = t
         .nodes
         .iter()
         .map(|node| {
+            let identity = pki.identity(&pki::kubelet(&node.name)).expect("the PKI holds every node's identity");
+            let config = kubeconfig::for_lab(lab, &server, None, pki.ca_pem(), &identity.cert_pem, &identity.key_pem);
+            let mut files = pki_files(pki, &pki::kubelet(&node.name), "kubelet");
+            files.push(File { path: "/etc/kubelab/kubelet.conf".into(), mode: 0o600, contents: config.to_yaml() });
             let spec = ContainerSpec {
                 name: container_name(lab, &node.name),
                 hostname: node.name.clone(),
                 image: images.of("node").to_string(),
-                cmd: vec![],
+                cmd: kubelet_flags(t, node),
                 env: vec![],
                 labels: BTreeMap::new(),
                 network: Attachment::Network { network: network.to_string(), aliases: vec![node.name.clone()] },
@@ -353,15 +401,15 @@ fn node_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage 
                 volumes: vec![(format!("{lab}-{}-var", node.name), "/var".into())],
                 tmpfs: vec!["/run".into(), "/tmp".into()],
                 privileged: true,
-                files: vec![],
+                files,
             };
-            // The node can do what kubelet and kube-proxy will ask of it.
+            // Healthy once its kubelet serves.
             let gate = vec![
-                "sh".to_string(),
-                "-c".to_string(),
-                "ip link add kl-probe0 type veth peer name kl-probe1 && ip link del kl-probe0 \
-                 && iptables -t nat -S >/dev/null && sysctl -qw net.ipv4.ip_forward=1"
-                    .to_string(),
+                "curl".to_string(),
+                "-fs".to_string(),
+                "--max-time".to_string(),
+                "2".to_string(),
+                format!("http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz"),
             ];
             member(lab, &node.name, "node", spec, gate)
         })

@@ -11,5 +11,6 @@ pub mod flags;
 pub mod label_selector;
 pub mod leader_election;
 pub mod logging;
+pub mod quantity;
 pub mod serving;
 pub mod taints;

@@ -23,14 +23,20 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A server configuration with a new self-signed certificate for `names`
 /// (DNS names or IP addresses).
 pub fn self_signed(names: &[String]) -> Result<rustls::ServerConfig> {
-    let certified = rcgen::generate_simple_self_signed(names.to_vec()).context("cannot make a self-signed serving certificate")?;
-    let cert = CertificateDer::from(certified.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    let (cert, key) = self_signed_certificate(names)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config =
         rustls::ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_no_client_auth().with_single_cert(vec![cert], key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// A new self-signed certificate for `names` and its key.
+pub fn self_signed_certificate(names: &[String]) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
+    let certified = rcgen::generate_simple_self_signed(names.to_vec()).context("cannot make a self-signed serving certificate")?;
+    let cert = CertificateDer::from(certified.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    Ok((cert, key))
 }
 
 async fn ok() -> &'static str {
@@ -63,6 +69,11 @@ pub async fn serve_health(addr: SocketAddr) -> Result<SocketAddr> {
     Ok(bound)
 }
 
+/// The certificates a client presented on its connection (empty without
+/// one), in each request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Vec<CertificateDer<'static>>);
+
 /// Serves `router` over TLS on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, router: Router) -> Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
@@ -88,9 +99,17 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, router: Rou
                 Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let service =
-                hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| router.clone().oneshot(request.map(axum::body::Body::new)));
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await {
+            // Handlers that authorize by client certificate read it here.
+            let peer_certificates = PeerCertificates(stream.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default());
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(peer_certificates.clone());
+                router.clone().oneshot(request)
+            });
+            // With upgrades: the kubelet's exec, attach and port-forward
+            // switch protocols on this connection.
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });

@@ -13,7 +13,6 @@ pub mod filters;
 pub mod labels;
 pub mod messages;
 pub mod model;
-pub mod quantity;
 pub mod queue;
 pub mod schedule;
 pub mod scores;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Container, Node, NodeSelector, Pod, PodAffinityTerm, PreferredSchedulingTerm, Taint, Toleration};
 
 use crate::labels::Labels;
-use crate::quantity;
+use component_base::quantity;
 
 /// The scheduler's name that pods without `spec.schedulerName` get.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";

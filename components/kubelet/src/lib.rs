@@ -1,0 +1,77 @@
+//! kubelab's kubelet: the node agent. It registers its Node and keeps its
+//! status and Lease, watches the pods bound to it (and only those), runs
+//! them through kubelab's runtime with CNI networking, reports their
+//! status, and serves logs and exec on :10250 for the apiserver.
+//!
+//! - `node` — the Node object, its conditions and the Lease heartbeat.
+//! - `pods/` — one worker per pod: sandbox, network, containers, restarts,
+//!   deletion, status (`pods/status` is a pure function of what runs).
+//! - `cni` — the CNI plugins called as the spec says, results cached in
+//!   libcni's layout.
+//! - `server` — HTTPS on :10250 (`/healthz`, `/pods`, `/containerLogs`,
+//!   `/exec`, `/attach`).
+
+pub mod cni;
+pub mod node;
+pub mod paths;
+pub mod pods;
+pub mod server;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// What the kubelet is told by its flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    pub labels: Vec<(String, String)>,
+    pub taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    pub capacity: Vec<(String, String)>,
+    pub cluster_dns: IpAddr,
+    pub cluster_domain: String,
+    pub cluster_cidr: ipnet::IpNet,
+    pub kubernetes_service_host: IpAddr,
+    pub root_dir: PathBuf,
+    pub image_dir: PathBuf,
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dir: PathBuf,
+    pub port: u16,
+    pub status_update_frequency: Duration,
+    pub lease_duration_seconds: i32,
+}
+
+/// What the kubelet's parts share.
+pub struct Kubelet {
+    pub client: kube::Client,
+    pub settings: Settings,
+    pub runtime: runtime::Runtime,
+    pub images: runtime::images::ImageStore,
+    pub network: cni::Network,
+}
+
+pub async fn run(client: kube::Client, settings: Settings, server: server::ServerSettings) -> Result<()> {
+    let dirs = runtime::state::Dirs { run: PathBuf::from("/run/kubelab"), lib: paths::runtime_lib(&settings.root_dir) };
+    let cgroups = runtime::cgroups::Cgroups::set_up(&dirs.run.join("cgroup"));
+    if let Some(reason) = cgroups.unavailable_reason() {
+        tracing::warn!("containers run without cgroup limits: {reason}");
+    }
+    let self_exe = std::fs::read_link("/proc/self/exe").context("finding the kubelet's own binary")?;
+    let runtime = runtime::Runtime::new(dirs, self_exe, cgroups)?;
+    let images = runtime::images::ImageStore::open(&paths::image_store(&settings.root_dir))?;
+    if settings.image_dir.is_dir() {
+        let started = std::time::Instant::now();
+        let imported = images.import_dir(&settings.image_dir).with_context(|| format!("importing the images of {}", settings.image_dir.display()))?;
+        tracing::info!("{} built-in images ready in {:?}", imported.len(), started.elapsed());
+    }
+    let network = cni::Network::new(&settings);
+    let kubelet = Arc::new(Kubelet { client, settings, runtime, images, network });
+
+    let pods = pods::Manager::start(kubelet.clone()).await?;
+    server::start(kubelet.clone(), pods.clone(), server).await?;
+    node::run(kubelet).await
+}

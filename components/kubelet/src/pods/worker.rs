@@ -1,0 +1,727 @@
+//! One pod's worker: brings what runs in line with the pod's spec, again
+//! on every change of the pod and every second while it lives, and writes
+//! the pod's status when it changed. Deletion: SIGTERM, the grace period,
+//! SIGKILL, the network and sandbox torn down, then the final delete with
+//! `gracePeriodSeconds=0` so `kubectl delete pod` returns.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use nix::sys::signal::Signal;
+use runtime::container::ContainerState as Run;
+use tokio::sync::watch;
+
+use super::config::{self, EnvValues, Inputs};
+use super::status::{self, Attempt, Observed, PodObserved};
+use super::{volumes, Shared};
+use crate::{paths, Kubelet};
+
+/// upstream's crash-loop back-off: 10 s doubling to 5 min, forgotten after
+/// a container ran 10 min without failing.
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+/// How often a live pod is looked at without a change (container exits).
+const RESYNC: Duration = Duration::from_millis(500);
+/// Kill grace for a pod removed from the API without its own (a force delete).
+const GONE_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+struct Backoff {
+    delay: Duration,
+    /// When the container may start again.
+    until: Instant,
+}
+
+pub struct Worker {
+    kubelet: Arc<Kubelet>,
+    uid: String,
+    pods: watch::Receiver<Option<Pod>>,
+    shared: Arc<Mutex<Shared>>,
+    /// Attempts per container name, oldest first, as found or started.
+    attempts: BTreeMap<String, Vec<Attempt>>,
+    backoff: BTreeMap<String, Backoff>,
+    /// Decided waits (image missing, bad config), per container.
+    waiting: BTreeMap<String, (String, String)>,
+    last_status: Option<serde_json::Value>,
+    recorder: component_base::events::Recorder,
+    /// The pod's addresses, once networked.
+    pod_ips: Vec<String>,
+    initialized: bool,
+    terminal: Option<&'static str>,
+}
+
+impl Worker {
+    pub fn new(kubelet: Arc<Kubelet>, uid: String, pods: watch::Receiver<Option<Pod>>, shared: Arc<Mutex<Shared>>, adopted: Vec<Attempt>) -> Worker {
+        let mut attempts: BTreeMap<String, Vec<Attempt>> = BTreeMap::new();
+        for a in adopted {
+            if let Some(name) = container_name(&uid, &a.id) {
+                attempts.entry(name).or_default().push(a);
+            }
+        }
+        for list in attempts.values_mut() {
+            list.sort_by_key(|a| a.restart);
+        }
+        let recorder = component_base::events::Recorder::new(kubelet.client.clone(), "kubelet", Some(kubelet.settings.node_name.clone()));
+        let pod_ips = read_ips(&kubelet, &uid);
+        Worker {
+            kubelet,
+            uid,
+            pods,
+            shared,
+            attempts,
+            backoff: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            last_status: None,
+            recorder,
+            pod_ips,
+            initialized: false,
+            terminal: None,
+        }
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            let pod = self.pods.borrow_and_update().clone();
+            let Some(pod) = pod.filter(|p| p.metadata.deletion_timestamp.is_none()) else {
+                let pod = self.pods.borrow().clone();
+                self.terminate(pod).await;
+                return;
+            };
+            if let Err(e) = self.sync(&pod).await {
+                tracing::warn!(pod = %name(&pod), "sync: {e:#}");
+            }
+            tokio::select! {
+                changed = self.pods.changed() => if changed.is_err() { let pod = self.pods.borrow().clone(); self.terminate(pod).await; return; },
+                _ = tokio::time::sleep(RESYNC) => {}
+            }
+        }
+    }
+
+    async fn sync(&mut self, pod: &Pod) -> anyhow::Result<()> {
+        self.refresh().await;
+        if self.terminal.is_none() {
+            match self.ensure_sandbox(pod).await {
+                Ok(()) => self.ensure_containers(pod).await,
+                Err(e) => {
+                    self.recorder.warning(component_base::events::reference(pod), "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {e:#}"));
+                    tracing::warn!(pod = %name(pod), "sandbox: {e:#}");
+                }
+            }
+            self.refresh().await;
+            self.terminal = self.decide_terminal(pod);
+            if self.terminal.is_some() {
+                // Done for good: no restarts; the address goes back.
+                self.teardown_network().await;
+            }
+        }
+        self.report(pod).await
+    }
+
+    /// Reads each known attempt's state again.
+    async fn refresh(&mut self) {
+        let ids: Vec<String> = self.attempts.values().flatten().map(|a| a.id.clone()).collect();
+        let kubelet = self.kubelet.clone();
+        let states = tokio::task::spawn_blocking(move || ids.into_iter().map(|id| (id.clone(), kubelet.runtime.container(&id))).collect::<Vec<_>>())
+            .await
+            .unwrap_or_default();
+        for (id, state) in states {
+            for a in self.attempts.values_mut().flatten() {
+                if a.id == id {
+                    if let Ok(Some(s)) = &state {
+                        a.state = s.state.clone();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ensure_sandbox(&mut self, pod: &Pod) -> anyhow::Result<()> {
+        let uid = self.uid.clone();
+        let kubelet = self.kubelet.clone();
+        let current = blocking(move || kubelet.runtime.sandbox(&uid)).await?;
+        if current.as_ref().is_some_and(|s| s.ready) && !self.pod_ips.is_empty() {
+            return Ok(());
+        }
+        if current.is_some() {
+            // The holder died: its namespaces and so every container go.
+            tracing::info!(pod = %name(pod), "the sandbox is gone; making a new one");
+            self.stop_all(Duration::ZERO, pod).await;
+            self.teardown_network().await;
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let hostname = spec.hostname.clone().or_else(|| pod.metadata.name.clone()).unwrap_or_default();
+        let labels = BTreeMap::from([
+            ("io.kubernetes.pod.name".to_string(), pod.metadata.name.clone().unwrap_or_default()),
+            ("io.kubernetes.pod.namespace".to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
+            ("io.kubernetes.pod.uid".to_string(), self.uid.clone()),
+        ]);
+        let config = runtime::SandboxConfig { id: self.uid.clone(), hostname, labels };
+        let kubelet = self.kubelet.clone();
+        let sandbox = blocking(move || kubelet.runtime.create_sandbox(&config)).await?;
+        let netns = sandbox.netns().ok_or_else(|| anyhow::anyhow!("the sandbox has no network namespace"))?;
+        let ports = host_ports(&spec);
+        let ips = match self.kubelet.network.add(&self.uid, &netns, &ports).await {
+            Ok(ips) => ips,
+            Err(e) => {
+                // DEL after a failed ADD, as the spec asks; then no sandbox.
+                let _ = self.kubelet.network.del(&self.uid, Some(&netns)).await;
+                let (kubelet, uid) = (self.kubelet.clone(), self.uid.clone());
+                let _ = blocking(move || kubelet.runtime.remove_sandbox(&uid)).await;
+                return Err(e.context("setting up the pod's network"));
+            }
+        };
+        self.pod_ips = ips;
+        let dir = paths::pod_dir(&self.kubelet.settings.root_dir, &self.uid);
+        config::write_file(&dir.join("ips"), &self.pod_ips.join("\n"))?;
+        let s = &self.kubelet.settings;
+        config::write_file(&dir.join("etc-hosts"), &config::hosts_file(pod, &self.pod_ips, &s.cluster_domain))?;
+        config::write_file(&dir.join("resolv.conf"), &config::resolv_conf(pod, &s.cluster_dns.to_string(), &s.cluster_domain))?;
+        config::write_file(&dir.join("hostname"), &format!("{}\n", spec.hostname.clone().or_else(|| pod.metadata.name.clone()).unwrap_or_default()))?;
+        Ok(())
+    }
+
+    async fn ensure_containers(&mut self, pod: &Pod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        // Init containers one at a time, in order, each to success.
+        self.initialized = self.initialized || spec.init_containers.as_ref().is_none_or(|v| v.is_empty());
+        if !self.initialized {
+            for c in spec.init_containers.iter().flatten() {
+                let latest = self.attempts.get(&c.name).and_then(|v| v.last()).cloned();
+                match latest.as_ref().map(|a| &a.state) {
+                    None => {
+                        self.start(pod, c).await;
+                        return;
+                    }
+                    Some(Run::Created) | Some(Run::Running(_)) => return,
+                    Some(Run::Exited { exited, .. }) if exited.exit_code == 0 => continue,
+                    Some(Run::Exited { .. }) => {
+                        if policy != "Never" {
+                            self.restart(pod, c).await;
+                        }
+                        return;
+                    }
+                }
+            }
+            self.initialized = true;
+        }
+        for c in &spec.containers {
+            let latest = self.attempts.get(&c.name).and_then(|v| v.last()).cloned();
+            match latest.as_ref().map(|a| &a.state) {
+                None => self.start(pod, c).await,
+                Some(Run::Exited { exited, .. }) => {
+                    let again = match policy.as_str() {
+                        "Never" => false,
+                        "OnFailure" => exited.exit_code != 0,
+                        _ => true,
+                    };
+                    if again {
+                        self.restart(pod, c).await;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// A container that ended starts again, after its back-off.
+    async fn restart(&mut self, pod: &Pod, c: &Container) {
+        let now = Instant::now();
+        let ran_long = self.attempts.get(&c.name).and_then(|v| v.last()).and_then(run_time).is_some_and(|d| d > BACKOFF_RESET);
+        if ran_long {
+            self.backoff.remove(&c.name);
+        }
+        match self.backoff.get(&c.name).cloned() {
+            Some(b) if now < b.until => {
+                let message = format!(
+                    "back-off {} restarting failed container={} pod={}_{}({})",
+                    go_seconds(b.delay),
+                    c.name,
+                    pod.metadata.name.clone().unwrap_or_default(),
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    self.uid
+                );
+                if self.waiting.get(&c.name).map(|w| w.0.as_str()) != Some("CrashLoopBackOff") {
+                    self.recorder.warning(
+                        component_base::events::reference(pod),
+                        "BackOff",
+                        format!("Back-off restarting failed container {} in pod {}", c.name, name(pod)),
+                    );
+                }
+                self.waiting.insert(c.name.clone(), ("CrashLoopBackOff".into(), message));
+            }
+            previous => {
+                let delay = previous.map(|b| (b.delay * 2).min(BACKOFF_MAX)).unwrap_or(BACKOFF_START);
+                self.backoff.insert(c.name.clone(), Backoff { delay, until: now + delay });
+                self.start(pod, c).await;
+            }
+        }
+    }
+
+    /// Starts the next attempt of `c`; a failure to is a decided wait.
+    async fn start(&mut self, pod: &Pod, c: &Container) {
+        match self.try_start(pod, c).await {
+            Ok(()) => {
+                self.waiting.remove(&c.name);
+            }
+            Err((reason, message)) => {
+                if self.waiting.get(&c.name) != Some(&(reason.clone(), message.clone())) {
+                    let event = match reason.as_str() {
+                        "ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff" => "Failed",
+                        _ => "Failed",
+                    };
+                    self.recorder.warning(component_base::events::reference(pod), event, format!("Error: {message}"));
+                }
+                self.waiting.insert(c.name.clone(), (reason, message));
+            }
+        }
+    }
+
+    async fn try_start(&mut self, pod: &Pod, c: &Container) -> Result<(), (String, String)> {
+        let reference = component_base::events::reference(pod);
+        let image_name = c.image.clone().unwrap_or_default();
+        let image = {
+            let (kubelet, reference) = (self.kubelet.clone(), image_name.clone());
+            tokio::task::spawn_blocking(move || kubelet.images.resolve(&reference)).await.map_err(|e| ("ErrImagePull".to_string(), e.to_string()))?
+        };
+        let image = match image {
+            Ok(Some(i)) => i,
+            Ok(None) => return Err(missing_image(&image_name, c.image_pull_policy.as_deref())),
+            Err(e) => return Err(("InvalidImageName".into(), format!("Failed to apply default image tag {image_name:?}: {e}"))),
+        };
+        if !self.waiting.contains_key(&c.name) || self.attempts.get(&c.name).is_none_or(|v| v.is_empty()) {
+            self.recorder.normal(reference.clone(), "Pulled", format!("Container image {image_name:?} already present on machine"));
+        }
+        let restart = self.attempts.get(&c.name).and_then(|v| v.last()).map(|a| a.restart + 1).unwrap_or(0);
+        let id = format!("{}-{}-{restart}", self.uid, c.name);
+        let config = self.container_config(pod, c, &image, &id, restart).await.map_err(|e| ("CreateContainerConfigError".to_string(), e.0))?;
+        let kubelet = self.kubelet.clone();
+        let started = tokio::task::spawn_blocking(move || kubelet.runtime.run_container(&config)).await;
+        let status = match started {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(("CreateContainerError".into(), e.to_string())),
+            Err(e) => return Err(("CreateContainerError".into(), e.to_string())),
+        };
+        self.recorder.normal(reference.clone(), "Created", format!("Created container: {}", c.name));
+        match &status.state {
+            Run::Exited { exited, .. } if exited.start_error.is_some() => {
+                self.recorder.warning(reference, "Failed", format!("Error: {}", exited.start_error.clone().unwrap_or_default()));
+            }
+            _ => self.recorder.normal(reference, "Started", format!("Started container {}", c.name)),
+        }
+        let list = self.attempts.entry(c.name.clone()).or_default();
+        list.push(Attempt { id, restart, state: status.state });
+        // Keep the current attempt and the one before (for `logs --previous`).
+        while list.len() > 2 {
+            let old = list.remove(0);
+            let kubelet = self.kubelet.clone();
+            let _ = tokio::task::spawn_blocking(move || kubelet.runtime.remove_container(&old.id)).await;
+        }
+        self.shared.lock().expect("not poisoned").image_ids.insert(c.name.clone(), (image.names.first().cloned().unwrap_or(image_name), image.id.clone()));
+        Ok(())
+    }
+
+    async fn container_config(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        image: &runtime::images::Image,
+        id: &str,
+        restart: u32,
+    ) -> Result<runtime::ContainerConfig, config::ConfigError> {
+        let s = &self.kubelet.settings;
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let volumes = volumes::prepare(&self.kubelet.client, &s.root_dir, pod).await?;
+        let env_values = self.env_values(&ns, c).await?;
+        let dir = paths::pod_dir(&s.root_dir, &self.uid);
+        let termination_log = dir.join("containers").join(&c.name).join(id);
+        config::write_file(&termination_log, "").map_err(|e| config::ConfigError(format!("creating the termination log: {e}")))?;
+        let etc = [
+            ("/etc/hosts".to_string(), dir.join("etc-hosts")),
+            ("/etc/resolv.conf".to_string(), dir.join("resolv.conf")),
+            ("/etc/hostname".to_string(), dir.join("hostname")),
+        ];
+        let service_env = kubernetes_service_env(&s.kubernetes_service_host.to_string());
+        let inputs = Inputs {
+            pod,
+            container: c,
+            image,
+            id: id.to_string(),
+            sandbox_id: self.uid.clone(),
+            log_path: paths::container_log(&ns, &pod.metadata.name.clone().unwrap_or_default(), &self.uid, &c.name, restart),
+            volumes: &volumes,
+            etc: &etc,
+            termination_log,
+            env_values: &env_values,
+            service_env: &service_env,
+            pod_ip: self.pod_ips.first().cloned().unwrap_or_default(),
+            host_ip: s.node_ip.to_string(),
+            node_name: s.node_name.clone(),
+        };
+        config::container_config(&inputs)
+    }
+
+    /// The ConfigMaps and Secrets a container's env names.
+    async fn env_values(&self, ns: &str, c: &Container) -> Result<EnvValues, config::ConfigError> {
+        let mut wanted: Vec<(String, bool)> = vec![];
+        for from in c.env_from.iter().flatten() {
+            if let Some(cm) = &from.config_map_ref {
+                wanted.push((cm.name.clone(), false));
+            }
+            if let Some(s) = &from.secret_ref {
+                wanted.push((s.name.clone(), true));
+            }
+        }
+        for e in c.env.iter().flatten() {
+            if let Some(from) = &e.value_from {
+                if let Some(r) = &from.config_map_key_ref {
+                    wanted.push((r.name.clone(), false));
+                }
+                if let Some(r) = &from.secret_key_ref {
+                    wanted.push((r.name.clone(), true));
+                }
+            }
+        }
+        let mut values = EnvValues::default();
+        for (name, secret) in wanted {
+            let map = if secret { &mut values.secrets } else { &mut values.config_maps };
+            if map.contains_key(&name) {
+                continue;
+            }
+            if let Some(v) = volumes::env_source(&self.kubelet.client, ns, &name, secret).await? {
+                map.insert(name, v);
+            }
+        }
+        Ok(values)
+    }
+
+    fn decide_terminal(&self, pod: &Pod) -> Option<&'static str> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        if policy == "Always" {
+            return None;
+        }
+        // An init container failed under Never.
+        if policy == "Never" && !self.initialized {
+            let failed = spec.init_containers.iter().flatten().any(|c| self.latest(&c.name).and_then(Attempt::exited).is_some_and(|e| e.exit_code != 0));
+            return failed.then_some("Failed");
+        }
+        if !self.initialized {
+            return None;
+        }
+        let mut all_ok = true;
+        for c in &spec.containers {
+            match self.latest(&c.name).and_then(Attempt::exited) {
+                None => return None,
+                Some(e) if e.exit_code != 0 => {
+                    if policy == "OnFailure" {
+                        return None;
+                    }
+                    all_ok = false;
+                }
+                Some(_) => {}
+            }
+        }
+        Some(if all_ok { "Succeeded" } else { "Failed" })
+    }
+
+    fn latest(&self, name: &str) -> Option<&Attempt> {
+        self.attempts.get(name).and_then(|v| v.last())
+    }
+
+    fn observed(&self, pod: &Pod) -> PodObserved {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let shared = self.shared.lock().expect("not poisoned");
+        let observe = |c: &Container| {
+            let list = self.attempts.get(&c.name).cloned().unwrap_or_default();
+            let n = list.len();
+            Observed {
+                current: list.last().cloned(),
+                previous: (n >= 2).then(|| list[n - 2].clone()),
+                waiting: self.waiting.get(&c.name).cloned(),
+                readiness: None,
+                started: true,
+                image: shared.image_ids.get(&c.name).cloned(),
+            }
+        };
+        let uid = self.uid.clone();
+        let kubelet = self.kubelet.clone();
+        let sandbox_ready = kubelet.runtime.sandbox(&uid).ok().flatten().is_some_and(|s| s.ready) && !self.pod_ips.is_empty();
+        PodObserved {
+            init: spec.init_containers.iter().flatten().map(|c| (c.name.clone(), observe(c))).collect(),
+            containers: spec.containers.iter().map(|c| (c.name.clone(), observe(c))).collect(),
+            pod_ips: self.pod_ips.clone(),
+            host_ip: self.kubelet.settings.node_ip.to_string(),
+            sandbox_ready,
+            initialized: self.initialized,
+            terminal: self.terminal,
+        }
+    }
+
+    /// Writes the pod's status when it changed since the last write.
+    async fn report(&mut self, pod: &Pod) -> anyhow::Result<()> {
+        let observed = self.observed(pod);
+        let status = status::pod_status(pod, &observed, Time(k8s_openapi::jiff::Timestamp::now()));
+        {
+            let mut shared = self.shared.lock().expect("not poisoned");
+            shared.observed = observed;
+            let mut with_status = pod.clone();
+            with_status.status = Some(status.clone());
+            shared.pod = with_status;
+        }
+        let value = serde_json::to_value(&status)?;
+        if self.last_status.as_ref() == Some(&value) {
+            return Ok(());
+        }
+        let api: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &pod.metadata.namespace.clone().unwrap_or_default());
+        let patch = serde_json::json!({ "status": value });
+        match api.patch_status(&pod.metadata.name.clone().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {
+                self.last_status = Some(value);
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// SIGTERM to every running container, SIGKILL after `grace`.
+    async fn stop_all(&mut self, grace: Duration, pod: &Pod) {
+        let running: Vec<(String, String)> =
+            self.attempts.iter().filter_map(|(n, v)| v.last().filter(|a| a.running().is_some()).map(|a| (n.clone(), a.id.clone()))).collect();
+        if running.is_empty() {
+            return;
+        }
+        for (name, id) in &running {
+            if grace > Duration::ZERO {
+                self.recorder.normal(component_base::events::reference(pod), "Killing", format!("Stopping container {name}"));
+            }
+            let (kubelet, id) = (self.kubelet.clone(), id.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || kubelet.runtime.signal(&id, if grace > Duration::ZERO { Signal::SIGTERM } else { Signal::SIGKILL })).await;
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            self.refresh().await;
+            let alive: Vec<String> = running.iter().filter(|(n, _)| self.latest(n).is_some_and(|a| a.running().is_some())).map(|(_, id)| id.clone()).collect();
+            if alive.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                for id in alive {
+                    let kubelet = self.kubelet.clone();
+                    let _ = tokio::task::spawn_blocking(move || kubelet.runtime.signal(&id, Signal::SIGKILL)).await;
+                }
+                // SIGKILL is not refused; its exit is written within moments.
+                let until = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < until {
+                    self.refresh().await;
+                    if running.iter().all(|(n, _)| self.latest(n).is_none_or(|a| a.running().is_none())) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn teardown_network(&mut self) {
+        let uid = self.uid.clone();
+        let kubelet = self.kubelet.clone();
+        let netns = blocking(move || kubelet.runtime.sandbox(&uid)).await.ok().flatten().and_then(|s| s.netns());
+        if let Err(e) = self.kubelet.network.del(&self.uid, netns.as_deref()).await {
+            tracing::warn!(pod = %self.uid, "CNI DEL: {e:#}");
+        }
+        let (kubelet, uid) = (self.kubelet.clone(), self.uid.clone());
+        if let Err(e) = blocking(move || kubelet.runtime.remove_sandbox(&uid)).await {
+            tracing::warn!(pod = %self.uid, "removing the sandbox: {e:#}");
+        }
+        self.pod_ips.clear();
+        let _ = std::fs::remove_file(paths::pod_dir(&self.kubelet.settings.root_dir, &self.uid).join("ips"));
+    }
+
+    /// The pod is being deleted (or was removed from the API): stop it,
+    /// remove everything it had on the node, and let the API delete it.
+    async fn terminate(&mut self, pod: Option<Pod>) {
+        let grace = match &pod {
+            Some(p) => Duration::from_secs(
+                p.metadata.deletion_grace_period_seconds.or(p.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30).max(0) as u64,
+            ),
+            None => GONE_GRACE,
+        };
+        let placeholder = pod.clone().unwrap_or_default();
+        self.refresh().await;
+        self.stop_all(grace, &placeholder).await;
+        self.teardown_network().await;
+        let ids: Vec<String> = self.attempts.values().flatten().map(|a| a.id.clone()).collect();
+        let (kubelet, uid) = (self.kubelet.clone(), self.uid.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in ids {
+                if let Err(e) = kubelet.runtime.remove_container(&id) {
+                    tracing::warn!("removing container {id}: {e}");
+                }
+            }
+            if let Err(e) = kubelet.runtime.remove_pod_cgroup(&uid) {
+                tracing::warn!("removing the cgroup of pod {uid}: {e}");
+            }
+            let _ = std::fs::remove_dir_all(paths::pod_dir(&kubelet.settings.root_dir, &uid));
+        })
+        .await;
+        let Some(pod) = pod else { return };
+        let _ = std::fs::remove_dir_all(paths::pod_logs(
+            &pod.metadata.namespace.clone().unwrap_or_default(),
+            &pod.metadata.name.clone().unwrap_or_default(),
+            &self.uid,
+        ));
+        let api: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &pod.metadata.namespace.clone().unwrap_or_default());
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            ..Default::default()
+        };
+        match api.delete(&pod.metadata.name.clone().unwrap_or_default(), &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %name(&pod), "the final delete: {e}"),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> runtime::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    Ok(tokio::task::spawn_blocking(f).await??)
+}
+
+fn name(pod: &Pod) -> String {
+    format!("{}/{}", pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default())
+}
+
+/// `<uid>-<name>-<restart>` → name.
+pub fn container_name(uid: &str, id: &str) -> Option<String> {
+    let rest = id.strip_prefix(uid)?.strip_prefix('-')?;
+    let (name, restart) = rest.rsplit_once('-')?;
+    restart.parse::<u32>().ok().map(|_| name.to_string())
+}
+
+pub fn restart_of(id: &str) -> Option<u32> {
+    id.rsplit_once('-').and_then(|(_, r)| r.parse().ok())
+}
+
+fn run_time(a: &Attempt) -> Option<Duration> {
+    match &a.state {
+        Run::Exited { started: Some(s), exited } => {
+            let start = chrono::DateTime::parse_from_rfc3339(&s.started_at).ok()?;
+            let end = chrono::DateTime::parse_from_rfc3339(&exited.finished_at).ok()?;
+            (end - start).to_std().ok()
+        }
+        _ => None,
+    }
+}
+
+/// Go's Duration text for whole seconds: `10s`, `1m20s`, `5m0s`.
+fn go_seconds(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format!("{}m{}s", s / 60, s % 60)
+    }
+}
+
+/// The wait for an image the node's store does not hold: no registry can
+/// be reached, so `lab load image` is the way to bring one.
+fn missing_image(image: &str, policy: Option<&str>) -> (String, String) {
+    let tag_latest = !image.rsplit('/').next().unwrap_or(image).contains(':') || image.ends_with(":latest");
+    let policy = policy.map(str::to_string).unwrap_or_else(|| if tag_latest { "Always".into() } else { "IfNotPresent".into() });
+    if policy == "Never" {
+        return ("ErrImageNeverPull".into(), format!("Container image {image:?} is not present with pull policy of Never"));
+    }
+    (
+        "ImagePullBackOff".into(),
+        format!("Back-off pulling image {image:?}: kubelab's nodes reach no registry; load it into the lab's nodes with `lab load image {image}`"),
+    )
+}
+
+/// The variables of the `kubernetes` Service, as upstream's service links.
+fn kubernetes_service_env(host: &str) -> Vec<(String, String)> {
+    [
+        ("KUBERNETES_SERVICE_HOST", host.to_string()),
+        ("KUBERNETES_SERVICE_PORT", "443".into()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", "443".into()),
+        ("KUBERNETES_PORT", format!("tcp://{host}:443")),
+        ("KUBERNETES_PORT_443_TCP", format!("tcp://{host}:443")),
+        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp".into()),
+        ("KUBERNETES_PORT_443_TCP_PORT", "443".into()),
+        ("KUBERNETES_PORT_443_TCP_ADDR", host.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn host_ports(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<crate::cni::PortMapping> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            p.host_port.filter(|h| *h > 0).map(|h| crate::cni::PortMapping {
+                host_port: h,
+                container_port: p.container_port,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()).to_lowercase(),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn read_ips(kubelet: &Kubelet, uid: &str) -> Vec<String> {
+    std::fs::read_to_string(paths::pod_dir(&kubelet.settings.root_dir, uid).join("ips"))
+        .map(|t| t.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+pub fn log_path_of(pod: &Pod, container: &str, restart: u32) -> PathBuf {
+    paths::container_log(
+        &pod.metadata.namespace.clone().unwrap_or_default(),
+        &pod.metadata.name.clone().unwrap_or_default(),
+        &pod.metadata.uid.clone().unwrap_or_default(),
+        container,
+        restart,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_name_their_container_and_attempt() {
+        let uid = "0b7e-11";
+        assert_eq!(container_name(uid, "0b7e-11-web-server-3").as_deref(), Some("web-server"));
+        assert_eq!(restart_of("0b7e-11-web-server-3"), Some(3));
+        assert_eq!(container_name(uid, "other-web-0"), None);
+    }
+
+    #[test]
+    fn a_missing_image_names_lab_load_image() {
+        let (reason, message) = missing_image("nginx:1.27", Some("Never"));
+        assert_eq!(reason, "ErrImageNeverPull");
+        assert_eq!(message, "Container image \"nginx:1.27\" is not present with pull policy of Never");
+        let (reason, message) = missing_image("nginx", None);
+        assert_eq!(reason, "ImagePullBackOff");
+        assert!(message.contains("lab load image nginx"), "{message}");
+    }
+
+    #[test]
+    fn back_off_reads_as_go_prints_it() {
+        assert_eq!(go_seconds(Duration::from_secs(10)), "10s");
+        assert_eq!(go_seconds(Duration::from_secs(300)), "5m0s");
+    }
+}
