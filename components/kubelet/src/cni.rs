@@ -33,6 +33,9 @@ pub struct Network {
     cluster_cidr: ipnet::IpNet,
     /// The pod CIDR the conflist was written for.
     configured: Mutex<Option<String>>,
+    /// One ADD or DEL at a time on a node: the bridge plugin creating
+    /// `cni0` for two pods at once fails ("could not set bridge's mac").
+    serial: tokio::sync::Mutex<()>,
 }
 
 /// A hostPort, as the portmap plugin's `portMappings` capability takes it.
@@ -68,13 +71,16 @@ impl Network {
     /// and makes traffic leaving the cluster's pod network leave with the
     /// node's address: the lab network drops packets from addresses
     /// outside its subnet, and pods have no other way out.
-    pub fn configure(&self, pod_cidr: &str) -> Result<()> {
+    /// True when this call configured it (the first time for this CIDR).
+    pub fn configure(&self, pod_cidr: &str) -> Result<bool> {
         let mut configured = self.configured.lock().expect("not poisoned");
         if configured.as_deref() == Some(pod_cidr) {
-            return Ok(());
+            return Ok(false);
         }
         let cidr: ipnet::IpNet = pod_cidr.parse().with_context(|| format!("the Node's podCIDR {pod_cidr:?}"))?;
-        let conflist = conflist(&cidr);
+        // Pod packets must fit into VXLAN between nodes.
+        let mtu = crate::overlay::uplink_mtu("eth0").saturating_sub(crate::overlay::OVERHEAD);
+        let conflist = conflist(&cidr, mtu);
         std::fs::create_dir_all(&self.conf_dir)?;
         let path = self.conf_dir.join(CONFLIST);
         let text = serde_json::to_string_pretty(&conflist)? + "\n";
@@ -86,7 +92,7 @@ impl Network {
         masquerade_leaving(&self.cluster_cidr)?;
         tracing::info!("pod network configured for {pod_cidr} ({})", path.display());
         *configured = Some(pod_cidr.to_string());
-        Ok(())
+        Ok(true)
     }
 
     fn conflist_path(&self) -> Option<PathBuf> {
@@ -98,6 +104,7 @@ impl Network {
 
     /// ADD: attaches the namespace; returns the pod's addresses.
     pub async fn add(&self, container_id: &str, netns: &Path, ports: &[PortMapping]) -> Result<Vec<String>> {
+        let _one_at_a_time = self.serial.lock().await;
         let path = self.conflist_path().ok_or_else(|| anyhow!("{}", self.ready().unwrap_err()))?;
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let list: Value = serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))?;
@@ -139,6 +146,7 @@ impl Network {
     /// result; the cached configuration is used, so a changed conflist
     /// still deletes what the old one made.
     pub async fn del(&self, container_id: &str, netns: Option<&Path>) -> Result<()> {
+        let _one_at_a_time = self.serial.lock().await;
         let cache_path = cache_path(NETWORK, container_id);
         let cached: Option<Value> = std::fs::read(&cache_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
         let (bytes, prev, capability_args) = match &cached {
@@ -220,7 +228,7 @@ fn cache_path(network: &str, container_id: &str) -> PathBuf {
 }
 
 /// The conflist for a node's pod CIDR.
-pub fn conflist(cidr: &ipnet::IpNet) -> Value {
+pub fn conflist(cidr: &ipnet::IpNet, mtu: u32) -> Value {
     json!({
         "cniVersion": "1.0.0",
         "name": NETWORK,
@@ -233,6 +241,7 @@ pub fn conflist(cidr: &ipnet::IpNet) -> Value {
                 // masqueraded by the node's own rule (see configure).
                 "ipMasq": false,
                 "hairpinMode": true,
+                "mtu": mtu,
                 "ipam": { "type": "host-local", "ranges": [[{ "subnet": cidr.to_string() }]], "routes": [{ "dst": "0.0.0.0/0" }] }
             },
             { "type": "portmap", "capabilities": { "portMappings": true } }
@@ -296,7 +305,7 @@ mod tests {
 
     #[test]
     fn plugins_get_the_lists_name_their_previous_result_and_asked_capabilities() {
-        let list = conflist(&"10.244.1.0/24".parse().unwrap());
+        let list = conflist(&"10.244.1.0/24".parse().unwrap(), 1450);
         let ports = json!({ "portMappings": [{ "hostPort": 8080, "containerPort": 80, "protocol": "tcp" }] });
         let bridge = plugin_config(&list["plugins"][0], "kubelab", "1.0.0", None, &ports);
         assert_eq!(bridge["name"], "kubelab");

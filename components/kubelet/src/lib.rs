@@ -6,6 +6,7 @@
 //! - `node` — the Node object, its conditions and the Lease heartbeat.
 //! - `pods/` — one worker per pod: sandbox, network, containers, restarts,
 //!   deletion, status (`pods/status` is a pure function of what runs).
+//! - `overlay` — VXLAN between nodes, kept in step with the Node list.
 //! - `cni` — the CNI plugins called as the spec says, results cached in
 //!   libcni's layout.
 //! - `server` — HTTPS on :10250 (`/healthz`, `/pods`, `/containerLogs`,
@@ -13,6 +14,7 @@
 
 pub mod cni;
 pub mod node;
+pub mod overlay;
 pub mod paths;
 pub mod pods;
 pub mod server;

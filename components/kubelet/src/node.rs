@@ -40,8 +40,10 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<()> {
         let previous = match nodes.get(&kubelet.settings.node_name).await {
             Ok(current) => {
                 if let Some(cidr) = current.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()) {
-                    if let Err(e) = kubelet.network.configure(cidr) {
-                        tracing::warn!("pod network for {cidr}: {e:#}");
+                    match kubelet.network.configure(cidr) {
+                        Ok(true) => start_overlay(&kubelet, cidr),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("pod network for {cidr}: {e:#}"),
                     }
                 }
                 current.status
@@ -66,6 +68,19 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<()> {
             bail!("the Lease heartbeat stopped");
         }
     }
+}
+
+/// The overlay between nodes, once the Node has its pod CIDR.
+fn start_overlay(kubelet: &Arc<Kubelet>, cidr: &str) {
+    let Ok(ipnet::IpNet::V4(cidr)) = cidr.parse::<ipnet::IpNet>() else {
+        return tracing::warn!("overlay: the pod CIDR {cidr} is not IPv4");
+    };
+    let kubelet = kubelet.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::overlay::run_overlay(kubelet, cidr).await {
+            tracing::error!("overlay: {e:#}");
+        }
+    });
 }
 
 /// Creates the Node, or takes over the one of this name (a kubelet

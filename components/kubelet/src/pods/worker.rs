@@ -162,6 +162,12 @@ impl Worker {
             ("io.kubernetes.pod.uid".to_string(), self.uid.clone()),
         ]);
         let config = runtime::SandboxConfig { id: self.uid.clone(), hostname, labels };
+        // Whatever an earlier sandbox of this pod left in the plugins'
+        // state (a node restarted under it) goes first: host-local refuses
+        // a second address for the same container.
+        if let Err(e) = self.kubelet.network.del(&self.uid, None).await {
+            tracing::debug!(pod = %name(pod), "CNI DEL before ADD: {e:#}");
+        }
         let kubelet = self.kubelet.clone();
         let sandbox = blocking(move || kubelet.runtime.create_sandbox(&config)).await?;
         let netns = sandbox.netns().ok_or_else(|| anyhow::anyhow!("the sandbox has no network namespace"))?;
