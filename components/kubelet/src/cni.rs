@@ -56,6 +56,7 @@ impl Network {
             bin_dir: settings.cni_bin_dir.clone(),
             cluster_cidr: settings.cluster_cidr,
             configured: Mutex::new(None),
+            serial: tokio::sync::Mutex::new(()),
         }
     }
 
