@@ -200,7 +200,7 @@ pub fn pod_status(pod: &Pod, observed: &PodObserved, now: Time) -> PodStatus {
     let not_ready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
     let incomplete: Vec<&str> = init_statuses
         .iter()
-        .filter(|s| !s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0))
+        .filter(|s| s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_none_or(|t| t.exit_code != 0))
         .map(|s| s.name.as_str())
         .collect();
     let done = matches!(phase, "Succeeded" | "Failed");
@@ -312,6 +312,7 @@ mod tests {
 
     fn observed(containers: Vec<(&str, Observed)>) -> PodObserved {
         PodObserved {
+            init: BTreeMap::new(),
             containers: containers.into_iter().map(|(n, o)| (n.to_string(), o)).collect(),
             pod_ips: vec!["10.244.1.2".into()],
             host_ip: "172.18.0.5".into(),

@@ -42,10 +42,8 @@ async fn prepare_one(client: &kube::Client, root: &Path, uid: &str, ns: &str, po
             "DirectoryOrCreate" => {
                 std::fs::create_dir_all(&p).map_err(|e| ConfigError(format!("hostPath {}: {e}", h.path)))?;
             }
-            "FileOrCreate" => {
-                if !p.exists() {
-                    write_file(&p, "").map_err(|e| ConfigError(format!("hostPath {}: {e}", h.path)))?;
-                }
+            "FileOrCreate" if !p.exists() => {
+                write_file(&p, "").map_err(|e| ConfigError(format!("hostPath {}: {e}", h.path)))?;
             }
             "" => {}
             _ if !p.exists() => return Err(ConfigError(format!("hostPath type check failed: {} does not exist", h.path))),
