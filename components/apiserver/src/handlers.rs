@@ -388,36 +388,47 @@ impl Ctx {
         let writer = self.writer("PatchOptions")?;
         let patch_doc: Value = serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
         check_patch_shape(kind, &patch_doc)?;
-        let current = self.registry().get(res, self.ns(), self.name()).await?;
         let is_scale = self.target.subresource.as_deref() == Some("scale");
-        let mut doc = if is_scale { to_scale(&current)? } else { current.clone() };
-        let applied = match kind {
-            PatchType::Merge => {
-                patch::merge(&mut doc, &patch_doc);
-                Ok(())
-            }
-            PatchType::Json => patch::json_patch(&mut doc, &patch_doc),
-            PatchType::Strategic => patch::strategic(&mut doc, &patch_doc),
-            PatchType::Apply => unreachable!("refused above"),
-        };
-        applied.map_err(|why| ApiError { code: 422, reason: "Invalid", message: format!("the patch could not be applied: {why}"), details: None })?;
-        if is_scale {
-            check_scale(&doc).map_err(|why| patch_result_invalid(&doc_shown(&doc), &why))?;
-            return self.write_scale(doc, "PatchOptions").await;
-        }
-        // The result must still be an object of this kind before anything
-        // reads or sets its metadata.
-        let mode = crate::fields::Mode::from_query(&self.q)?;
-        let shown = doc_shown(&doc);
-        let warnings = crate::fields::check_with(res, &mut doc, mode, |why| patch_result_invalid(&shown, why))?;
-        // A patch carries no resourceVersion unless the client put one in:
-        // apply it to the version it was computed on.
-        if meta::resource_version(&doc).is_none() {
-            meta::meta_mut(&mut doc).insert("resourceVersion".into(), current["metadata"]["resourceVersion"].clone());
-        }
         let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
-        let updated = self.registry().update(res, self.ns(), self.name(), doc, part, self.dry_run(), Some(&writer)).await?;
-        Ok(self.respond_warned(StatusCode::OK, &updated, &warnings))
+        // As upstream's patcher: a patch that names no resourceVersion is
+        // applied again to the newer object when another writer came
+        // between the read and the write.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.registry().get(res, self.ns(), self.name()).await?;
+            let mut doc = if is_scale { to_scale(&current)? } else { current.clone() };
+            let applied = match kind {
+                PatchType::Merge => {
+                    patch::merge(&mut doc, &patch_doc);
+                    Ok(())
+                }
+                PatchType::Json => patch::json_patch(&mut doc, &patch_doc),
+                PatchType::Strategic => patch::strategic(&mut doc, &patch_doc),
+                PatchType::Apply => unreachable!("refused above"),
+            };
+            applied.map_err(|why| ApiError { code: 422, reason: "Invalid", message: format!("the patch could not be applied: {why}"), details: None })?;
+            if is_scale {
+                check_scale(&doc).map_err(|why| patch_result_invalid(&doc_shown(&doc), &why))?;
+                return self.write_scale(doc, "PatchOptions").await;
+            }
+            // The result must still be an object of this kind before anything
+            // reads or sets its metadata.
+            let mode = crate::fields::Mode::from_query(&self.q)?;
+            let shown = doc_shown(&doc);
+            let warnings = crate::fields::check_with(res, &mut doc, mode, |why| patch_result_invalid(&shown, why))?;
+            // A patch carries no resourceVersion unless the client put one in:
+            // apply it to the version it was computed on.
+            let pinned = meta::resource_version(&doc).is_some_and(|v| Some(v) != meta::resource_version(&current));
+            if meta::resource_version(&doc).is_none() {
+                meta::meta_mut(&mut doc).insert("resourceVersion".into(), current["metadata"]["resourceVersion"].clone());
+            }
+            match self.registry().update(res, self.ns(), self.name(), doc, part, self.dry_run(), Some(&writer)).await {
+                Ok(updated) => return Ok(self.respond_warned(StatusCode::OK, &updated, &warnings)),
+                Err(e) if !pinned && attempt < 5 && e.code == 409 && e.reason == "Conflict" => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Who this write is by, recorded in managedFields: the `fieldManager`
