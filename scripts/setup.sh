@@ -10,6 +10,7 @@ need() { # need COMMAND DEBIAN-PACKAGE WHAT-FOR
 }
 need debootstrap debootstrap "building the Debian base image"
 need tar tar "packing the base image"
+need busybox busybox-static "the pod images (busybox and labhost are built FROM scratch around /bin/busybox)"
 need protoc protobuf-compiler "building etcd-client (the apiserver's etcd API)"
 need etcd etcd-server "the apiserver tests, which run a real etcd on loopback"
 need curl curl "the apiserver tests"

@@ -92,8 +92,11 @@ fn a_path_is_taken_as_it_is() {
 fn controller_manager_flags_follow_the_topology() {
     use kubelab::{components, images::Images, pki, plan};
     let dir = repo_root().join("topologies");
-    let images =
-        Images { base: "kubelab/base:test".into(), components: components::COMPONENTS.iter().map(|c| (c.name, format!("kubelab/{}:test", c.name))).collect() };
+    let images = Images {
+        base: "kubelab/base:test".into(),
+        components: components::COMPONENTS.iter().map(|c| (c.name, format!("kubelab/{}:test", c.name))).collect(),
+        pod_images: components::POD_IMAGES.iter().map(|p| (p.name, format!("kubelab/{}:test", p.name))).collect(),
+    };
     for name in topology::known(&dir) {
         let source = topology::load(&topology::resolve(&name, &dir).unwrap()).unwrap();
         let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();

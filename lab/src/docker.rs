@@ -71,6 +71,20 @@ fn files_tar(files: &[File]) -> Result<Vec<u8>> {
     Ok(builder.into_inner()?)
 }
 
+/// The bytes before and after a file's contents in a tar archive holding
+/// only that file: its header, then the padding to a whole block and the
+/// two zero blocks that end an archive.
+fn one_file_tar(path: &str, size: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path(path.trim_start_matches('/'))?;
+    header.set_size(size);
+    header.set_mode(0o600);
+    header.set_mtime(0);
+    header.set_cksum();
+    let padding = (512 - (size % 512) as usize) % 512;
+    Ok((header.as_bytes().to_vec(), vec![0u8; padding + 1024]))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Attachment {
     /// On the lab's network, reachable by these extra DNS names.
@@ -355,6 +369,50 @@ impl Engine {
         Ok(rows)
     }
 
+    /// `docker save` of one image: the archive's bytes (the engine's legacy
+    /// layout with manifest.json on 20.10; OCI with it on newer engines).
+    pub async fn save_image(&self, tag: &str) -> Result<Vec<u8>> {
+        let mut archive = Vec::new();
+        let mut chunks = self.docker.export_image(tag);
+        while let Some(chunk) = chunks.next().await {
+            archive.extend_from_slice(&chunk.with_context(|| format!("saving image {tag}"))?);
+        }
+        Ok(archive)
+    }
+
+    /// `docker save` of several images into one archive file (streamed, as
+    /// images may be large).
+    pub async fn save_images_to(&self, tags: &[String], file: &std::path::Path) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let mut out = tokio::fs::File::create(file).await.with_context(|| format!("creating {}", file.display()))?;
+        let mut size = 0u64;
+        let mut chunks = self.docker.export_images(&refs);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.with_context(|| format!("saving images {}", tags.join(" ")))?;
+            size += chunk.len() as u64;
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        Ok(size)
+    }
+
+    /// Copies a host file into a container at `path` (absolute), streamed
+    /// as a one-file tar archive; missing parent folders are made by the engine.
+    pub async fn upload_file(&self, container: &str, path: &str, file: &std::path::Path) -> Result<()> {
+        let size = tokio::fs::metadata(file).await.with_context(|| format!("reading {}", file.display()))?.len();
+        let opened = tokio::fs::File::open(file).await.with_context(|| format!("opening {}", file.display()))?;
+        let (header, trailer) = one_file_tar(path, size)?;
+        let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(header)) })
+            .chain(tokio_util::io::ReaderStream::new(opened))
+            .chain(futures_util::stream::once(async move { Ok(bytes::Bytes::from(trailer)) }));
+        let options = UploadToContainerOptions { path: "/".into(), ..Default::default() };
+        self.docker
+            .upload_to_container(container, Some(options), body_try_stream(stream))
+            .await
+            .with_context(|| format!("copying {} into container {container} at {path}", file.display()))
+    }
+
     /// Imports a root filesystem tarball (a stream of its bytes) as an image,
     /// applying Dockerfile instructions such as `LABEL a=b`.
     pub async fn import_rootfs<S>(&self, tag: &str, tarball: S, changes: Vec<String>) -> Result<()>
@@ -428,4 +486,26 @@ fn found(c: ContainerSummary) -> Found {
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_file_tar_reads_back() {
+        for contents in [&b""[..], b"x", &[7u8; 512][..], &[9u8; 1500][..]] {
+            let (header, trailer) = one_file_tar("/var/lib/kubelab/imports/a.tar", contents.len() as u64).unwrap();
+            let archive = [header, contents.to_vec(), trailer].concat();
+            assert_eq!(archive.len() % 512, 0);
+            let mut entries = Vec::new();
+            for entry in tar::Archive::new(&archive[..]).entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let mut read = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut read).unwrap();
+                entries.push((entry.path().unwrap().display().to_string(), read));
+            }
+            assert_eq!(entries, vec![("var/lib/kubelab/imports/a.tar".to_string(), contents.to_vec())]);
+        }
+    }
 }

@@ -10,8 +10,11 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use crate::components::{Component, COMPONENTS};
+use std::os::unix::fs::PermissionsExt;
+
+use crate::components::{self, Component, PodImage, COMPONENTS, POD_IMAGES};
 use crate::docker::{Engine, IMAGES_LABEL_VALUE, IMAGE_LABEL, LAB_LABEL};
+use crate::pod_images;
 use crate::progress::Progress;
 use crate::repo::Repo;
 
@@ -24,6 +27,8 @@ const SUITE: &str = "bookworm";
 pub struct Images {
     pub base: String,
     pub components: BTreeMap<&'static str, String>,
+    /// Pod images by catalogue name, as tagged on the host (`kubelab/<name>:<hash>`).
+    pub pod_images: BTreeMap<&'static str, String>,
 }
 
 impl Images {
@@ -48,29 +53,62 @@ pub async fn ensure(engine: &Engine, repo: &Repo, progress: &Progress) -> Result
         }
     }
 
-    let with_binaries: Vec<&Component> = COMPONENTS.iter().filter(|c| c.binary.is_some()).collect();
-    if !with_binaries.is_empty() {
+    let binaries = components::binaries();
+    if !binaries.is_empty() {
         let task = progress.task("cargo build");
         task.update("release binaries");
-        cargo_build(repo, &with_binaries).await?;
+        cargo_build(repo, &binaries).await?;
         task.done("release binaries up to date");
+    }
+
+    // Pod images first: the node image carries them, so its tag depends on theirs.
+    let mut pod_images = BTreeMap::new();
+    for pod_image in POD_IMAGES {
+        let context = BuildContext::for_pod_image(repo, pod_image).await?;
+        let tag = format!("kubelab/{}:{}", pod_image.name, short_hash(&context.inputs(&[])));
+        build_if_missing(engine, progress, pod_image.name, &tag, context, HashMap::new()).await?;
+        pod_images.insert(pod_image.name, tag);
     }
 
     let mut components = BTreeMap::new();
     for component in COMPONENTS {
-        let context = BuildContext::read(repo, component)?;
-        let tag = format!("kubelab/{}:{}", component.name, short_hash(&context.inputs(&base)));
+        let mut context = BuildContext::for_component(repo, component)?;
+        let carried: Vec<&str> = component.pod_images.iter().map(|name| pod_images[name].as_str()).collect();
+        let parents: Vec<&str> = std::iter::once(base.as_str()).chain(carried.iter().copied()).collect();
+        let tag = format!("kubelab/{}:{}", component.name, short_hash(&context.inputs(&parents)));
         if !engine.image_exists(&tag).await? {
-            let task = progress.task(&format!("image {}", component.name));
-            task.update("building");
-            let labels = HashMap::from([(LAB_LABEL.to_string(), IMAGES_LABEL_VALUE.to_string()), (IMAGE_LABEL.to_string(), component.name.to_string())]);
+            for (name, host_tag) in component.pod_images.iter().zip(&carried) {
+                context.entries.push(ContextEntry::dir("images"));
+                context.entries.push(ContextEntry::file(&format!("images/{name}.tar"), pod_image_archive(engine, name, host_tag).await?, 0o644));
+            }
             let args = HashMap::from([("BASE".to_string(), base.clone())]);
-            engine.build_image(&tag, context.tar()?, args, labels).await.inspect_err(|_| task.failed("failed"))?;
-            task.done(&tag);
+            build_if_missing(engine, progress, component.name, &tag, context, args).await?;
         }
         components.insert(component.name, tag);
     }
-    Ok(Images { base, components })
+    Ok(Images { base, components, pod_images })
+}
+
+async fn build_if_missing(engine: &Engine, progress: &Progress, name: &str, tag: &str, context: BuildContext, args: HashMap<String, String>) -> Result<()> {
+    if engine.image_exists(tag).await? {
+        return Ok(());
+    }
+    let task = progress.task(&format!("image {name}"));
+    task.update("building");
+    let labels = HashMap::from([(LAB_LABEL.to_string(), IMAGES_LABEL_VALUE.to_string()), (IMAGE_LABEL.to_string(), name.to_string())]);
+    engine.build_image(tag, context.tar()?, args, labels).await.inspect_err(|_| task.failed("failed"))?;
+    task.done(tag);
+    Ok(())
+}
+
+/// A pod image as a node imports it: `docker save` of its host tag, tagged
+/// `<repository>:latest` and `<repository>:<hash>` for pods to name.
+async fn pod_image_archive(engine: &Engine, name: &str, host_tag: &str) -> Result<Vec<u8>> {
+    let pod_image = components::pod_image(name);
+    let hash = host_tag.rsplit_once(':').map_or("latest", |(_, h)| h);
+    let names = vec![format!("{}:latest", pod_image.repository), format!("{}:{hash}", pod_image.repository)];
+    let saved = engine.save_image(host_tag).await?;
+    pod_images::retag_archive(&saved, &names).with_context(|| format!("retagging the docker save archive of {host_tag}"))
 }
 
 /// The package list of the base image, from `components/base/packages.txt`.
@@ -223,7 +261,7 @@ fn mirror_in_deb822(text: &str) -> Option<String> {
     })
 }
 
-async fn cargo_build(repo: &Repo, components: &[&Component]) -> Result<()> {
+async fn cargo_build(repo: &Repo, binaries: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.current_dir(&repo.root).args(["build", "--release"]);
@@ -244,14 +282,13 @@ async fn cargo_build(repo: &Repo, components: &[&Component]) -> Result<()> {
     // each binary: cargo unifies dependency features over the packages it
     // is asked for, so a narrower build compiles the shared dependencies
     // again with other features (about 5 minutes on 2 cores) and the next
-    // `just build` does it back. `components` names what must come out.
+    // `just build` does it back. `binaries` names what must come out.
     command.arg("--workspace");
     let output = command.stdin(Stdio::null()).output().await.context("running cargo")?;
     if !output.status.success() {
         bail!("cargo build --release failed:\n{}", String::from_utf8_lossy(&output.stderr));
     }
-    for c in components {
-        let binary = c.binary.expect("filtered to binaries");
+    for binary in binaries {
         if !repo.release_dir().join(binary).is_file() {
             bail!("cargo build --release --workspace did not produce {binary}: is it a [[bin]] of a workspace member?");
         }
@@ -259,78 +296,120 @@ async fn cargo_build(repo: &Repo, components: &[&Component]) -> Result<()> {
     Ok(())
 }
 
+/// One file, folder or symlink of a build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextEntry {
+    File { path: String, bytes: Vec<u8>, mode: u32 },
+    Dir { path: String, mode: u32 },
+    Symlink { path: String, target: String },
+}
+
+impl ContextEntry {
+    pub fn file(path: &str, bytes: Vec<u8>, mode: u32) -> ContextEntry {
+        ContextEntry::File { path: path.to_string(), bytes, mode }
+    }
+
+    pub fn dir(path: &str) -> ContextEntry {
+        ContextEntry::dir_mode(path, 0o755)
+    }
+
+    pub fn dir_mode(path: &str, mode: u32) -> ContextEntry {
+        ContextEntry::Dir { path: path.to_string(), mode }
+    }
+
+    pub fn symlink(path: &str, target: &str) -> ContextEntry {
+        ContextEntry::Symlink { path: path.to_string(), target: target.to_string() }
+    }
+}
+
 /// The files an image is built from.
 struct BuildContext {
-    dockerfile: Vec<u8>,
-    binary: Option<(String, Vec<u8>)>,
-    /// The component's further files (name, bytes, mode).
-    files: Vec<(String, Vec<u8>, u32)>,
+    entries: Vec<ContextEntry>,
 }
 
 impl BuildContext {
-    fn read(repo: &Repo, component: &Component) -> Result<BuildContext> {
-        let path = repo.component_dir(component.name).join("Dockerfile");
-        let dockerfile = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let binary = match component.binary {
-            None => None,
-            Some(name) => {
-                let path = repo.release_dir().join(name);
-                let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                Some((name.to_string(), bytes))
-            }
-        };
-        let mut files = vec![];
-        for name in component.files {
-            let path = repo.component_dir(component.name).join(name);
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
-            files.push((name.to_string(), bytes, mode));
+    fn for_component(repo: &Repo, component: &Component) -> Result<BuildContext> {
+        let dir = repo.component_dir(component.name);
+        let mut entries = vec![ContextEntry::file("Dockerfile", read(&dir.join("Dockerfile"))?, 0o644)];
+        entries.extend(binaries(repo, component.binaries)?);
+        for file in component.files {
+            let path = dir.join(file);
+            let mode = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.permissions().mode() & 0o777;
+            entries.push(ContextEntry::file(file, read(&path)?, mode));
         }
-        Ok(BuildContext { dockerfile, binary, files })
+        Ok(BuildContext { entries })
     }
 
-    /// What the image's tag is a hash of.
-    fn inputs(&self, base: &str) -> Vec<u8> {
+    async fn for_pod_image(repo: &Repo, pod_image: &PodImage) -> Result<BuildContext> {
+        let dir = repo.component_dir(pod_image.name);
+        let mut entries = vec![ContextEntry::file("Dockerfile", read(&dir.join("Dockerfile"))?, 0o644)];
+        entries.extend(binaries(repo, pod_image.binaries)?);
+        let paths: Vec<PathBuf> = pod_image.binaries.iter().map(|b| repo.release_dir().join(b)).collect();
+        entries.extend(pod_images::rootfs(&paths.iter().map(PathBuf::as_path).collect::<Vec<_>>()).await?);
+        Ok(BuildContext { entries })
+    }
+
+    /// What the image's tag is a hash of: the images it builds on (its base,
+    /// the pod images it carries) and every entry.
+    fn inputs(&self, parents: &[&str]) -> Vec<u8> {
         let mut hasher = Sha256::new();
-        hasher.update(base.as_bytes());
-        hasher.update([0]);
-        hasher.update(&self.dockerfile);
-        if let Some((name, bytes)) = &self.binary {
+        for parent in parents {
+            hasher.update(parent.as_bytes());
             hasher.update([0]);
-            hasher.update(name.as_bytes());
-            hasher.update([0]);
-            hasher.update(bytes);
         }
-        for (name, bytes, mode) in &self.files {
-            hasher.update([0]);
-            hasher.update(name.as_bytes());
-            hasher.update(mode.to_le_bytes());
-            hasher.update(bytes);
+        for entry in &self.entries {
+            match entry {
+                ContextEntry::File { path, bytes, mode } => {
+                    hasher.update(format!("F {path} {mode:o} {}\0", bytes.len()).as_bytes());
+                    hasher.update(bytes);
+                }
+                ContextEntry::Dir { path, mode } => hasher.update(format!("D {path} {mode:o}\0").as_bytes()),
+                ContextEntry::Symlink { path, target } => hasher.update(format!("L {path} {target}\0").as_bytes()),
+            }
         }
         hasher.finalize().to_vec()
     }
 
     fn tar(&self) -> Result<Vec<u8>> {
         let mut builder = tar::Builder::new(Vec::new());
-        append(&mut builder, "Dockerfile", &self.dockerfile, 0o644)?;
-        if let Some((name, bytes)) = &self.binary {
-            append(&mut builder, name, bytes, 0o755)?;
-        }
-        for (name, bytes, mode) in &self.files {
-            append(&mut builder, name, bytes, *mode)?;
+        let mut dirs_done = std::collections::HashSet::new();
+        for entry in &self.entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mtime(0);
+            match entry {
+                ContextEntry::File { path, bytes, mode } => {
+                    header.set_size(bytes.len() as u64);
+                    header.set_mode(*mode);
+                    builder.append_data(&mut header, path, &bytes[..])?;
+                }
+                ContextEntry::Dir { path, mode } => {
+                    if !dirs_done.insert(path.clone()) {
+                        continue;
+                    }
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_size(0);
+                    header.set_mode(*mode);
+                    builder.append_data(&mut header, format!("{path}/"), &[][..])?;
+                }
+                ContextEntry::Symlink { path, target } => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    header.set_mode(0o777);
+                    builder.append_link(&mut header, path, target)?;
+                }
+            }
         }
         Ok(builder.into_inner()?)
     }
 }
 
-fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(mode);
-    header.set_cksum();
-    builder.append_data(&mut header, name, bytes)?;
-    Ok(())
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Release binaries, each under its own name at the context's top.
+fn binaries(repo: &Repo, names: &[&str]) -> Result<Vec<ContextEntry>> {
+    names.iter().map(|name| Ok(ContextEntry::file(name, read(&repo.release_dir().join(name))?, 0o755))).collect()
 }
 
 /// A folder removed when dropped, also when a build is interrupted.

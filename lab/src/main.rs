@@ -12,7 +12,7 @@ use kubelab::docker::Engine;
 use kubelab::lab::{self, UpOptions, DEFAULT_NAME};
 use kubelab::progress::Progress;
 use kubelab::repo::Repo;
-use kubelab::{images, kubeconfig, topology};
+use kubelab::{images, kubeconfig, load, topology};
 
 #[derive(Parser)]
 #[command(name = "lab", version, about = "Kubernetes you can take apart: labs from topology files, on Docker")]
@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         what: ImagesCommand,
     },
+    /// Put things into a running lab.
+    Load {
+        #[command(subcommand)]
+        what: Load,
+    },
     /// Check a topology file and print it as kubelab reads it.
     Validate { topology: String },
 }
@@ -74,6 +79,18 @@ enum Command {
 enum Export {
     /// Every component's log, the topology and the status table, for bug reports.
     Logs { name: String, dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum Load {
+    /// Images from the local Docker engine into every node's image store (as kind load docker-image).
+    Image {
+        /// Images as the local engine names them (busybox:1.36, myapp:dev, an image ID).
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,10 +207,17 @@ async fn run(cli: Cli) -> Result<()> {
             let started = std::time::Instant::now();
             let set = images::ensure(&engine, &repo, &Progress::auto()).await?;
             println!("{}", set.base);
-            for tag in set.components.values() {
+            for tag in set.pod_images.values().chain(set.components.values()) {
                 println!("{tag}");
             }
             eprintln!("images up to date in {:.1}s", started.elapsed().as_secs_f32());
+            Ok(())
+        }
+        Command::Load { what: Load::Image { images, name } } => {
+            let repo = Repo::locate()?;
+            let engine = Engine::connect().await?;
+            let nodes = load::load_images(&engine, &repo, &name, &images, &Progress::auto()).await?;
+            eprintln!("loaded {} into {}", images.join(" "), nodes.join(", "));
             Ok(())
         }
         Command::Images { what: ImagesCommand::List } => {

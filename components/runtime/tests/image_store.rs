@@ -102,7 +102,10 @@ fn add(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
 /// A legacy `docker save` archive (Docker 20.10's layout): layers first,
 /// manifest.json last, as the engine streams it. `dedupe` links a repeated
 /// layer to its first copy, as Docker does.
-fn legacy_archive(images: &[(&[&str], &[Vec<u8>], &[&str])]) -> (Vec<u8>, Vec<String>) {
+/// An image to write: its tags, its layer tarballs, its command.
+type ImageSpec<'a> = (&'a [&'a str], &'a [Vec<u8>], &'a [&'a str]);
+
+fn legacy_archive(images: &[ImageSpec]) -> (Vec<u8>, Vec<String>) {
     let mut builder = tar::Builder::new(Vec::new());
     let mut manifest = Vec::new();
     let mut ids = Vec::new();
