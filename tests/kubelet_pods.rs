@@ -12,8 +12,35 @@ use std::path::PathBuf;
 use kubelab::docker::Engine;
 use kubelab::{lab, plan};
 use kubelab_scenarios::wait::until;
-use kubelab_scenarios::{kubectl, kubectl_stdin, lab_name, topology, up, LabGuard};
+use kubelab_scenarios::{lab_name, topology, up, LabGuard};
 use serde_json::Value;
+
+/// kubectl with the lab's kubeconfig; the timeout goes before the
+/// arguments, which may end in `-- COMMAND` for exec.
+fn kubectl_with(kubeconfig: &std::path::Path, args: &[&str], input: Option<&str>) -> (i32, String) {
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--request-timeout=60s")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(if input.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl is installed");
+    if let Some(input) = input {
+        std::io::Write::write_all(&mut child.stdin.take().expect("piped"), input.as_bytes()).expect("kubectl reads its stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl runs");
+    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
+    kubectl_with(kubeconfig, args, None)
+}
+
+fn kubectl_stdin(kubeconfig: &std::path::Path, args: &[&str], input: &str) -> (i32, String) {
+    kubectl_with(kubeconfig, args, Some(input))
+}
 
 struct Lab {
     name: String,
@@ -66,6 +93,7 @@ async fn pods_run_on_three_nodes() {
     let lab = Lab { name, kubeconfig, engine };
 
     let cidrs = nodes_ready(&lab).await;
+    overlay_ready(&lab).await;
     let pods = deployment_runs_everywhere(&lab, &cidrs).await;
     connectivity_matrix(&lab, &pods).await;
     logs_and_exec(&lab, &pods).await;
@@ -93,6 +121,21 @@ async fn nodes_ready(lab: &Lab) -> BTreeMap<String, String> {
         }
     })
     .await
+}
+
+/// Every node has routes through the VXLAN device to the two others.
+async fn overlay_ready(lab: &Lab) {
+    for node in ["worker-1", "worker-2", "worker-3"] {
+        until(&format!("{node}'s overlay routes to the other nodes"), || async {
+            let (_, out) = lab.node(node, &["ip", "route", "show", "dev", "kubelab.1"]).await;
+            if out.lines().filter(|l| l.contains(" via ")).count() == 2 {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        })
+        .await;
+    }
 }
 
 /// A pod as the checks below need it.
@@ -173,8 +216,10 @@ async fn logs_and_exec(lab: &Lab, pods: &[PodInfo]) {
         }
     })
     .await;
-    assert_eq!(lab.ok(&["logs", "talker"]), "one\ntwo\nthree\n");
-    assert_eq!(lab.ok(&["logs", "talker", "--tail=1"]), "three\n");
+    // Each stream keeps its order; the two streams interleave as they were read.
+    let logged = lab.ok(&["logs", "talker"]);
+    let stdout: Vec<&str> = logged.lines().filter(|l| *l != "two").collect();
+    assert_eq!((stdout, logged.lines().filter(|l| *l == "two").count()), (vec!["one", "three"], 1), "{logged}");
     let stamped = lab.ok(&["logs", "talker", "--timestamps"]);
     assert!(stamped.lines().all(|l| l.split_once(' ').is_some_and(|(t, _)| t.ends_with('Z'))), "{stamped}");
 
@@ -191,6 +236,7 @@ async fn logs_and_exec(lab: &Lab, pods: &[PodInfo]) {
     .await;
     let (code, followed) = kubectl(&lab.kubeconfig, &["logs", "-f", "ticker"]);
     assert_eq!((code, followed.as_str()), (0, "tick 1\ntick 2\ntick 3\n"));
+    assert_eq!(lab.ok(&["logs", "ticker", "--tail=1"]), "tick 3\n");
 
     // exec keeps exit codes and runs inside the pod (its host name).
     let web = &pods[0];
