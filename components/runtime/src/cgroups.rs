@@ -108,8 +108,7 @@ impl Cgroups {
         control.lines().any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0"))
     }
 
-    /// Removes `group` (empty by now) and then its empty parents up to,
-    /// not including, `keep`.
+    /// Removes `group` (empty by now) from every controller.
     pub fn remove(&self, group: &str) -> Result<()> {
         for dir in self.dirs(group) {
             match std::fs::remove_dir(&dir) {

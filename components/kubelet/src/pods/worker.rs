@@ -278,11 +278,7 @@ impl Worker {
             }
             Err((reason, message)) => {
                 if self.waiting.get(&c.name) != Some(&(reason.clone(), message.clone())) {
-                    let event = match reason.as_str() {
-                        "ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff" => "Failed",
-                        _ => "Failed",
-                    };
-                    self.recorder.warning(component_base::events::reference(pod), event, format!("Error: {message}"));
+                    self.recorder.warning(component_base::events::reference(pod), "Failed", format!("Error: {message}"));
                 }
                 self.waiting.insert(c.name.clone(), (reason, message));
             }
