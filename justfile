@@ -27,7 +27,7 @@ images: build
 
 # Every test: unit, topology snapshots, and labs on the real Docker engine.
 test: images
-    cargo test --release --workspace
+    cargo test --release --workspace --no-fail-fast
 
 # Benchmarks (figures go in the README): lab up to green, no-op image
 # build; the apiserver's throughput, watch latency, LIST and memory.
