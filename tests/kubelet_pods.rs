@@ -7,90 +7,14 @@
 //! One lab for all of it: `lab up` is paid once.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use kubelab::docker::Engine;
-use kubelab::{lab, plan};
+use kubelab_scenarios::cluster::{kubectl, kubectl_stdin, pods_of, s, Cluster as Lab};
+use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
-use kubelab_scenarios::{lab_name, topology, up, LabGuard};
-use serde_json::Value;
-
-/// kubectl with the lab's kubeconfig; the timeout goes before the
-/// arguments, which may end in `-- COMMAND` for exec.
-fn kubectl_with(kubeconfig: &std::path::Path, args: &[&str], input: Option<&str>) -> (i32, String) {
-    let mut child = std::process::Command::new("kubectl")
-        .arg("--request-timeout=60s")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(if input.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl is installed");
-    if let Some(input) = input {
-        std::io::Write::write_all(&mut child.stdin.take().expect("piped"), input.as_bytes()).expect("kubectl reads its stdin");
-    }
-    let out = child.wait_with_output().expect("kubectl runs");
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
-    kubectl_with(kubeconfig, args, None)
-}
-
-fn kubectl_stdin(kubeconfig: &std::path::Path, args: &[&str], input: &str) -> (i32, String) {
-    kubectl_with(kubeconfig, args, Some(input))
-}
-
-struct Lab {
-    name: String,
-    kubeconfig: PathBuf,
-    engine: Engine,
-}
-
-impl Lab {
-    fn k(&self, args: &[&str]) -> (i32, String) {
-        kubectl(&self.kubeconfig, args)
-    }
-
-    /// kubectl that must succeed; its output.
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out) = self.k(args);
-        assert_eq!(code, 0, "kubectl {args:?}: {out}");
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).expect("kubectl prints JSON")
-    }
-
-    /// A command in a node container: exit code and output.
-    async fn node(&self, node: &str, cmd: &[&str]) -> (i64, String) {
-        let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
-        self.engine.exec(&plan::container_name(&self.name, node), &cmd).await.expect("docker exec runs")
-    }
-}
-
-fn pods_of(list: &Value) -> Vec<Value> {
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
-}
 
 #[tokio::test]
 async fn pods_run_on_three_nodes() {
-    let engine = Engine::connect().await.unwrap();
-    let name = lab_name("kubelet");
-    let _guard = LabGuard::new(&name);
-    up(&engine, &topology("3-node"), &name).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("config");
-    std::fs::write(&kubeconfig, lab::kubeconfig(&engine, &name).await.unwrap().to_yaml()).unwrap();
-    let lab = Lab { name, kubeconfig, engine };
+    let (lab, _guard) = Lab::up("3-node", lab_name("kubelet")).await.unwrap();
 
     let cidrs = nodes_ready(&lab).await;
     overlay_ready(&lab).await;

@@ -33,6 +33,7 @@ pub const COMPONENTS: &[Component] = &[
     Component::of("loadbalancer", &[]),
     Component::of("controller-manager", &["controller-manager"]),
     Component::of("scheduler", &["scheduler"]),
+    Component::of("kube-proxy", &["kube-proxy"]),
     Component { name: "node", binaries: &["kubelet"], files: &["node-entrypoint"], pod_images: &["labhost", "busybox"] },
 ];
 

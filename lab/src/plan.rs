@@ -78,11 +78,12 @@ pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan 
     let controllers = controller_manager_stage(lab, &network, topology, images, pki);
     let scheduler = scheduler_stage(lab, &network, topology, images, pki);
     let nodes = node_stage(lab, &network, topology, images, pki);
+    let proxies = kube_proxy_stage(lab, topology, images, pki);
     Plan {
         lab: lab.to_string(),
         network,
         subnet: topology.networking.lab_subnet.as_ref().map(|c| c.net().to_string()),
-        stages: vec![etcd, apiservers, balancer, controllers, scheduler, nodes].into_iter().filter(|s| !s.members.is_empty()).collect(),
+        stages: vec![etcd, apiservers, balancer, controllers, scheduler, nodes, proxies].into_iter().filter(|s| !s.members.is_empty()).collect(),
     }
 }
 
@@ -335,6 +336,10 @@ fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage 
     Stage { name: "etcd", members }
 }
 
+/// The kubelet's VXLAN device (the node image's private business, named
+/// here only for the health gate).
+const OVERLAY_DEVICE: &str = "kubelab.1";
+
 /// The kubelet's ports: its API for the apiserver, and plain /healthz on
 /// the node's loopback (upstream's 10250 and 10248).
 pub const KUBELET_PORT: u16 = 10250;
@@ -403,18 +408,78 @@ fn node_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki
                 privileged: true,
                 files,
             };
-            // Healthy once its kubelet serves.
+            // Healthy once its kubelet serves and its VXLAN overlay has a
+            // route to every other node's pods: before that, a pod's
+            // packets to another node are dropped.
+            let peers = t.nodes.len().saturating_sub(1);
             let gate = vec![
-                "curl".to_string(),
-                "-fs".to_string(),
-                "--max-time".to_string(),
-                "2".to_string(),
-                format!("http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz"),
+                "sh".to_string(),
+                "-c".to_string(),
+                format!(
+                    "curl -fs --max-time 2 http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz >/dev/null && \
+                     [ \"$(ip route show dev {OVERLAY_DEVICE} 2>/dev/null | grep -c ' via ')\" -ge {peers} ]"
+                ),
             ];
             member(lab, &node.name, "node", spec, gate)
         })
         .collect();
     Stage { name: "nodes", members }
+}
+
+/// kube-proxy's health port (plain HTTP /healthz), upstream's.
+pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
+
+/// The instance of the kube-proxy of one node.
+pub fn kube_proxy_instance(node: &str) -> String {
+    format!("kube-proxy-{node}")
+}
+
+/// One kube-proxy per node, in its node container's network namespace (so
+/// the rules it writes are the node's), as upstream's DaemonSet runs it
+/// with hostNetwork. Healthy once it has written the rules.
+fn kube_proxy_stage(lab: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
+    let server = format!("https://apiserver:{APISERVER_PORT}");
+    let identity = pki.identity(pki::KUBE_PROXY).expect("the PKI holds kube-proxy's identity");
+    let config = kubeconfig::for_lab(lab, &server, None, pki.ca_pem(), &identity.cert_pem, &identity.key_pem);
+    let mode = match t.networking.proxy_mode {
+        crate::topology::ProxyMode::Iptables => "iptables",
+    };
+    let members = t
+        .nodes
+        .iter()
+        .map(|node| {
+            let instance = kube_proxy_instance(&node.name);
+            let spec = ContainerSpec {
+                name: container_name(lab, &instance),
+                hostname: node.name.clone(),
+                image: images.of("kube-proxy").to_string(),
+                cmd: vec![
+                    "--kubeconfig=/etc/kubelab/kube-proxy.conf".into(),
+                    format!("--hostname-override={}", node.name),
+                    format!("--proxy-mode={mode}"),
+                    format!("--cluster-cidr={}", t.networking.pod_subnet.net()),
+                    format!("--healthz-bind-address=0.0.0.0:{KUBE_PROXY_HEALTHZ_PORT}"),
+                ],
+                env: vec![],
+                labels: BTreeMap::new(),
+                network: Attachment::Container(container_name(lab, &node.name)),
+                volumes: vec![],
+                tmpfs: vec![],
+                // iptables needs NET_ADMIN and NET_RAW in the node's namespace.
+                privileged: true,
+                files: vec![File { path: "/etc/kubelab/kube-proxy.conf".into(), mode: 0o600, contents: config.to_yaml() }],
+            };
+            let gate = vec![
+                "curl".to_string(),
+                "-fs".to_string(),
+                "--max-time".to_string(),
+                "2".to_string(),
+                format!("http://127.0.0.1:{KUBE_PROXY_HEALTHZ_PORT}/healthz"),
+            ];
+            member(lab, &instance, "kube-proxy", spec, gate)
+        })
+        .collect();
+    Stage { name: "kube-proxy", members }
 }
 
 /// Labels a member's container with the lab, its role, its gate and the

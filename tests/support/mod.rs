@@ -2,6 +2,7 @@
 //! removed when the test ends, also when it fails.
 
 pub mod apiserver;
+pub mod cluster;
 pub mod fake_kubelet;
 pub mod kubelet;
 pub mod wait;

@@ -101,7 +101,7 @@ async fn dial_handler(request: &str, protocol: &str, host: &str, port: &str, tri
             }
             Err(e) => {
                 last_answered = false;
-                errors.push(e.to_string());
+                errors.push(format!("{e:#}"));
             }
         }
     }

@@ -1,0 +1,133 @@
+//! kubelab's kube-proxy: watches Services and EndpointSlices and keeps the
+//! node's packet rules saying what they say. Three parts, as upstream's
+//! `pkg/proxy`: the [`model`] read off the API objects, the sync loop
+//! here (changes coalesced, a minimum interval between syncs, a periodic
+//! full resync, a retry after a failure), and a backend that writes the
+//! whole model in one transaction ([`iptables`]).
+
+pub mod conntrack;
+pub mod exec;
+pub mod health;
+pub mod iptables;
+pub mod model;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use tokio::sync::Notify;
+
+use crate::exec::Commands;
+use crate::health::{Health, HealthCheckPorts};
+use crate::iptables::Iptables;
+
+/// How often the tables are checked for having been wiped or flushed
+/// (cheap: a few `iptables -S`), so that a hand-made flush is repaired
+/// without waiting for the full resync.
+pub const INTEGRITY_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The Node this proxy runs on: its endpoints are the local ones.
+    pub node_name: String,
+    /// Rules are written again at least this often (upstream's 30 s).
+    pub sync_period: Duration,
+    /// and at most this often (upstream's 1 s; 0 here writes at once).
+    pub min_sync_period: Duration,
+    pub iptables: iptables::Settings,
+}
+
+/// Watches the API and keeps the rules until the watches end.
+pub async fn run<C: Commands + 'static>(client: kube::Client, settings: Settings, commands: C, health: Health) -> Result<()> {
+    let changed = Arc::new(Notify::new());
+    let services = watch::<Service>(client.clone(), changed.clone(), health.clone());
+    let slices = watch::<EndpointSlice>(client, changed.clone(), health.clone());
+    // Nothing is written until both lists are in: rules made from half a
+    // picture would reject traffic to Services whose endpoints are not yet read.
+    services.wait_until_ready().await?;
+    slices.wait_until_ready().await?;
+    tracing::info!("services and endpoint slices listed; writing rules");
+
+    let backend = Iptables::new(commands, settings.iptables.clone());
+    let mut udp = conntrack::UdpEndpoints::default();
+    let mut health_ports = HealthCheckPorts::default();
+    let mut last: Option<Instant> = None;
+    let mut failed = false;
+    let mut integrity = tokio::time::interval(INTEGRITY_CHECK_INTERVAL);
+    integrity.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if let Some(at) = last {
+            let next_full = at + if failed { settings.min_sync_period.max(Duration::from_secs(1)) } else { settings.sync_period };
+            tokio::select! {
+                _ = changed.notified() => {}
+                _ = tokio::time::sleep_until(next_full.into()) => {}
+                _ = integrity.tick() => {
+                    if backend.intact().await {
+                        continue;
+                    }
+                    tracing::warn!("the proxy's rules were flushed or deleted; writing them again");
+                }
+            }
+            let earliest = at + settings.min_sync_period;
+            if Instant::now() < earliest {
+                tokio::time::sleep_until(earliest.into()).await;
+            }
+        }
+        let started = Instant::now();
+        let ports = model::build(&cloned(&services), &cloned(&slices), &settings.node_name);
+        match backend.sync(&ports).await {
+            Ok(rendered) => {
+                let took = started.elapsed();
+                health.synced(took, rendered.filter_rules, rendered.nat_rules);
+                tracing::info!(
+                    services = ports.len(),
+                    filter_rules = rendered.filter_rules,
+                    nat_rules = rendered.nat_rules,
+                    took_ms = took.as_millis() as u64,
+                    "synced proxy rules"
+                );
+                conntrack::delete(backend.commands(), &udp.update(&ports)).await;
+                health_ports.update(&ports).await;
+                failed = false;
+            }
+            Err(e) => {
+                tracing::error!("writing the proxy rules failed (trying again): {e:#}");
+                failed = true;
+            }
+        }
+        last = Some(started);
+    }
+}
+
+fn cloned<K: Clone + kube::Resource<DynamicType = ()>>(store: &Store<K>) -> Vec<K> {
+    store.state().iter().map(|o| (**o).clone()).collect()
+}
+
+/// A reflector of every object of one kind, waking the sync loop on each change.
+fn watch<K>(client: kube::Client, changed: Arc<Notify>, health: Health) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let api: Api<K> = Api::all(client);
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
+    tokio::spawn(async move {
+        futures_util::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => {
+                    health.queued();
+                    changed.notify_one();
+                }
+                Err(e) => tracing::warn!("watch: {e}"),
+            }
+        }
+    });
+    reader
+}

@@ -1,0 +1,323 @@
+//! Services on real packets (`3-node` on Docker, kube-proxy in iptables
+//! mode): `kubectl expose` gives a ClusterIP that every pod (itself
+//! included: hairpin) and every node reaches, on its own node and across
+//! nodes; the NodePort answers on every node's address from the machine
+//! running the lab; ClientIP affinity keeps a client on one backend; UDP
+//! works; a Service without endpoints refuses at once; a scaled-down
+//! backend leaves every node's rules; worker-1's rules are a snapshot;
+//! rules outlive a stopped kube-proxy, which catches up when it is back,
+//! and a nat table flushed by hand is written again. One lab for all.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kubelab_scenarios::cluster::{kubectl_stdin, pods_of, s, Cluster};
+use kubelab_scenarios::lab_name;
+use kubelab_scenarios::wait::until;
+use serde_json::Value;
+
+const NODES: [&str; 3] = ["worker-1", "worker-2", "worker-3"];
+
+/// Beside `kubectl expose`'s web: a UDP port, a sticky one, one without endpoints.
+const SERVICES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web-udp}
+spec:
+  selector: {app: web}
+  ports: [{name: udp, port: 90, targetPort: 8081, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+#[derive(Debug, Clone)]
+struct Pod {
+    name: String,
+    node: String,
+    ip: String,
+}
+
+#[tokio::test]
+async fn services_reach_their_pods_from_everywhere() {
+    let (lab, _guard) = Cluster::up("3-node", lab_name("services")).await.unwrap();
+    lab.ok(&["create", "deployment", "web", "--image=kubelab/labhost", "--replicas=3", "--port=8080"]);
+    lab.ok(&["expose", "deployment", "web", "--port=80", "--target-port=8080", "--type=NodePort"]);
+    let (code, out) = kubectl_stdin(&lab.kubeconfig, &["apply", "-f", "-"], SERVICES);
+    assert_eq!(code, 0, "{out}");
+    let pods = web_pods(&lab, 3).await;
+    let ips = cluster_ips(&lab);
+    rules_list_endpoints(&lab, "default/web", pods.len()).await;
+
+    every_pod_reaches_every_backend(&lab, &pods, &ips["web"]).await;
+    every_node_reaches_every_backend(&lab, &pods, &ips["web"]).await;
+    node_port_answers_on_every_node(&lab, &pods).await;
+    affinity_keeps_one_backend(&lab, &pods[0], &ips["sticky"]).await;
+    udp_reaches_the_pods(&lab, &pods[0], &ips["web-udp"]).await;
+    no_endpoints_refuses(&lab, &pods[0], &ips["nobody"]).await;
+    rules_snapshot(&lab, &pods, &ips).await;
+    scaled_down_backend_leaves(&lab, &ips["web"]).await;
+    rules_outlive_a_stopped_proxy(&lab).await;
+    flushed_rules_come_back(&lab, &ips["web"]).await;
+}
+
+fn cluster_ips(lab: &Cluster) -> BTreeMap<String, String> {
+    pods_of(&lab.json(&["get", "services"])).iter().map(|svc| (s(&svc["metadata"]["name"]), s(&svc["spec"]["clusterIP"]))).collect()
+}
+
+/// The Deployment's pods once `count` of them are Ready and in its
+/// EndpointSlice.
+async fn web_pods(lab: &Cluster, count: usize) -> Vec<Pod> {
+    until(&format!("{count} ready web pods in web's EndpointSlice"), || async {
+        let pods: Vec<Pod> = pods_of(&lab.json(&["get", "pods", "-l", "app=web"]))
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            .map(|p| Pod { name: s(&p["metadata"]["name"]), node: s(&p["spec"]["nodeName"]), ip: s(&p["status"]["podIP"]) })
+            .collect();
+        let slices = lab.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web"]);
+        let ready: BTreeSet<String> = pods_of(&slices)
+            .iter()
+            .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] != false)
+            .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+            .map(|a| s(&a))
+            .collect();
+        let ips: BTreeSet<String> = pods.iter().map(|p| p.ip.clone()).collect();
+        if pods.len() == count && ips == ready {
+            Ok(pods)
+        } else {
+            Err(format!("ready pods {pods:?}; ready endpoints {ready:?}"))
+        }
+    })
+    .await
+}
+
+/// Every node's nat rules send `service` (`ns/name`, its one unnamed port) to `count` endpoints.
+async fn rules_list_endpoints(lab: &Cluster, service: &str, count: usize) {
+    for node in NODES {
+        until(&format!("{node}'s rules for {service} with {count} endpoints"), || async {
+            let (_, saved) = lab.node(node, &["iptables-save", "-t", "nat"]).await;
+            let endpoints: BTreeSet<&str> = saved.lines().filter(|l| l.starts_with("-A KUBE-SVC-") && l.contains(&format!("{service} -> "))).collect();
+            if endpoints.len() == count {
+                Ok(())
+            } else {
+                Err(format!("{} endpoint rules: {endpoints:#?}", endpoints.len()))
+            }
+        })
+        .await;
+    }
+}
+
+/// labhost's /dial on `from`: `tries` requests to host:port, sent by the
+/// pod; the answers and the errors.
+async fn dial(lab: &Cluster, from: &Pod, host: &str, port: u16, protocol: &str, tries: u32) -> (Vec<String>, Vec<String>) {
+    let url = format!("http://{}:8080/dial?request=hostname&protocol={protocol}&host={host}&port={port}&tries={tries}", from.ip);
+    let (code, out) = lab.node(&from.node, &["curl", "-s", "--max-time", "60", &url]).await;
+    assert_eq!(code, 0, "{url} from {}: {out}", from.node);
+    let answer: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{url} answers JSON ({e}): {out}"));
+    let list = |key: &str| answer[key].as_array().into_iter().flatten().map(s).collect::<Vec<String>>();
+    (list("responses"), list("errors"))
+}
+
+fn names(pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter().map(|p| p.name.clone()).collect()
+}
+
+/// From each pod, requests to the ClusterIP reach all three backends:
+/// the pods on its own node (itself among them: hairpin) and on the others.
+async fn every_pod_reaches_every_backend(lab: &Cluster, pods: &[Pod], cluster_ip: &str) {
+    for from in pods {
+        let seen = std::cell::RefCell::new(BTreeSet::new());
+        until(&format!("{} reaching every web pod through {cluster_ip}", from.name), || async {
+            let (responses, errors) = dial(lab, from, cluster_ip, 80, "http", 20).await;
+            assert!(errors.is_empty(), "{} to {cluster_ip}: {errors:?}", from.name);
+            let mut seen = seen.borrow_mut();
+            seen.extend(responses);
+            if *seen == names(pods) {
+                Ok(())
+            } else {
+                Err(format!("answered so far: {seen:?}"))
+            }
+        })
+        .await;
+    }
+}
+
+/// From each node (no pod involved), the ClusterIP reaches all three backends.
+async fn every_node_reaches_every_backend(lab: &Cluster, pods: &[Pod], cluster_ip: &str) {
+    let script = format!("for i in $(seq 20); do curl -s --max-time 5 http://{cluster_ip}/hostname || echo FAILED; echo; done");
+    for node in NODES {
+        let seen = std::cell::RefCell::new(BTreeSet::new());
+        until(&format!("{node} reaching every web pod through {cluster_ip}"), || async {
+            let (_, out) = lab.node(node, &["sh", "-c", &script]).await;
+            let answers: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+            assert!(!answers.contains(&"FAILED"), "{node} to {cluster_ip}: {out}");
+            let mut seen = seen.borrow_mut();
+            seen.extend(answers.iter().map(|a| a.to_string()));
+            if *seen == names(pods) {
+                Ok(())
+            } else {
+                Err(format!("answered so far: {seen:?}"))
+            }
+        })
+        .await;
+    }
+}
+
+/// The NodePort, from the machine running the lab (on the lab's bridge),
+/// through every node's address.
+async fn node_port_answers_on_every_node(lab: &Cluster, pods: &[Pod]) {
+    let service = lab.json(&["get", "service", "web"]);
+    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().expect("web has a nodePort");
+    for node in pods_of(&lab.json(&["get", "nodes"])) {
+        let address =
+            node["status"]["addresses"].as_array().into_iter().flatten().find(|a| a["type"] == "InternalIP").map(|a| s(&a["address"])).expect("an InternalIP");
+        let url = format!("http://{address}:{node_port}/hostname");
+        let out = std::process::Command::new("curl").args(["-s", "--max-time", "5", &url]).output().expect("curl runs");
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(out.status.success() && names(pods).contains(&answer), "{url} from the host: {answer:?} {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// ClientIP affinity: ten requests from one pod, one backend.
+async fn affinity_keeps_one_backend(lab: &Cluster, from: &Pod, cluster_ip: &str) {
+    let (responses, errors) = dial(lab, from, cluster_ip, 80, "http", 10).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let distinct: BTreeSet<&String> = responses.iter().collect();
+    assert_eq!((responses.len(), distinct.len()), (10, 1), "sticky answered {responses:?}");
+}
+
+async fn udp_reaches_the_pods(lab: &Cluster, from: &Pod, cluster_ip: &str) {
+    let (responses, errors) = dial(lab, from, cluster_ip, 90, "udp", 10).await;
+    assert!(errors.is_empty() && responses.len() == 10, "UDP to {cluster_ip}:90: {responses:?} {errors:?}");
+}
+
+/// Without endpoints the ClusterIP is rejected (REJECT in the filter
+/// table): the client hears "refused" at once instead of timing out.
+async fn no_endpoints_refuses(lab: &Cluster, from: &Pod, cluster_ip: &str) {
+    let (responses, errors) = dial(lab, from, cluster_ip, 80, "http", 1).await;
+    assert!(responses.is_empty(), "{responses:?}");
+    assert!(errors.len() == 1 && errors[0].to_lowercase().contains("refused"), "{errors:?}");
+}
+
+/// worker-1's rules with names for addresses and hashes of endpoints,
+/// sorted (endpoints of one Service are interchangeable): a review of
+/// what kube-proxy writes for these Services.
+async fn rules_snapshot(lab: &Cluster, pods: &[Pod], ips: &BTreeMap<String, String>) {
+    let (_, saved) = lab.node("worker-1", &["iptables-save"]).await;
+    let mut names: Vec<(String, String)> = ips.iter().map(|(svc, ip)| (ip.clone(), format!("<{svc} cluster IP>"))).collect();
+    names.extend(pods.iter().map(|p| (p.ip.clone(), "<web pod>".to_string())));
+    let slices = lab.json(&["get", "endpointslice", "kubernetes"]);
+    let apiserver = s(&slices["endpoints"][0]["addresses"][0]);
+    names.push((apiserver, "<apiserver>".into()));
+    let web = lab.json(&["get", "service", "web"]);
+    names.push((format!("--dport {}", web["spec"]["ports"][0]["nodePort"]), "--dport <web nodePort>".into()));
+    // Longest first, so that 10.244.1.12 is not read as 10.244.1.1 + "2".
+    names.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+    let endpoint_hash = regex::Regex::new(r"KUBE-SEP-[A-Z0-9]{16}").unwrap();
+    let normalize = |l: &str| {
+        let mut line = l.to_string();
+        for (from, to) in &names {
+            line = line.replace(&format!("{from}/32"), to).replace(from, to);
+        }
+        endpoint_hash.replace_all(&line, "KUBE-SEP-<endpoint>").into_owned()
+    };
+    // Per table: the chains declared, and each chain's rules in their
+    // order; chains are sorted by what they say once normalized, since
+    // iptables-save lists them by (hashed, so random) name.
+    let mut out = Vec::new();
+    for table in saved.split("\n*").skip(1) {
+        let mut lines = table.lines();
+        let name = lines.next().unwrap_or_default().to_string();
+        let mut declared = Vec::new();
+        let mut rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in lines {
+            if let Some(chain) = line.strip_prefix(':') {
+                if chain.starts_with("KUBE-") {
+                    declared.push(normalize(chain.split_whitespace().next().unwrap_or_default()));
+                }
+            } else if let Some(rule) = line.strip_prefix("-A ") {
+                if rule.contains("KUBE-") {
+                    rules.entry(rule.split_whitespace().next().unwrap_or_default().to_string()).or_default().push(normalize(line));
+                }
+            }
+        }
+        if declared.is_empty() && rules.is_empty() {
+            continue;
+        }
+        declared.sort();
+        let mut blocks: Vec<String> = rules.into_values().map(|r| r.join("\n")).collect();
+        blocks.sort();
+        out.push(format!("*{name}\n{}\n{}", declared.iter().map(|c| format!(":{c}")).collect::<Vec<_>>().join("\n"), blocks.join("\n")));
+    }
+    insta::assert_snapshot!("worker_1_rules", out.join("\n"));
+}
+
+/// Scaled to two, web's third pod leaves every node's rules, and requests
+/// from the nodes reach only the two left.
+async fn scaled_down_backend_leaves(lab: &Cluster, cluster_ip: &str) {
+    lab.ok(&["scale", "deployment", "web", "--replicas=2"]);
+    let left = web_pods(lab, 2).await;
+    rules_list_endpoints(lab, "default/web", 2).await;
+    let script = format!("for i in $(seq 20); do curl -s --max-time 5 http://{cluster_ip}/hostname || echo FAILED; echo; done");
+    for node in NODES {
+        let (_, out) = lab.node(node, &["sh", "-c", &script]).await;
+        let answers: BTreeSet<String> = out.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+        assert!(answers.is_subset(&names(&left)), "{node} reached {answers:?}; left: {left:?}");
+    }
+}
+
+/// kube-proxy stopped: the rules stay and still carry traffic; a Service
+/// made meanwhile is in the rules once it is back.
+async fn rules_outlive_a_stopped_proxy(lab: &Cluster) {
+    let proxy = kubelab::plan::container_name(&lab.name, &kubelab::plan::kube_proxy_instance("worker-1"));
+    let docker = |verb: &str| {
+        let out = std::process::Command::new("docker").args([verb, &proxy]).output().expect("docker runs");
+        assert!(out.status.success(), "docker {verb} {proxy}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    docker("stop");
+    let web_ip = cluster_ips(lab)["web"].clone();
+    let (code, out) = lab.node("worker-1", &["curl", "-s", "--max-time", "5", &format!("http://{web_ip}/hostname")]).await;
+    assert_eq!(code, 0, "web through worker-1's rules while its kube-proxy is stopped: {out}");
+    lab.ok(&["expose", "deployment", "web", "--name=late", "--port=81", "--target-port=8080"]);
+    docker("start");
+    until("worker-1's rules for the Service made while its kube-proxy was stopped", || async {
+        let (_, saved) = lab.node("worker-1", &["iptables-save", "-t", "nat"]).await;
+        if saved.contains("default/late cluster IP") {
+            Ok(())
+        } else {
+            Err("no rule for default/late".to_string())
+        }
+    })
+    .await;
+}
+
+/// `iptables -t nat -F` on worker-2: kube-proxy notices and writes its
+/// rules again, and the ClusterIP works once more.
+async fn flushed_rules_come_back(lab: &Cluster, cluster_ip: &str) {
+    let (code, out) = lab.node("worker-2", &["iptables", "-t", "nat", "-F"]).await;
+    assert_eq!(code, 0, "{out}");
+    until("worker-2's nat rules written again after the flush", || async {
+        let (_, saved) = lab.node("worker-2", &["iptables-save", "-t", "nat"]).await;
+        if saved.contains("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES") && saved.contains("default/web") {
+            Ok(())
+        } else {
+            Err(saved)
+        }
+    })
+    .await;
+    let (code, out) = lab.node("worker-2", &["curl", "-s", "--max-time", "5", &format!("http://{cluster_ip}/hostname")]).await;
+    assert_eq!(code, 0, "web through worker-2 after the flush: {out}");
+}

@@ -1,0 +1,90 @@
+//! A lab as tests drive it: kubectl with the lab's kubeconfig, commands
+//! inside its node containers, JSON read back.
+
+use std::path::PathBuf;
+
+use kubelab::docker::Engine;
+use kubelab::plan;
+use serde_json::Value;
+
+use crate::LabGuard;
+
+/// kubectl with the lab's kubeconfig; the timeout goes before the
+/// arguments, which may end in `-- COMMAND` for exec.
+pub fn kubectl_with(kubeconfig: &std::path::Path, args: &[&str], input: Option<&str>) -> (i32, String) {
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--request-timeout=60s")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(if input.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl is installed");
+    if let Some(input) = input {
+        std::io::Write::write_all(&mut child.stdin.take().expect("piped"), input.as_bytes()).expect("kubectl reads its stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl runs");
+    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
+    kubectl_with(kubeconfig, args, None)
+}
+
+pub fn kubectl_stdin(kubeconfig: &std::path::Path, args: &[&str], input: &str) -> (i32, String) {
+    kubectl_with(kubeconfig, args, Some(input))
+}
+
+pub struct Cluster {
+    pub name: String,
+    pub kubeconfig: PathBuf,
+    pub engine: Engine,
+    /// Holds the kubeconfig file.
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Brings `topology` up as lab `name` (taken down by `guard` when the
+    /// test ends) and writes its kubeconfig.
+    pub async fn up(topology_name: &str, name: String) -> anyhow::Result<(Cluster, LabGuard)> {
+        let engine = Engine::connect().await?;
+        let guard = LabGuard::new(&name);
+        crate::up(&engine, &crate::topology(topology_name), &name).await?;
+        let dir = tempfile::tempdir()?;
+        let kubeconfig = dir.path().join("config");
+        std::fs::write(&kubeconfig, kubelab::lab::kubeconfig(&engine, &name).await?.to_yaml())?;
+        Ok((Cluster { name, kubeconfig, engine, _dir: dir }, guard))
+    }
+
+    pub fn k(&self, args: &[&str]) -> (i32, String) {
+        kubectl(&self.kubeconfig, args)
+    }
+
+    /// kubectl that must succeed; its output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out) = self.k(args);
+        assert_eq!(code, 0, "kubectl {args:?}: {out}");
+        out
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).expect("kubectl prints JSON")
+    }
+
+    /// A command in a node container: exit code and output.
+    pub async fn node(&self, node: &str, cmd: &[&str]) -> (i64, String) {
+        let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        self.engine.exec(&plan::container_name(&self.name, node), &cmd).await.expect("docker exec runs")
+    }
+}
+
+pub fn pods_of(list: &Value) -> Vec<Value> {
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
