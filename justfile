@@ -30,12 +30,14 @@ test: images
     cargo test --release --workspace --no-fail-fast
 
 # Benchmarks (figures go in the README): lab up to green, no-op image
-# build; the apiserver's throughput, watch latency, LIST and memory.
+# build; the apiserver's throughput, watch latency, LIST and memory;
+# controllers, scheduler, and kube-proxy's iptables syncs.
 bench: images
     cargo bench -p kubelab-scenarios --bench lab_up
     cargo bench -p kubelab-scenarios --bench apiserver
     cargo bench -p kubelab-scenarios --bench controllers
     cargo bench -p kubelab-scenarios --bench scheduler
+    cargo bench -p kubelab-scenarios --bench kube_proxy
 
 # Take every lab down.
 down: build

@@ -90,6 +90,37 @@ fn a_path_is_taken_as_it_is() {
 /// CIDRs for Nodes come from the topology's pod subnet.
 #[test]
 fn controller_manager_flags_follow_the_topology() {
+    use kubelab::plan;
+    for (name, _, plan) in shipped_plans() {
+        // One controller-manager, or (ha) several with the same flags.
+        let member = plan.members().find(|m| m.instance.starts_with(plan::CONTROLLER_MANAGER)).expect("a controller-manager");
+        insta::assert_yaml_snapshot!(format!("controller-manager-flags-{name}"), member.spec.cmd);
+    }
+}
+
+/// Every node of every shipped topology has a kube-proxy in its network
+/// namespace, started after the nodes, which is made again with its node
+/// (it carries the node's spec hash).
+#[test]
+fn a_kube_proxy_shares_each_nodes_network() {
+    use kubelab::docker::{Attachment, SPEC_LABEL};
+    use kubelab::plan;
+    for (name, nodes, plan) in shipped_plans() {
+        let stages: Vec<&str> = plan.stages.iter().map(|s| s.name).collect();
+        assert_eq!(stages.last(), Some(&"kube-proxy"), "{name}: {stages:?}");
+        for node in &nodes {
+            let node_member = plan.members().find(|m| &m.instance == node).expect("the node's member");
+            let proxy = plan.members().find(|m| m.instance == plan::kube_proxy_instance(node)).unwrap_or_else(|| panic!("{name}: no kube-proxy for {node}"));
+            assert_eq!(proxy.spec.network, Attachment::Container(plan::container_name("test", node)));
+            assert_eq!(proxy.spec.labels.get(plan::NODE_SPEC_LABEL), node_member.spec.labels.get(SPEC_LABEL), "{name}: {node}");
+            assert!(proxy.spec.cmd.contains(&format!("--hostname-override={node}")), "{:?}", proxy.spec.cmd);
+        }
+    }
+}
+
+/// The plan of every shipped topology (name, node names, plan), with test
+/// image names and a PKI in a temporary folder.
+fn shipped_plans() -> Vec<(String, Vec<String>, kubelab::plan::Plan)> {
     use kubelab::{components, images::Images, pki, plan};
     let dir = repo_root().join("topologies");
     let images = Images {
@@ -97,14 +128,15 @@ fn controller_manager_flags_follow_the_topology() {
         components: components::COMPONENTS.iter().map(|c| (c.name, format!("kubelab/{}:test", c.name))).collect(),
         pod_images: components::POD_IMAGES.iter().map(|p| (p.name, format!("kubelab/{}:test", p.name))).collect(),
     };
-    for name in topology::known(&dir) {
-        let source = topology::load(&topology::resolve(&name, &dir).unwrap()).unwrap();
-        let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
-        let state = tempfile::tempdir().unwrap();
-        let pki = pki::Pki::load_or_create(state.path(), &plan::apiserver_serving_names("test", &source.topology), &nodes).unwrap();
-        let plan = plan::plan("test", &source.topology, &images, &pki);
-        // One controller-manager, or (ha) several with the same flags.
-        let member = plan.members().find(|m| m.instance.starts_with(plan::CONTROLLER_MANAGER)).expect("a controller-manager");
-        insta::assert_yaml_snapshot!(format!("controller-manager-flags-{name}"), member.spec.cmd);
-    }
+    topology::known(&dir)
+        .into_iter()
+        .map(|name| {
+            let source = topology::load(&topology::resolve(&name, &dir).unwrap()).unwrap();
+            let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
+            let state = tempfile::tempdir().unwrap();
+            let pki = pki::Pki::load_or_create(state.path(), &plan::apiserver_serving_names("test", &source.topology), &nodes).unwrap();
+            let plan = plan::plan("test", &source.topology, &images, &pki);
+            (name, nodes, plan)
+        })
+        .collect()
 }

@@ -78,7 +78,7 @@ pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan 
     let controllers = controller_manager_stage(lab, &network, topology, images, pki);
     let scheduler = scheduler_stage(lab, &network, topology, images, pki);
     let nodes = node_stage(lab, &network, topology, images, pki);
-    let proxies = kube_proxy_stage(lab, topology, images, pki);
+    let proxies = kube_proxy_stage(lab, topology, images, pki, &nodes);
     Plan {
         lab: lab.to_string(),
         network,
@@ -426,6 +426,9 @@ fn node_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki
     Stage { name: "nodes", members }
 }
 
+/// On a kube-proxy: the spec hash of the node whose network namespace it shares.
+pub const NODE_SPEC_LABEL: &str = "dev.kubelab.node-spec";
+
 /// kube-proxy's health port (plain HTTP /healthz), upstream's.
 pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
 
@@ -437,7 +440,7 @@ pub fn kube_proxy_instance(node: &str) -> String {
 /// One kube-proxy per node, in its node container's network namespace (so
 /// the rules it writes are the node's), as upstream's DaemonSet runs it
 /// with hostNetwork. Healthy once it has written the rules.
-fn kube_proxy_stage(lab: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
+fn kube_proxy_stage(lab: &str, t: &Topology, images: &Images, pki: &Pki, nodes: &Stage) -> Stage {
     let server = format!("https://apiserver:{APISERVER_PORT}");
     let identity = pki.identity(pki::KUBE_PROXY).expect("the PKI holds kube-proxy's identity");
     let config = kubeconfig::for_lab(lab, &server, None, pki.ca_pem(), &identity.cert_pem, &identity.key_pem);
@@ -449,6 +452,9 @@ fn kube_proxy_stage(lab: &str, t: &Topology, images: &Images, pki: &Pki) -> Stag
         .iter()
         .map(|node| {
             let instance = kube_proxy_instance(&node.name);
+            // A node made again has a new network namespace: carrying its
+            // spec's hash makes its kube-proxy be made again with it.
+            let node_spec = nodes.members.iter().find(|m| m.instance == node.name).and_then(|m| m.spec.labels.get(SPEC_LABEL)).cloned().unwrap_or_default();
             let spec = ContainerSpec {
                 name: container_name(lab, &instance),
                 hostname: node.name.clone(),
@@ -461,7 +467,7 @@ fn kube_proxy_stage(lab: &str, t: &Topology, images: &Images, pki: &Pki) -> Stag
                     format!("--healthz-bind-address=0.0.0.0:{KUBE_PROXY_HEALTHZ_PORT}"),
                 ],
                 env: vec![],
-                labels: BTreeMap::new(),
+                labels: BTreeMap::from([(NODE_SPEC_LABEL.to_string(), node_spec)]),
                 network: Attachment::Container(container_name(lab, &node.name)),
                 volumes: vec![],
                 tmpfs: vec![],
