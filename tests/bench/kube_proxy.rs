@@ -28,9 +28,9 @@ const ENDPOINTS: usize = 10;
 fn services(count: usize) -> Vec<ServicePort> {
     (0..count)
         .map(|i| {
-            let ip = |base: u32| Ipv4Addr::from(base + i as u32);
+            let cluster_ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i as u32);
             let name = ServicePortName { namespace: "bench".into(), name: format!("svc-{i}"), port: "http".into() };
-            let mut port = ServicePort::new(name, Protocol::Tcp, ip(u32::from(Ipv4Addr::new(10, 96, 0, 0))), 80);
+            let mut port = ServicePort::new(name, Protocol::Tcp, cluster_ip, 80);
             port.endpoints = (0..ENDPOINTS)
                 .map(|e| Endpoint {
                     ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + (i * ENDPOINTS + e) as u32),
@@ -67,9 +67,12 @@ fn main() {
         let change_ms = started.elapsed().as_secs_f64() * 1000.0;
         println!("{size:>8} {:>9} {render_ms:>11.1} {full_ms:>13.1} {change_ms:>15.1}", rendered.filter_rules + rendered.nat_rules);
         // Empty tables for the next size, as a new node would have.
+        // A flush that failed would make the next "full sync" one over full tables.
         for table in ["nat", "filter"] {
-            let _ = std::process::Command::new("iptables").args(["-w", "-t", table, "-F"]).status();
-            let _ = std::process::Command::new("iptables").args(["-w", "-t", table, "-X"]).status();
+            for what in ["-F", "-X"] {
+                let status = std::process::Command::new("iptables").args(["-w", "-t", table, what]).status().expect("iptables runs");
+                assert!(status.success(), "iptables -t {table} {what}: {status}");
+            }
         }
     }
 }
