@@ -25,19 +25,29 @@ lab *ARGS: build
 images: build
     {{lab_bin}} images build
 
-# Every test: unit, topology snapshots, and labs on the real Docker engine.
+# The inner loop, without Docker: format, lints, unit tests and the
+# in-process tests (apiserver over etcd on loopback, controllers, kubectl);
+# everything but the tests that need labs or the Docker engine.
+check: setup
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --release -- -D warnings
+    scripts/run-tests --skip labs --skip load_image
+
+# Every test: unit, in-process, and labs on the real Docker engine; each
+# test binary's time is printed at the end. Cargo commands always name the
+# whole workspace (--workspace), so features, and so builds, are shared.
 test: images
-    cargo test --release --workspace --no-fail-fast
+    scripts/run-tests
 
 # Benchmarks (figures go in the README): lab up to green, no-op image
 # build; the apiserver's throughput, watch latency, LIST and memory;
 # controllers, scheduler, and kube-proxy's iptables syncs.
 bench: images
-    cargo bench -p kubelab-scenarios --bench lab_up
-    cargo bench -p kubelab-scenarios --bench apiserver
-    cargo bench -p kubelab-scenarios --bench controllers
-    cargo bench -p kubelab-scenarios --bench scheduler
-    cargo bench -p kubelab-scenarios --bench kube_proxy
+    cargo bench --workspace --bench lab_up
+    cargo bench --workspace --bench apiserver
+    cargo bench --workspace --bench controllers
+    cargo bench --workspace --bench scheduler
+    cargo bench --workspace --bench kube_proxy
 
 # Take every lab down.
 down: build

@@ -34,7 +34,7 @@ pub const COMPONENTS: &[Component] = &[
     Component::of("controller-manager", &["controller-manager"]),
     Component::of("scheduler", &["scheduler"]),
     Component::of("kube-proxy", &["kube-proxy"]),
-    Component { name: "node", binaries: &["kubelet"], files: &["node-entrypoint"], pod_images: &["labhost", "busybox"] },
+    Component { name: "node", binaries: &["kubelet"], files: &["node-entrypoint"], pod_images: &["labhost", "busybox", "dns"] },
 ];
 
 /// One image for pods, built `FROM scratch`: busybox-static with its applet
@@ -49,8 +49,11 @@ pub struct PodImage {
     pub binaries: &'static [&'static str],
 }
 
-pub const POD_IMAGES: &[PodImage] =
-    &[PodImage { name: "labhost", repository: "kubelab/labhost", binaries: &["labhost"] }, PodImage { name: "busybox", repository: "busybox", binaries: &[] }];
+pub const POD_IMAGES: &[PodImage] = &[
+    PodImage { name: "labhost", repository: "kubelab/labhost", binaries: &["labhost"] },
+    PodImage { name: "busybox", repository: "busybox", binaries: &[] },
+    PodImage { name: "dns", repository: "kubelab/dns", binaries: &["cluster-dns"] },
+];
 
 /// Every workspace binary an image needs.
 pub fn binaries() -> Vec<&'static str> {

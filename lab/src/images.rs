@@ -35,6 +35,12 @@ impl Images {
     pub fn of(&self, component: &str) -> &str {
         self.components.get(component).map(String::as_str).unwrap_or_else(|| panic!("component {component} is in the catalogue"))
     }
+
+    /// The host tag of a pod image (`kubelab/dns:<hash>`), which is also
+    /// how pods on a node name it when its repository is `kubelab/<name>`.
+    pub fn pod_image(&self, name: &str) -> &str {
+        self.pod_images.get(name).map(String::as_str).unwrap_or_else(|| panic!("pod image {name} is in the catalogue"))
+    }
 }
 
 /// Builds whatever image is missing or stale and returns every tag.

@@ -11,6 +11,7 @@ use futures_util::future::try_join_all;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+use crate::addons;
 use crate::cancel::{Cancel, Interrupted};
 use crate::docker::{Engine, Found, COMPONENT_LABEL, IMAGES_LABEL_VALUE, LAB_LABEL, ROLE_LABEL, SPEC_LABEL};
 use crate::images;
@@ -178,6 +179,23 @@ async fn reconcile(engine: &Engine, source: &Source, plan: &Plan, hash: &str, be
         cancel.check()?;
         let starts = stage.members.iter().map(|m| start_member(engine, m, existing.get(&m.spec.name), progress, cancel));
         try_join_all(starts).await?;
+    }
+    if !plan.addons.is_empty() {
+        cancel.check()?;
+        let task = progress.task("add-ons");
+        task.update("applying cluster DNS (kube-system/coredns, kube-dns)");
+        let config = kubeconfig(engine, lab).await?;
+        let installed = async {
+            let client = addons::client(&config).await?;
+            addons::install(&client, &plan.addons).await?;
+            task.update("waiting for deployment kube-system/coredns to be available");
+            addons::wait_available(&client, &plan.addons, GATE_TIMEOUT, GATE_POLL).await
+        };
+        tokio::select! {
+            done = installed => done.inspect_err(|_| task.failed("failed"))?,
+            _ = cancel.cancelled() => return Err(Interrupted.into()),
+        }
+        task.done("cluster DNS available");
     }
     Ok(())
 }

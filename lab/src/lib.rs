@@ -4,6 +4,7 @@
 //! - [`images`]: the base and component images, built without a registry;
 //!   [`pod_images`]: what the `FROM scratch` images pods run are made of.
 //! - [`plan`]: a topology turned into containers, stages and health gates.
+//! - [`addons`]: what `lab up` applies through the API (cluster DNS).
 //! - [`lab`]: labs brought up, reconciled, inspected and taken down.
 //! - [`load`]: `lab load image`, local images into every node's store.
 //! - [`docker`]: the provider; the only module that speaks to Docker.
@@ -11,6 +12,7 @@
 //! - [`kubeconfig`]: a lab's kubeconfig, merged into the user's.
 //! - [`state`], [`files`]: where host-side state lives; files written whole.
 
+pub mod addons;
 pub mod cancel;
 pub mod components;
 pub mod docker;

@@ -27,6 +27,8 @@ pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 pub const SCHEDULER: &str = "kube-scheduler";
 pub const KUBE_PROXY: &str = "kube-proxy";
 pub const APISERVER_KUBELET_CLIENT: &str = "apiserver-kubelet-client";
+/// Cluster DNS's client identity, the name its service account would have.
+pub const CLUSTER_DNS: &str = "cluster-dns";
 
 /// The identity of the kubelet on `node`.
 pub fn kubelet(node: &str) -> String {
@@ -305,6 +307,7 @@ fn leaves(apiserver: &ServingNames, nodes: &[String]) -> Result<Vec<Leaf>> {
         Leaf::client(SCHEDULER, "system:kube-scheduler", None),
         Leaf::client(KUBE_PROXY, "system:kube-proxy", None),
         Leaf::client(APISERVER_KUBELET_CLIENT, "kube-apiserver-kubelet-client", Some("system:masters")),
+        Leaf::client(CLUSTER_DNS, "system:serviceaccount:kube-system:coredns", Some("system:serviceaccounts")),
     ];
     for node in nodes {
         // The node name becomes a file name and a DNS name.
@@ -427,8 +430,17 @@ mod tests {
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         let files = snapshot(&dir);
         let mut pairs = vec![("ca.crt".to_string(), "ca.key".to_string()), ("sa.pub".into(), "sa.key".into())];
-        let leaves =
-            ["apiserver", "admin", "kube-controller-manager", "kube-scheduler", "kube-proxy", "apiserver-kubelet-client", "kubelet-node-1", "kubelet-node-2"];
+        let leaves = [
+            "apiserver",
+            "admin",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kube-proxy",
+            "apiserver-kubelet-client",
+            "cluster-dns",
+            "kubelet-node-1",
+            "kubelet-node-2",
+        ];
         pairs.extend(leaves.iter().map(|l| (format!("{l}.crt"), format!("{l}.key"))));
         for (cert, key) in &pairs {
             assert!(files.contains_key(cert), "{cert} missing");
@@ -496,6 +508,7 @@ mod tests {
             (SCHEDULER, "system:kube-scheduler", None, false, true, None),
             (KUBE_PROXY, "system:kube-proxy", None, false, true, None),
             (APISERVER_KUBELET_CLIENT, "kube-apiserver-kubelet-client", Some("system:masters"), false, true, None),
+            (CLUSTER_DNS, "system:serviceaccount:kube-system:coredns", Some("system:serviceaccounts"), false, true, None),
             ("kubelet-node-1", "system:node:node-1", Some("system:nodes"), true, true, Some("node-1")),
         ];
         for (name, cn, org, server, client, dns) in cases {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::addons::{self, Addons};
 use crate::docker::{Attachment, ContainerSpec, File, COMPONENT_LABEL, LAB_LABEL, ROLE_LABEL, SPEC_LABEL};
 use crate::images::Images;
 use crate::kubeconfig;
@@ -33,6 +34,8 @@ pub struct Plan {
     pub network: String,
     pub subnet: Option<String>,
     pub stages: Vec<Stage>,
+    /// What is applied through the API once every stage is healthy.
+    pub addons: Addons,
 }
 
 /// Containers that start together; the next stage waits for all their gates.
@@ -84,6 +87,7 @@ pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan 
         network,
         subnet: topology.networking.lab_subnet.as_ref().map(|c| c.net().to_string()),
         stages: vec![etcd, apiservers, balancer, controllers, scheduler, nodes, proxies].into_iter().filter(|s| !s.members.is_empty()).collect(),
+        addons: addons::addons(topology, images, pki),
     }
 }
 

@@ -31,27 +31,7 @@ fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
-/// What a kubectl run printed.
-#[derive(Debug)]
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Output {
-    /// What kubectl printed on stdout; it must have succeeded.
-    pub fn succeeded(self) -> String {
-        assert_eq!(self.code, 0, "kubectl failed:\n{}", self.stderr);
-        self.stdout
-    }
-
-    /// What kubectl printed on stderr; it must have failed.
-    pub fn failed(self) -> String {
-        assert_ne!(self.code, 0, "kubectl should have failed:\n{}", self.stdout);
-        self.stderr
-    }
-}
+pub use crate::kubectl::Output;
 
 /// Settings of a test apiserver.
 #[derive(Debug, Clone, Default)]
@@ -295,28 +275,7 @@ impl TestApi {
     }
 
     pub fn kubectl_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
-        use std::io::Write;
-        let mut cmd = Command::new("kubectl");
-        cmd.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .env_remove("KUBECTL_EXTERNAL_DIFF")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("kubectl is not on PATH");
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        crate::kubectl::run(&self.kubeconfig, args, crate::kubectl::Run { stdin, env, home: Some(self.dir.path()), request_timeout: None })
     }
 
     /// A kubectl that runs until it is dropped (a watch, a followed log),

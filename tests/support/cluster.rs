@@ -9,23 +9,9 @@ use serde_json::Value;
 
 use crate::LabGuard;
 
-/// kubectl with the lab's kubeconfig; the timeout goes before the
-/// arguments, which may end in `-- COMMAND` for exec.
+/// kubectl with the lab's kubeconfig (requests time out after 60 s).
 pub fn kubectl_with(kubeconfig: &std::path::Path, args: &[&str], input: Option<&str>) -> (i32, String) {
-    let mut child = std::process::Command::new("kubectl")
-        .arg("--request-timeout=60s")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(if input.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl is installed");
-    if let Some(input) = input {
-        std::io::Write::write_all(&mut child.stdin.take().expect("piped"), input.as_bytes()).expect("kubectl reads its stdin");
-    }
-    let out = child.wait_with_output().expect("kubectl runs");
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    crate::kubectl::run(kubeconfig, args, crate::kubectl::Run { stdin: input, request_timeout: Some("60s"), ..Default::default() }).combined()
 }
 
 pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {

@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod fake_kubelet;
+pub mod kubectl;
 pub mod kubelet;
 pub mod wait;
 
@@ -81,28 +82,13 @@ pub async fn assert_nothing_left(engine: &Engine, lab: &str) {
     assert!(engine.volumes(Some(lab)).await.unwrap().is_empty(), "volumes of {lab} are left");
 }
 
-/// Runs kubectl with `kubeconfig` (requests time out after 5 s): its exit
+/// kubectl with `kubeconfig` (requests time out after 5 s): its exit
 /// code and its stdout followed by its stderr.
-/// kubectl with `input` on its stdin (a manifest for `-f -`).
-pub fn kubectl_stdin(kubeconfig: &std::path::Path, args: &[&str], input: &str) -> (i32, String) {
-    let mut child = std::process::Command::new("kubectl")
-        .args(args)
-        .arg("--request-timeout=5s")
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl is installed");
-    std::io::Write::write_all(&mut child.stdin.take().expect("piped"), input.as_bytes()).expect("kubectl reads its stdin");
-    let out = child.wait_with_output().expect("kubectl runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
+pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
+    kubectl::run(kubeconfig, args, kubectl::Run { request_timeout: Some("5s"), ..Default::default() }).combined()
 }
 
-pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let out =
-        std::process::Command::new("kubectl").args(args).arg("--request-timeout=5s").env("KUBECONFIG", kubeconfig).output().expect("kubectl is installed");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
+/// [`kubectl()`] with `input` on its stdin (a manifest for `-f -`).
+pub fn kubectl_stdin(kubeconfig: &std::path::Path, args: &[&str], input: &str) -> (i32, String) {
+    kubectl::run(kubeconfig, args, kubectl::Run { stdin: Some(input), request_timeout: Some("5s"), ..Default::default() }).combined()
 }

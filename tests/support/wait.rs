@@ -1,25 +1,84 @@
-//! Waiting on a condition: poll until it holds, or fail saying what was
-//! still missing when the deadline passed.
+//! Waiting on a condition, the one way tests wait: poll until it holds, or
+//! fail saying what was still missing when the deadline passed. Each form
+//! comes async (tests on a runtime) and blocking (tests that drive kubectl
+//! or threads); `holds_for` checks the opposite, that something stays true
+//! for a while (a Node that must not be evicted, a leader that must stay).
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long a condition is given; generous, because CI shares 2 cores.
+/// How long a condition is given by default; generous, because CI shares 2 cores.
 pub const WAIT: Duration = Duration::from_secs(60);
+/// How often a condition is asked again.
+pub const POLL: Duration = Duration::from_millis(100);
 
-/// Polls `check` every 100 ms until it gives a value; on timeout, panics
-/// with `what` and the last thing `check` said was missing.
-pub async fn until<F, Fut, T>(what: &str, mut check: F) -> T
+/// Polls `check` until it gives a value, for at most [`WAIT`]; on timeout,
+/// panics with `what` and the last thing `check` said was missing.
+pub async fn until<F, Fut, T>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    until_within(what, WAIT, check).await
+}
+
+/// [`until`] with a deadline of its own.
+pub async fn until_within<F, Fut, T>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         match check().await {
             Ok(value) => return value,
-            Err(missing) if tokio::time::Instant::now() > deadline => panic!("{what}: still missing after {WAIT:?}: {missing}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(missing) if tokio::time::Instant::now() > deadline => panic!("{what}: still missing after {within:?}: {missing}"),
+            Err(_) => tokio::time::sleep(POLL).await,
         }
+    }
+}
+
+/// [`until_within`] for code without a runtime: blocks the thread between polls.
+pub fn until_blocking<T>(what: &str, within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(missing) if Instant::now() > deadline => panic!("{what}: still missing after {within:?}: {missing}"),
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// Asks `check` every [`POLL`] for `period` and panics, with `what` and
+/// what `check` saw, the first time it does not hold.
+pub async fn holds_for<F, Fut>(what: &str, period: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let end = tokio::time::Instant::now() + period;
+    loop {
+        if let Err(seen) = check().await {
+            panic!("{what}: stopped holding within {period:?}: {seen}");
+        }
+        if tokio::time::Instant::now() >= end {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`holds_for`] for code without a runtime.
+pub fn holds_for_blocking(what: &str, period: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let end = Instant::now() + period;
+    loop {
+        if let Err(seen) = check() {
+            panic!("{what}: stopped holding within {period:?}: {seen}");
+        }
+        if Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(POLL);
     }
 }

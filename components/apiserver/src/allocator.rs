@@ -34,6 +34,34 @@ impl ServiceNetwork {
     pub fn kubernetes_ip(&self) -> Ipv4Addr {
         self.cluster_ips.hosts().next().unwrap_or(self.cluster_ips.network())
     }
+
+    /// How many addresses at the start of the range are kept for Services
+    /// that name their address (KEP-3070): a sixteenth of the range, at
+    /// least 16 and at most 256, none in a range smaller than 16. Automatic
+    /// picks come from above this band first, so that well-known addresses
+    /// such as cluster DNS's tenth stay free for whoever asks for them.
+    pub fn static_band(&self) -> usize {
+        let size = 1usize << (32 - self.cluster_ips.prefix_len()).min(31);
+        if size < 16 {
+            0
+        } else {
+            (size / 16).clamp(16, 256)
+        }
+    }
+
+    /// The addresses automatic picks try, in order from `seed`: the
+    /// dynamic band (above the static one) round from the seed, then the
+    /// static band, as upstream falls back to it when the rest is full.
+    fn automatic_order(&self, seed: u64) -> impl Iterator<Item = Ipv4Addr> {
+        let hosts: Vec<Ipv4Addr> = self.cluster_ips.hosts().collect();
+        let first = u32::from(self.cluster_ips.network());
+        let band = self.static_band() as u32;
+        let (dynamic, fixed): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) = hosts.into_iter().partition(|a| u32::from(*a) - first >= band);
+        let n = dynamic.len().max(1);
+        let start = (seed as usize) % n;
+        let rotated: Vec<Ipv4Addr> = (0..dynamic.len()).map(|i| dynamic[(start + i) % n]).collect();
+        rotated.into_iter().chain(fixed)
+    }
 }
 
 /// Whether objects of `res` get addresses from here.
@@ -104,10 +132,7 @@ pub fn allocate(res: &Resource, obj: &mut Value, old: Option<&Value>, net: &Serv
             Some(g)
         }
         (_, None, None) => {
-            let hosts: Vec<Ipv4Addr> = net.cluster_ips.hosts().collect();
-            let n = hosts.len().max(1);
-            let start = (seed as usize) % n;
-            let pick = (0..n).map(|i| hosts[(start + i) % n]).find(|a| *a != net.kubernetes_ip() && free(&format!("{IP_CLAIMS}{a}")));
+            let pick = net.automatic_order(seed).find(|a| *a != net.kubernetes_ip() && free(&format!("{IP_CLAIMS}{a}")));
             match pick {
                 Some(a) => Some(a.to_string()),
                 None => return Err(invalid(obj, vec![Cause::invalid("spec.clusterIPs", &json!([]), "failed to allocate a serviceIP: range is full")])),
@@ -197,4 +222,40 @@ pub fn kubernetes_service(net: &ServiceNetwork, port: u16) -> Value {
         "spec": {"type": "ClusterIP", "clusterIP": net.kubernetes_ip().to_string(), "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(cidr: &str) -> ServiceNetwork {
+        ServiceNetwork { cluster_ips: cidr.parse().unwrap(), ..ServiceNetwork::default() }
+    }
+
+    #[test]
+    fn the_static_band_is_a_sixteenth_between_16_and_256() {
+        assert_eq!(network("10.96.0.0/16").static_band(), 256);
+        assert_eq!(network("10.96.0.0/20").static_band(), 256);
+        assert_eq!(network("10.96.0.0/22").static_band(), 64);
+        assert_eq!(network("10.96.0.0/24").static_band(), 16);
+        assert_eq!(network("10.96.0.0/28").static_band(), 16);
+        assert_eq!(network("10.96.0.0/29").static_band(), 0);
+    }
+
+    /// Automatic picks avoid the static band, whatever the seed, until the
+    /// dynamic band is full; then they take from the static band.
+    #[test]
+    fn automatic_picks_leave_the_static_band_until_the_rest_is_full() {
+        let net = network("10.96.0.0/24");
+        for seed in 0..1000 {
+            let first = net.automatic_order(seed).next().unwrap();
+            assert!(u32::from(first) - u32::from(net.cluster_ips.network()) >= 16, "seed {seed} picked {first}");
+        }
+        let order: Vec<Ipv4Addr> = net.automatic_order(7).collect();
+        assert_eq!(order.len(), 254, "every host once");
+        let fixed: Vec<String> = order[order.len() - 15..].iter().map(|a| a.to_string()).collect();
+        assert_eq!(fixed.first().map(String::as_str), Some("10.96.0.1"));
+        assert_eq!(fixed.last().map(String::as_str), Some("10.96.0.15"));
+        assert!(order[..order.len() - 15].iter().all(|a| a.octets()[3] >= 16));
+    }
 }

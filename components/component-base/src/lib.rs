@@ -14,3 +14,4 @@ pub mod logging;
 pub mod quantity;
 pub mod serving;
 pub mod taints;
+pub mod watch;

@@ -15,12 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use futures_util::StreamExt;
+use component_base::watch::{self, cloned};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::Api;
 use tokio::sync::Notify;
 
 use crate::exec::Commands;
@@ -46,8 +43,14 @@ pub struct Settings {
 /// Watches the API and keeps the rules until the watches end.
 pub async fn run<C: Commands + 'static>(client: kube::Client, settings: Settings, commands: C, health: Health) -> Result<()> {
     let changed = Arc::new(Notify::new());
-    let services = watch::<Service>(client.clone(), changed.clone(), health.clone());
-    let slices = watch::<EndpointSlice>(client, changed.clone(), health.clone());
+    let on_change = |changed: Arc<Notify>, health: Health| {
+        move || {
+            health.queued();
+            changed.notify_one();
+        }
+    };
+    let services = watch::all::<Service>(client.clone(), on_change(changed.clone(), health.clone()));
+    let slices = watch::all::<EndpointSlice>(client, on_change(changed.clone(), health.clone()));
     // Nothing is written until both lists are in: rules made from half a
     // picture would reject traffic to Services whose endpoints are not yet read.
     services.wait_until_ready().await?;
@@ -103,31 +106,4 @@ pub async fn run<C: Commands + 'static>(client: kube::Client, settings: Settings
         }
         last = Some(started);
     }
-}
-
-fn cloned<K: Clone + kube::Resource<DynamicType = ()>>(store: &Store<K>) -> Vec<K> {
-    store.state().iter().map(|o| (**o).clone()).collect()
-}
-
-/// A reflector of every object of one kind, waking the sync loop on each change.
-fn watch<K>(client: kube::Client, changed: Arc<Notify>, health: Health) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let api: Api<K> = Api::all(client);
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
-    tokio::spawn(async move {
-        futures_util::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(_) => {
-                    health.queued();
-                    changed.notify_one();
-                }
-                Err(e) => tracing::warn!("watch: {e}"),
-            }
-        }
-    });
-    reader
 }

@@ -6,7 +6,8 @@
 //! works; a Service without endpoints refuses at once; a scaled-down
 //! backend leaves every node's rules; worker-1's rules are a snapshot;
 //! rules outlive a stopped kube-proxy, which catches up when it is back,
-//! and a nat table flushed by hand is written again. One lab for all.
+//! and a nat table flushed by hand is written again. Cluster DNS answers
+//! for every Service kind ([`dns`]). One lab for all.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +15,8 @@ use kubelab_scenarios::cluster::{kubectl_stdin, pods_of, s, Cluster};
 use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
 use serde_json::Value;
+
+mod dns;
 
 const NODES: [&str; 3] = ["worker-1", "worker-2", "worker-3"];
 
@@ -66,7 +69,10 @@ async fn services_reach_their_pods_from_everywhere() {
     affinity_keeps_one_backend(&lab, &pods[0], &ips["sticky"]).await;
     udp_reaches_the_pods(&lab, &pods[0], &ips["web-udp"]).await;
     no_endpoints_refuses(&lab, &pods[0], &ips["nobody"]).await;
-    rules_snapshot(&lab, &pods, &ips).await;
+    let dns_pods = dns::dns_pods(&lab).await;
+    rules_list_endpoints(&lab, "kube-system/kube-dns:dns-tcp", dns_pods.len()).await;
+    rules_snapshot(&lab, &pods, &dns_pods, &ips).await;
+    dns::cluster_dns_answers(&lab, &pods, &ips["web"]).await;
     scaled_down_backend_leaves(&lab, &ips["web"]).await;
     rules_outlive_a_stopped_proxy(&lab).await;
     flushed_rules_come_back(&lab, &ips["web"]).await;
@@ -86,14 +92,7 @@ async fn web_pods(lab: &Cluster, count: usize) -> Vec<Pod> {
             .filter(|p| p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"))
             .map(|p| Pod { name: s(&p["metadata"]["name"]), node: s(&p["spec"]["nodeName"]), ip: s(&p["status"]["podIP"]) })
             .collect();
-        let slices = lab.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web"]);
-        let ready: BTreeSet<String> = pods_of(&slices)
-            .iter()
-            .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
-            .filter(|e| e["conditions"]["ready"] != false)
-            .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
-            .map(|a| s(&a))
-            .collect();
+        let ready = ready_endpoints(lab, "default", "web");
         let ips: BTreeSet<String> = pods.iter().map(|p| p.ip.clone()).collect();
         if pods.len() == count && ips == ready {
             Ok(pods)
@@ -104,7 +103,20 @@ async fn web_pods(lab: &Cluster, count: usize) -> Vec<Pod> {
     .await
 }
 
-/// Every node's nat rules send `service` (`ns/name`, its one unnamed port) to `count` endpoints.
+/// The addresses of `namespace/service`'s ready endpoints, from its EndpointSlices.
+fn ready_endpoints(lab: &Cluster, namespace: &str, service: &str) -> BTreeSet<String> {
+    let slices = lab.json(&["-n", namespace, "get", "endpointslices", "-l", &format!("kubernetes.io/service-name={service}")]);
+    pods_of(&slices)
+        .iter()
+        .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] != false)
+        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+        .map(|a| s(&a))
+        .collect()
+}
+
+/// Every node's nat rules send `service` (`ns/name` for its one unnamed
+/// port, `ns/name:port` for a named one) to `count` endpoints.
 async fn rules_list_endpoints(lab: &Cluster, service: &str, count: usize) {
     for node in NODES {
         until(&format!("{node}'s rules for {service} with {count} endpoints"), || async {
@@ -215,10 +227,12 @@ async fn no_endpoints_refuses(lab: &Cluster, from: &Pod, cluster_ip: &str) {
 /// worker-1's rules with names for addresses and hashes of endpoints,
 /// sorted (endpoints of one Service are interchangeable): a review of
 /// what kube-proxy writes for these Services.
-async fn rules_snapshot(lab: &Cluster, pods: &[Pod], ips: &BTreeMap<String, String>) {
+async fn rules_snapshot(lab: &Cluster, pods: &[Pod], dns_pods: &[Pod], ips: &BTreeMap<String, String>) {
     let (_, saved) = lab.node("worker-1", &["iptables-save"]).await;
     let mut names: Vec<(String, String)> = ips.iter().map(|(svc, ip)| (ip.clone(), format!("<{svc} cluster IP>"))).collect();
+    names.push((dns::DNS_IP.to_string(), "<kube-dns cluster IP>".to_string()));
     names.extend(pods.iter().map(|p| (p.ip.clone(), "<web pod>".to_string())));
+    names.extend(dns_pods.iter().map(|p| (p.ip.clone(), "<dns pod>".to_string())));
     let slices = lab.json(&["get", "endpointslice", "kubernetes"]);
     let apiserver = s(&slices["endpoints"][0]["addresses"][0]);
     names.push((apiserver, "<apiserver>".into()));

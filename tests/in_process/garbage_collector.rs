@@ -4,7 +4,7 @@
 //! that never existed or live elsewhere count as gone, and a namespace
 //! whose owner is deleting its dependents in the foreground still goes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kubelab_scenarios::apiserver::TestApi;
 use serde_json::Value;
@@ -21,17 +21,8 @@ fn start(controllers: &[&str]) -> (TestApi, kubelab_scenarios::apiserver::Contro
     (api, controllers)
 }
 
-/// Polls `check` until it says nothing is missing; panics with what still
-/// was when `DEADLINE` passes.
 fn wait_until(what: &str, mut check: impl FnMut() -> Result<(), String>) {
-    let started = Instant::now();
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(missing) if started.elapsed() > DEADLINE => panic!("{what}: after {DEADLINE:?}, {missing}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    kubelab_scenarios::wait::until_blocking(what, DEADLINE, &mut check)
 }
 
 /// The object as JSON, or None when the API says it does not exist.

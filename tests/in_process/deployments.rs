@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use kubelab_scenarios::apiserver::{Output, TestApi};
 use kubelab_scenarios::fake_kubelet::Which;
@@ -150,37 +150,65 @@ async fn a_deployment_becomes_one_replicaset_and_its_pods() {
     assert!(described.contains("NewReplicaSet:") && described.contains(&format!("web-{hash} (6/6 replicas created)")), "{described}");
 }
 
-/// Pods over time, from a watch: for each event, how many pods exist (not
-/// being deleted) and how many of those are ready.
-fn replay(events: &[watcher::Event<Pod>]) -> Vec<(usize, usize)> {
-    let mut pods: HashMap<String, bool> = HashMap::new();
-    let mut counts = Vec::new();
+/// The objects (by uid) after each change a watch recorded, read as a
+/// reflector reads it: events before the first list is done build the
+/// starting state and are not counted, and a relist (the watcher's Init
+/// ... InitDone after an error or an expired version) replaces the state
+/// at once at its InitDone. Counting a relist's objects one by one would
+/// mix old and new versions of different objects into states that never
+/// existed (a new ReplicaSet's new size beside an old one's old size).
+fn states<K: kube::Resource + Clone>(events: &[watcher::Event<K>]) -> Vec<HashMap<String, K>> {
+    let mut state: HashMap<String, K> = HashMap::new();
+    let mut relisted: Option<HashMap<String, K>> = None;
     let mut listed = false;
+    let mut out = Vec::new();
     for event in events {
         match event {
-            watcher::Event::InitDone => {
-                listed = true;
+            watcher::Event::Init => {
+                relisted = Some(HashMap::new());
                 continue;
             }
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
-                let ready = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-                if pod.metadata.deletion_timestamp.is_some() {
-                    pods.remove(&pod.uid().unwrap());
-                } else {
-                    pods.insert(pod.uid().unwrap(), ready);
+            watcher::Event::InitApply(object) => {
+                relisted.get_or_insert_with(HashMap::new).insert(object.uid().unwrap(), object.clone());
+                continue;
+            }
+            watcher::Event::InitDone => {
+                state = relisted.take().unwrap_or_default();
+                if !listed {
+                    listed = true;
+                    continue;
                 }
             }
-            watcher::Event::Delete(pod) => {
-                pods.remove(&pod.uid().unwrap());
+            watcher::Event::Apply(object) => {
+                state.insert(object.uid().unwrap(), object.clone());
             }
-            _ => continue,
+            watcher::Event::Delete(object) => {
+                state.remove(&object.uid().unwrap());
+            }
         }
-        // The initial list builds up the state; only changes after it count.
         if listed {
-            counts.push((pods.len(), pods.values().filter(|r| **r).count()));
+            out.push(state.clone());
         }
     }
-    counts
+    out
+}
+
+/// Pods over time, from a watch: for each change, how many pods exist (not
+/// being deleted) and how many of those are ready.
+fn replay(events: &[watcher::Event<Pod>]) -> Vec<(usize, usize)> {
+    states(events)
+        .iter()
+        .map(|pods| {
+            let live: Vec<&Pod> = pods.values().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+            let ready = live
+                .iter()
+                .filter(|pod| {
+                    pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+                .count();
+            (live.len(), ready)
+        })
+        .collect()
 }
 
 /// Records the pod events of namespace `ns` until dropped.
@@ -198,9 +226,12 @@ where
         let sink = events.clone();
         let (started_tx, started) = tokio::sync::oneshot::channel();
         let mut started_tx = Some(started_tx);
-        let mut stream = watcher(Api::<K>::namespaced(client.clone(), ns), watcher::Config::default()).boxed();
+        let mut stream = watcher(Api::<K>::namespaced(client.clone(), ns), watcher::Config::default()).default_backoff().boxed();
         let task = tokio::spawn(async move {
-            while let Some(Ok(event)) = stream.next().await {
+            while let Some(event) = stream.next().await {
+                // The watcher goes on after an error (relisting if it must):
+                // so does the recording.
+                let Ok(event) = event else { continue };
                 let done = matches!(event, watcher::Event::InitDone);
                 sink.lock().unwrap().push(event);
                 if done {
@@ -244,20 +275,8 @@ async fn rolling_updates_stay_within_surge_and_unavailability_and_undo() {
     // replicas + maxSurge. (Counting pods themselves would also count a
     // pod whose deletion the old ReplicaSet has asked for and the
     // apiserver has not yet done, which upstream counts as terminating.)
-    let mut sizes: HashMap<String, i32> = HashMap::new();
-    let mut totals = Vec::new();
-    for event in set_recording.stop() {
-        match event {
-            watcher::Event::Apply(set) | watcher::Event::InitApply(set) => {
-                sizes.insert(set.name_any(), set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0));
-            }
-            watcher::Event::Delete(set) => {
-                sizes.remove(&set.name_any());
-            }
-            _ => continue,
-        }
-        totals.push(sizes.values().sum::<i32>());
-    }
+    let totals: Vec<i32> =
+        states(&set_recording.stop()).iter().map(|sets| sets.values().map(|set| set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)).sum()).collect();
     assert!(totals.contains(&5), "the rollout surged: {totals:?}");
     assert!(totals.iter().all(|t| *t <= 5), "ReplicaSet sizes above replicas + maxSurge (5): {totals:?}");
 
@@ -311,23 +330,10 @@ async fn recreate_removes_every_old_pod_before_the_first_new_one() {
     ok(api.kubectl(&["set", "image", "deployment/db", "db=postgres:17"]));
     ok(api.kubectl(&["rollout", "status", "deployment/db", "--timeout=60s"]));
     let events = recording.stop();
-    let mut old_left: HashMap<String, ()> = HashMap::new();
-    for event in &events {
-        match event {
-            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
-                let hash = pod.labels().get("pod-template-hash").cloned().unwrap_or_default();
-                if hash == old_hash {
-                    if pod.metadata.deletion_timestamp.is_none() {
-                        old_left.insert(pod.uid().unwrap(), ());
-                    }
-                } else {
-                    assert!(old_left.is_empty(), "new pod {} appeared while {} old pods existed", pod.name_any(), old_left.len());
-                }
-            }
-            watcher::Event::Delete(pod) => {
-                old_left.remove(&pod.uid().unwrap());
-            }
-            _ => {}
+    for pods in states(&events) {
+        let old_left = pods.values().filter(|p| p.labels().get("pod-template-hash") == Some(&old_hash) && p.metadata.deletion_timestamp.is_none()).count();
+        if let Some(new) = pods.values().find(|p| p.labels().get("pod-template-hash") != Some(&old_hash)) {
+            assert_eq!(old_left, 0, "new pod {} appeared while {old_left} old pods existed", new.name_any());
         }
     }
     let pods = pods_of(&client, "default").await;

@@ -48,15 +48,15 @@ fn candidate(client: kube::Client, identity: &'static str, working: Working) -> 
 }
 
 async fn until_working(working: &Working, want: &[&str], what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    kubelab_scenarios::wait::until_within(what, Duration::from_secs(30), || async {
         let now = working.lock().unwrap().clone();
         if now == want {
-            return;
+            Ok(())
+        } else {
+            Err(format!("working {now:?}, wanted {want:?}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: working {now:?}, wanted {want:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,10 +68,15 @@ async fn one_candidate_works_and_the_other_takes_over() {
     until_working(&working, &["cm-a"], "the first candidate leads").await;
     let second = candidate(client.clone(), "cm-b", working.clone());
     // Several retry periods: the second must not start while the first renews.
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(*working.lock().unwrap(), ["cm-a"], "only the holder works");
-    }
+    kubelab_scenarios::wait::holds_for("only the holder works", Duration::from_secs(3), || async {
+        let now = working.lock().unwrap().clone();
+        if now == ["cm-a"] {
+            Ok(())
+        } else {
+            Err(format!("working {now:?}"))
+        }
+    })
+    .await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let lease = leases.get("kube-controller-manager").await.unwrap().spec.unwrap();
     assert_eq!(lease.holder_identity.as_deref(), Some("cm-a"));

@@ -667,15 +667,14 @@ async fn kubernetes_endpoints_follow_apiserver_leases() {
 
     // a stops renewing: after its 2 s lease (etcd expires leases within
     // about a second of their TTL), b's next round drops it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    kubelab_scenarios::wait::until_within("b's rounds dropping the expired apiserver", Duration::from_secs(20), || async {
         reconcile(&registry, b, 6443, 60).await.unwrap();
-        if listed().await == ["10.0.0.2"] {
-            break;
+        match listed().await {
+            now if now == ["10.0.0.2"] => Ok(()),
+            now => Err(format!("listed: {now:?}")),
         }
-        assert!(std::time::Instant::now() < deadline, "the expired apiserver stayed listed");
-    }
+    })
+    .await;
     withdraw(&registry, b, 6443).await.unwrap();
     assert!(listed().await.is_empty());
     let ep = endpoints.get("kubernetes").await.unwrap();
@@ -718,10 +717,12 @@ async fn events_expire_after_their_ttl() {
     events.create(&PostParams::default(), &event).await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
     cms.create(&PostParams::default(), &configmap("stays", json!({}))).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while events.get_opt("e1").await.unwrap().is_some() {
-        assert!(std::time::Instant::now() < deadline, "the event outlived its TTL");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    kubelab_scenarios::wait::until_within("the event expiring after its TTL", Duration::from_secs(20), || async {
+        match events.get_opt("e1").await.unwrap() {
+            None => Ok(()),
+            Some(_) => Err("event e1 is still there".to_string()),
+        }
+    })
+    .await;
     assert!(cms.get_opt("stays").await.unwrap().is_some());
 }

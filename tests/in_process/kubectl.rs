@@ -252,14 +252,18 @@ fn errors_read_as_upstream() {
 #[test]
 fn get_watch_prints_changes() {
     let api = TestApi::start();
+    // kubectl lists before it watches from the list's version: once the
+    // listed sentinel is printed, every later change reaches the watch.
+    ok(api.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: sentinel\n"));
     let watch = api.kubectl_streaming(&["get", "configmaps", "--watch", "--output-watch-events"]);
-    // Changes made once the watch is running.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Its header, then the sentinel's row.
+    let listed = watch.lines(2, Duration::from_secs(30));
+    assert!(listed.get(1).is_some_and(|l| l.contains("sentinel")), "kubectl get --watch listed {listed:?}, not the sentinel");
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n";
     ok(api.kubectl_stdin(&["apply", "-f", "-"], cm));
     ok(api.kubectl(&["label", "cm/watched", "x=y"]));
     ok(api.kubectl(&["delete", "cm/watched"]));
-    let lines = watch.lines(4, Duration::from_secs(10));
+    let lines: Vec<String> = listed[..1].iter().cloned().chain(watch.lines(3, Duration::from_secs(10))).collect();
     drop(watch);
     insta::assert_snapshot!("get_watch", normalize(&lines.join("\n")));
 }

@@ -140,14 +140,15 @@ async fn interrupting_up_leaves_nothing_half_created() {
     let (options, quiet) = (UpOptions::default(), progress());
     let apply = lab::apply(&engine, &source, &plan, &options, &quiet, &cancel);
     let interrupt = async {
-        // Wait until all three containers run, then press Ctrl-C.
-        loop {
-            let running = engine.containers(Some(&name)).await.unwrap().iter().filter(|c| c.running).count();
-            if running == 3 {
-                break;
+        // Wait until all three containers run, then press Ctrl-C. (An
+        // apply that fails before that fails the wait, not hangs it.)
+        kubelab_scenarios::wait::until("all three etcd containers running", || async {
+            match engine.containers(Some(&name)).await.unwrap().iter().filter(|c| c.running).count() {
+                3 => Ok(()),
+                n => Err(format!("{n} of 3 running")),
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        })
+        .await;
         handle.cancel();
     };
     let (result, ()) = tokio::join!(apply, interrupt);

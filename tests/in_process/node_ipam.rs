@@ -3,7 +3,7 @@
 //! keep them across a controller restart, and a full range says so.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use controller_manager::node_ipam;
 use kubelab_scenarios::apiserver::{ControllerManager, TestApi};
@@ -43,16 +43,15 @@ fn pod_cidrs(api: &TestApi) -> BTreeMap<String, String> {
 
 /// Waits until every Node has a pod CIDR; returns them.
 fn all_assigned(api: &TestApi) -> BTreeMap<String, String> {
-    let started = Instant::now();
-    loop {
+    kubelab_scenarios::wait::until_blocking("a pod CIDR on every Node", DEADLINE, || {
         let cidrs = pod_cidrs(api);
         let missing: Vec<&String> = cidrs.iter().filter(|(_, c)| c.is_empty()).map(|(n, _)| n).collect();
         if missing.is_empty() {
-            return cidrs;
+            Ok(cidrs.clone())
+        } else {
+            Err(format!("Nodes {missing:?} have none: {cidrs:?}"))
         }
-        assert!(started.elapsed() < DEADLINE, "after {DEADLINE:?}, Nodes {missing:?} still have no pod CIDR: {cidrs:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 fn distinct(cidrs: &BTreeMap<String, String>) {
@@ -110,21 +109,15 @@ fn a_full_range_gives_the_event_and_a_freed_range_goes_to_the_waiting_node() {
     add_nodes(&api, &["first", "second"]);
     let held = all_assigned(&api);
     add_nodes(&api, &["third"]);
-    let started = Instant::now();
-    loop {
+    let event = kubelab_scenarios::wait::until_blocking("a CIDRNotAvailable event for Node third", DEADLINE, || {
         let out = api.kubectl(&["get", "events", "-n", "default", "--field-selector", "involvedObject.name=third", "-o", "json"]).succeeded();
         let events: Value = serde_json::from_str(&out).unwrap();
-        let found = events["items"].as_array().unwrap().iter().find(|e| e["reason"] == "CIDRNotAvailable").cloned();
-        if let Some(event) = found {
-            assert_eq!(event["message"], "Node third status is now: CIDRNotAvailable");
-            assert_eq!(event["type"], "Normal");
-            assert_eq!(event["involvedObject"]["kind"], "Node");
-            assert_eq!(event["source"]["component"], "cidrAllocator");
-            break;
-        }
-        assert!(started.elapsed() < DEADLINE, "after {DEADLINE:?}, no CIDRNotAvailable event for Node third: {events}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        events["items"].as_array().unwrap().iter().find(|e| e["reason"] == "CIDRNotAvailable").cloned().ok_or_else(|| format!("events: {events}"))
+    });
+    assert_eq!(event["message"], "Node third status is now: CIDRNotAvailable");
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["involvedObject"]["kind"], "Node");
+    assert_eq!(event["source"]["component"], "cidrAllocator");
     assert_eq!(pod_cidrs(&api)["third"], "", "a Node got a range the cluster CIDR does not have");
 
     api.kubectl(&["delete", "node", "first"]).succeeded();

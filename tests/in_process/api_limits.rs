@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use kubelab::kubeconfig;
 use kubelab::pki;
 use kubelab_scenarios::apiserver::{Limits, Options, TestApi};
+use kubelab_scenarios::wait::until_within;
 use serde_json::{json, Value};
 
 /// What an answer took to arrive is never asserted; only that it came
@@ -167,14 +168,13 @@ async fn writes_beyond_the_mutating_limit_get_429() {
         let client = client.clone();
         tokio::spawn(async move { send(&client, "POST", "/api/v1/namespaces/default/configmaps", Some(configmap("held"))).await })
     };
-    let deadline = Instant::now() + GENEROUS;
-    let refused = loop {
-        let answer = probe_write(&client).await;
-        if answer.status == 429 {
-            break answer;
+    let refused = until_within("a write refused while another is in flight (limit 1)", GENEROUS, || async {
+        match probe_write(&client).await {
+            answer if answer.status == 429 => Ok(answer),
+            answer => Err(format!("last: {} {}", answer.status, answer.body)),
         }
-        assert!(Instant::now() < deadline, "no write was refused while another was in flight (limit 1); last: {} {}", answer.status, answer.body);
-    };
+    })
+    .await;
     assert_eq!(refused.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
     // Reads are counted apart: one is served now.
     assert_eq!(tokio::time::timeout(GENEROUS, send(&client, "GET", "/healthz", None)).await.expect("a read while writes are full").status, 200);
@@ -242,14 +242,13 @@ async fn a_stopped_etcd_gets_an_error_in_time_not_a_hang() {
     assert!(deadline_passed, "{} {}", answer.status, answer.body);
     drop(stopped);
     // Served again once etcd is back.
-    let deadline = Instant::now() + GENEROUS;
-    loop {
-        let answer = send(&client, "POST", "/api/v1/namespaces/default/configmaps", Some(configmap("back"))).await;
-        if answer.status == 201 {
-            break;
+    until_within("writes working again after etcd continued", GENEROUS, || async {
+        match send(&client, "POST", "/api/v1/namespaces/default/configmaps", Some(configmap("back"))).await {
+            answer if answer.status == 201 => Ok(()),
+            answer => Err(format!("last: {} {}", answer.status, answer.body)),
         }
-        assert!(Instant::now() < deadline, "writes did not work again after etcd continued: {} {}", answer.status, answer.body);
-    }
+    })
+    .await;
 }
 
 /// A node whose kubelet address is a TCP port that accepts and then says

@@ -118,6 +118,31 @@ fn a_kube_proxy_shares_each_nodes_network() {
     }
 }
 
+/// Every shipped topology gets cluster DNS as an add-on: its Service at
+/// the tenth address of the service subnet, its pods on the dns pod image,
+/// their kubeconfig reaching the API through the `kubernetes` Service with
+/// their own client certificate. The objects (the Secret's data aside) are
+/// a snapshot, the same for every topology.
+#[test]
+fn cluster_dns_is_an_addon_of_every_topology() {
+    for (name, _, plan) in shipped_plans() {
+        let addons = &plan.addons;
+        let service = &addons.services[0];
+        assert_eq!(service.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("10.96.0.10"), "{name}");
+        let secret = &addons.secrets[0];
+        let config = String::from_utf8(secret.data.as_ref().unwrap()["kubeconfig"].0.clone()).unwrap();
+        let parsed = kube::config::Kubeconfig::from_yaml(&config).unwrap();
+        let cluster = parsed.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://10.96.0.1:443"), "{name}");
+        let user = parsed.auth_infos[0].auth_info.as_ref().unwrap();
+        assert!(user.client_certificate_data.as_ref().is_some_and(|c| !c.is_empty()), "{name}: a client certificate");
+        let mut redacted = secret.clone();
+        redacted.data = Some([("kubeconfig".to_string(), k8s_openapi::ByteString(b"<kubeconfig>".to_vec()))].into());
+        let objects = (redacted, &addons.deployments[0], service);
+        insta::assert_yaml_snapshot!("cluster-dns-addon", objects);
+    }
+}
+
 /// The plan of every shipped topology (name, node names, plan), with test
 /// image names and a PKI in a temporary folder.
 fn shipped_plans() -> Vec<(String, Vec<String>, kubelab::plan::Plan)> {

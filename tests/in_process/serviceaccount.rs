@@ -2,7 +2,7 @@
 //! ServiceAccount in every active namespace, made again when deleted,
 //! none in a namespace being deleted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kubelab_scenarios::apiserver::TestApi;
 
@@ -10,15 +10,14 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The uid of `namespace`'s default ServiceAccount once it exists.
 fn default_account(api: &TestApi, namespace: &str) -> String {
-    let started = Instant::now();
-    loop {
+    kubelab_scenarios::wait::until_blocking(&format!("namespace {namespace}'s default ServiceAccount"), DEADLINE, || {
         let out = api.kubectl(&["get", "serviceaccount", "default", "-n", namespace, "-o", "jsonpath={.metadata.uid}", "--ignore-not-found"]);
         if out.code == 0 && !out.stdout.trim().is_empty() {
-            return out.stdout.trim().to_string();
+            Ok(out.stdout.trim().to_string())
+        } else {
+            Err(format!("none yet: {}", out.stderr))
         }
-        assert!(started.elapsed() < DEADLINE, "after {DEADLINE:?}, namespace {namespace} has no default ServiceAccount: {}", out.stderr);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 #[test]

@@ -17,20 +17,12 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Waits until `check` gives a value; on timeout, fails with what it last
 /// said was missing.
-async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+async fn wait_until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let missing = match check().await {
-            Ok(value) => return value,
-            Err(missing) => missing,
-        };
-        assert!(tokio::time::Instant::now() < deadline, "{what}: still missing after {WAIT:?}: {missing}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    kubelab_scenarios::wait::until_within(what, WAIT, check).await
 }
 
 /// A test apiserver and a kube client; the scheduler is started apart so

@@ -3,10 +3,11 @@
 //! balancer and keeps working when one apiserver is gone, and the
 //! `kubernetes` Service's endpoints drop the gone one.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kubelab::docker::Engine;
 use kubelab::{lab, plan};
+use kubelab_scenarios::wait::until_within;
 use kubelab_scenarios::{kubectl, lab_name, topology, up, LabGuard};
 
 #[tokio::test]
@@ -48,64 +49,72 @@ async fn two_apiservers_behind_a_load_balancer() {
     let endpoint_ips = || kubectl(&file, &["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]).1;
     // Both apiservers list themselves; two that start together converge
     // within a reconcile round (10 s) at worst.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while endpoint_ips().split_whitespace().count() != 2 {
-        assert!(Instant::now() < deadline, "both apiservers should be in the kubernetes endpoints: {}", endpoint_ips());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    until_within("both apiservers in the kubernetes endpoints", Duration::from_secs(30), || async {
+        let ips = endpoint_ips();
+        if ips.split_whitespace().count() == 2 {
+            Ok(())
+        } else {
+            Err(format!("endpoints: {ips:?}"))
+        }
+    })
+    .await;
 
     // Without apiserver-0, the other one serves, with the same data.
     engine.remove_container(&plan::container_name(&name, "apiserver-0")).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (code, out) = kubectl(&file, &["get", "configmap", "before", "-o", "name"]);
-        if code == 0 {
-            assert_eq!(out.trim(), "configmap/before");
-            break;
+    let out = until_within("the API back through apiserver-1", Duration::from_secs(20), || async {
+        match kubectl(&file, &["get", "configmap", "before", "-o", "name"]) {
+            (0, out) => Ok(out),
+            (_, out) => Err(out),
         }
-        assert!(Instant::now() < deadline, "the API did not come back through apiserver-1: {out}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await;
+    assert_eq!(out.trim(), "configmap/before");
     let (code, out) = kubectl(&file, &["create", "configmap", "after", "--from-literal=a=2"]);
     assert_eq!(code, 0, "{out}");
 
     // apiserver-0 was killed, not stopped: it drops out of the kubernetes
     // endpoints when its lease expires (15 s, seen on apiserver-1's next
     // 10 s round).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while endpoint_ips().split_whitespace().count() != 1 {
-        assert!(Instant::now() < deadline, "the gone apiserver stayed in the endpoints: {}", endpoint_ips());
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    until_within("the gone apiserver out of the kubernetes endpoints", Duration::from_secs(60), || async {
+        let ips = endpoint_ips();
+        if ips.split_whitespace().count() == 1 {
+            Ok(())
+        } else {
+            Err(format!("endpoints: {ips:?}"))
+        }
+    })
+    .await;
 
     // Two controller-managers and two schedulers: one of each holds its
     // Lease; killing it hands over within the lease duration (15 s) and
     // work goes on.
     for (lease, role) in [("kube-controller-manager", "controller-manager"), ("kube-scheduler", "scheduler")] {
         let holder = || kubectl(&file, &["get", "lease", lease, "-n", "kube-system", "-o", "jsonpath={.spec.holderIdentity}"]).1;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let leader = loop {
+        let leader = until_within(&format!("a {role} holding {lease}"), Duration::from_secs(60), || async {
             let h = holder();
-            if let Some(instance) = [0, 1].map(|i| format!("{role}-{i}")).into_iter().find(|i| h.starts_with(&format!("{i}_"))) {
-                break instance;
-            }
-            assert!(Instant::now() < deadline, "no {role} holds {lease}: {h:?}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+            [0, 1].map(|i| format!("{role}-{i}")).into_iter().find(|i| h.starts_with(&format!("{i}_"))).ok_or(format!("holder: {h:?}"))
+        })
+        .await;
         engine.remove_container(&plan::container_name(&name, &leader)).await.unwrap();
         let other = if leader.ends_with("-0") { format!("{role}-1") } else { format!("{role}-0") };
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while !holder().starts_with(&format!("{other}_")) {
-            assert!(Instant::now() < deadline, "{other} did not take {lease} over from {leader}: {:?}", holder());
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        until_within(&format!("{other} taking {lease} over from {leader}"), Duration::from_secs(40), || async {
+            let h = holder();
+            if h.starts_with(&format!("{other}_")) {
+                Ok(())
+            } else {
+                Err(format!("holder: {h:?}"))
+            }
+        })
+        .await;
     }
     // The new leading controller-manager works: a Deployment gets its ReplicaSet.
     let (code, out) = kubectl(&file, &["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
     assert_eq!(code, 0, "{out}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while kubectl(&file, &["get", "pods", "-l", "app=web", "-o", "name"]).1.lines().count() != 2 {
-        assert!(Instant::now() < deadline, "the controller-manager that took over made no pods: {}", kubectl(&file, &["get", "all"]).1);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    until_within("two pods from the controller-manager that took over", Duration::from_secs(30), || async {
+        match kubectl(&file, &["get", "pods", "-l", "app=web", "-o", "name"]).1.lines().count() {
+            2 => Ok(()),
+            _ => Err(kubectl(&file, &["get", "all"]).1),
+        }
+    })
+    .await;
 }

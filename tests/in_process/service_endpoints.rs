@@ -127,7 +127,13 @@ async fn services_get_endpoints_and_slices_from_their_pods() {
     .await;
     insta::assert_yaml_snapshot!("web_endpoints", subsets(&web));
     assert_eq!(web.metadata.labels.as_ref().unwrap()["tier"], "front", "the Service's labels are copied");
-    let db = until("db's endpoints", || async { endpoints.get_opt("db").await.unwrap().ok_or("no Endpoints".to_string()) }).await;
+    // The Endpoints may be written before db-0's address is: wait for it.
+    let db = until("db's endpoints with db-0's address", || async {
+        let e = endpoints.get_opt("db").await.unwrap().ok_or("no Endpoints")?;
+        let addresses = e.subsets.iter().flatten().map(|s| s.addresses.iter().flatten().count()).sum::<usize>();
+        (addresses == 1).then_some(e).ok_or(format!("{addresses} addresses of 1"))
+    })
+    .await;
     insta::assert_yaml_snapshot!("headless_endpoints", subsets(&db));
     assert_eq!(db.metadata.labels.as_ref().unwrap().get("service.kubernetes.io/headless").map(String::as_str), Some(""));
 

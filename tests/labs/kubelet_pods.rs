@@ -113,7 +113,15 @@ async fn connectivity_matrix(lab: &Lab, pods: &[PodInfo]) {
     let mut lines = vec![];
     for from in &sorted {
         for to in &sorted {
-            let (code, out) = lab.k(&["exec", &from.name, "--", "/labhost", "dial", "--host", &to.ip, "--port", "8080"]);
+            let dial = ["exec", &from.name, "--", "/labhost", "dial", "--host", &to.ip, "--port", "8080"];
+            let (mut code, mut out) = lab.k(&dial);
+            // kubectl (client-go's WebSocket executor) may read a first
+            // message before it has made its streams and drops it, saying
+            // "Unknown stream id 1"; that is the client's race, not the
+            // network's, so that one exec is asked again.
+            if out.contains("Unknown stream id") {
+                (code, out) = lab.k(&dial);
+            }
             let result = if code == 0 { answer(&out) } else { format!("failed ({code}): {}", out.trim()) };
             lines.push(format!("{} -> {}: {result}", label[&from.name], label[&to.name]));
         }
@@ -234,7 +242,7 @@ spec:
     );
     let (_, out) = lab.node(&node, &["sh", "-c", &left]).await;
     let veths: usize = out.lines().last().unwrap_or("0").trim().parse().unwrap_or(99);
-    let pods_left = lab.json(&["get", "pods", "--field-selector", &format!("spec.nodeName={node}")]);
+    let pods_left = lab.json(&["get", "pods", "-A", "--field-selector", &format!("spec.nodeName={node}")]);
     assert_eq!(out.lines().count(), 1, "left on {node} after the delete: {out}");
     assert_eq!(veths, pods_of(&pods_left).len(), "one veth per pod still on {node}: {out}");
 }

@@ -2,7 +2,7 @@
 //! double of `support/kubelet.rs`), driven by the real kubectl: what it
 //! prints is snapshotted, with ports normalised.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kubelab_scenarios::apiserver::{Options, Output, TestApi};
 use kubelab_scenarios::kubelet::{log_lines, FakeKubelet, ServingCerts};
@@ -92,11 +92,12 @@ fn logs_and_exec_reach_the_kubelet_with_the_apiserver_identity() {
     let expected: Vec<String> = log_lines("app").into_iter().chain((1..=3).map(|i| format!("app followed {i}"))).collect();
     assert_eq!(followed, expected);
     // Once kubectl is gone, the apiserver lets go of the kubelet's stream.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while kubelet.following() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(kubelet.following(), 0, "the followed stream outlived its client");
+    kubelab_scenarios::wait::until_blocking("the apiserver letting go of the followed stream once kubectl is gone", Duration::from_secs(10), || match kubelet
+        .following()
+    {
+        0 => Ok(()),
+        n => Err(format!("{n} streams still followed")),
+    });
 
     assert_eq!(ok(api.kubectl(&["exec", "solo", "--", "echo", "hi"])), "hi");
     assert_eq!(ok(api.kubectl(&["exec", "web", "-c", "web", "--", "echo", "hello", "world"])), "hello world");

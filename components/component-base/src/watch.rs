@@ -1,0 +1,34 @@
+//! A reflector of every object of one kind, for components that act on the
+//! whole picture (kube-proxy's rules, cluster DNS's zone) rather than per
+//! object: the store is read whole, and `changed` runs on each event.
+
+use futures_util::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+
+/// Lists and watches every `K` into a store until the process ends
+/// (backing off and relisting on errors); `changed` is called on each event.
+pub fn all<K>(client: kube::Client, changed: impl Fn() + Send + 'static) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let api: Api<K> = Api::all(client);
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
+    tokio::spawn(async move {
+        futures_util::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => changed(),
+                Err(e) => tracing::warn!("watch of {}: {e}", K::kind(&())),
+            }
+        }
+    });
+    reader
+}
+
+/// The store's objects, cloned out of it.
+pub fn cloned<K: Clone + kube::Resource<DynamicType = ()>>(store: &Store<K>) -> Vec<K> {
+    store.state().iter().map(|o| (**o).clone()).collect()
+}

@@ -1,0 +1,138 @@
+//! Cluster DNS on the services lab: the `coredns` Deployment that `lab up`
+//! applies answers, behind `kube-dns` (10.96.0.10), for every Service kind,
+//! as the pods' resolvers ask it (their resolv.conf is ClusterFirst's).
+
+use std::collections::BTreeSet;
+
+use kubelab_scenarios::cluster::{kubectl_stdin, pods_of, s, Cluster};
+use kubelab_scenarios::wait::until;
+
+use super::{dial, ready_endpoints, Pod};
+
+/// The kube-dns Service's address in a topology with the default service subnet.
+pub const DNS_IP: &str = "10.96.0.10";
+
+/// Beside web: headless with a named port (A per pod, SRV), an alias.
+const SERVICES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web-headless}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alias}
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
+"#;
+
+/// The two cluster DNS pods, once the Deployment is available and both are
+/// endpoints of kube-dns.
+pub async fn dns_pods(lab: &Cluster) -> Vec<Pod> {
+    until("deployment kube-system/coredns with 2 available replicas, both ready in kube-dns's EndpointSlice", || async {
+        let deployment = lab.json(&["-n", "kube-system", "get", "deployment", "coredns"]);
+        let available = deployment["status"]["availableReplicas"].as_u64().unwrap_or(0);
+        let pods: Vec<Pod> = pods_of(&lab.json(&["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"]))
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running")
+            .map(|p| Pod { name: s(&p["metadata"]["name"]), node: s(&p["spec"]["nodeName"]), ip: s(&p["status"]["podIP"]) })
+            .collect();
+        let ready = ready_endpoints(lab, "kube-system", "kube-dns");
+        let ips: BTreeSet<String> = pods.iter().map(|p| p.ip.clone()).collect();
+        if available == 2 && pods.len() == 2 && ips == ready {
+            Ok(pods)
+        } else {
+            Err(format!("available {available}; running pods {pods:?}; ready endpoints {ready:?}"))
+        }
+    })
+    .await
+}
+
+/// busybox's nslookup in `pod`, by kubectl exec: exit code and output.
+fn nslookup(lab: &Cluster, pod: &Pod, args: &[&str]) -> (i32, String) {
+    let mut command = vec!["exec", pod.name.as_str(), "--", "nslookup"];
+    command.extend(args);
+    lab.k(&command)
+}
+
+/// The addresses of nslookup's answer (its `Address: ` lines; the server's
+/// own line is `Address:\t<ip>:53`).
+fn addresses(out: &str) -> BTreeSet<String> {
+    out.lines().filter_map(|l| l.strip_prefix("Address: ")).map(|a| a.trim().to_string()).collect()
+}
+
+/// Asks until nslookup's answer satisfies `check`.
+async fn until_answer(lab: &Cluster, pod: &Pod, args: &[&str], check: impl Fn(i32, &str) -> bool) -> String {
+    until(&format!("nslookup {args:?} in {}", pod.name), || async {
+        let (code, out) = nslookup(lab, pod, args);
+        if check(code, &out) {
+            Ok(out)
+        } else {
+            Err(format!("exit {code}: {out}"))
+        }
+    })
+    .await
+}
+
+pub async fn cluster_dns_answers(lab: &Cluster, pods: &[Pod], web_ip: &str) {
+    let dns = dns_pods(lab).await;
+    let client = &pods[0];
+    let (code, out) = kubectl_stdin(&lab.kubeconfig, &["apply", "-f", "-"], SERVICES);
+    assert_eq!(code, 0, "{out}");
+
+    // ClusterFirst: the pod asks kube-dns, with upstream's search path.
+    let resolv = lab.ok(&["exec", &client.name, "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(resolv, format!("search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver {DNS_IP}\noptions ndots:5\n"));
+
+    // A Service's name is its ClusterIP, from kube-dns and from each replica.
+    let web = "web.default.svc.cluster.local.";
+    until_answer(lab, client, &["-type=a", web], |code, out| code == 0 && addresses(out) == BTreeSet::from([web_ip.to_string()])).await;
+    for replica in &dns {
+        let (code, out) = nslookup(lab, client, &["-type=a", web, &replica.ip]);
+        assert!(code == 0 && addresses(&out) == BTreeSet::from([web_ip.to_string()]), "{web} from DNS pod {} ({}): {out}", replica.name, replica.ip);
+    }
+
+    // Short names through the pod's own resolver (getaddrinfo: search path, ndots:5).
+    for host in ["web", "web.default", "web.default.svc"] {
+        let (responses, errors) = dial(lab, client, host, 80, "http", 3).await;
+        assert!(errors.is_empty() && responses.len() == 3, "labhost dialling {host}:80: {responses:?} {errors:?}");
+    }
+
+    // A name that does not exist: NXDOMAIN, so the resolver stops at once.
+    let (code, out) = nslookup(lab, client, &["-type=a", "nothing.default.svc.cluster.local."]);
+    assert!(code != 0 && out.contains("NXDOMAIN"), "a missing Service: exit {code}: {out}");
+
+    // Headless: one address per ready pod, and SRV records for its named
+    // port naming each pod by its dashed address.
+    let pod_ips: BTreeSet<String> = pods.iter().map(|p| p.ip.clone()).collect();
+    let headless = "web-headless.default.svc.cluster.local.";
+    until_answer(lab, client, &["-type=a", headless], |code, out| code == 0 && addresses(out) == pod_ips).await;
+    let srv = until_answer(lab, client, &["-type=srv", "_http._tcp.web-headless.default.svc.cluster.local."], |code, out| {
+        code == 0 && pods.iter().all(|p| out.contains(&format!("8080 {}.web-headless.default.svc.cluster.local", p.ip.replace('.', "-"))))
+    })
+    .await;
+    assert_eq!(srv.matches(" 8080 ").count(), pods.len(), "one SRV record per pod: {srv}");
+
+    // ExternalName: a CNAME to its target.
+    until_answer(lab, client, &["-type=cname", "alias.default.svc.cluster.local."], |code, out| {
+        code == 0 && out.contains("canonical name = web.default.svc.cluster.local")
+    })
+    .await;
+
+    // Reverse: the ClusterIP's PTR names its Service.
+    let (code, out) = nslookup(lab, client, &[DNS_IP]);
+    assert!(code == 0 && out.contains("kube-dns.kube-system.svc.cluster.local"), "PTR of {DNS_IP}: {out}");
+
+    // The zone follows the API: a new Service resolves, and is gone once deleted.
+    lab.ok(&["create", "service", "clusterip", "fresh", "--tcp=80:8080"]);
+    let fresh_ip = s(&lab.json(&["get", "service", "fresh"])["spec"]["clusterIP"]);
+    let fresh = "fresh.default.svc.cluster.local.";
+    until_answer(lab, client, &["-type=a", fresh], |code, out| code == 0 && addresses(out) == BTreeSet::from([fresh_ip.clone()])).await;
+    lab.ok(&["delete", "service", "fresh"]);
+    until_answer(lab, client, &["-type=a", fresh], |code, out| code != 0 && out.contains("NXDOMAIN")).await;
+    lab.ok(&["delete", "service", "web-headless", "alias"]);
+}
