@@ -22,20 +22,20 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     // Every member answers its own health check.
     for i in 0..3 {
         let member = plan::container_name(&name, &format!("etcd-{i}"));
-        let (code, out) = engine.exec(&member, &strings(&["etcdctl", "endpoint", "health"])).await.unwrap();
+        let (code, out) = engine.exec(&member, &plan::etcdctl(&["endpoint", "health"])).await.unwrap();
         assert_eq!(code, 0, "{member}: {out}");
         assert!(out.contains("is healthy"), "{member}: {out}");
     }
     // All three are members of one cluster.
     let etcd0 = plan::container_name(&name, "etcd-0");
-    let (_, members) = engine.exec(&etcd0, &strings(&["etcdctl", "member", "list"])).await.unwrap();
+    let (_, members) = engine.exec(&etcd0, &plan::etcdctl(&["member", "list"])).await.unwrap();
     assert_eq!(members.lines().filter(|l| l.contains("started")).count(), 3, "{members}");
 
     // A write through one member is read through another.
-    let (code, out) = engine.exec(&etcd0, &strings(&["etcdctl", "put", "/kubelab/probe", "written-via-etcd-0"])).await.unwrap();
+    let (code, out) = engine.exec(&etcd0, &plan::etcdctl(&["put", "/kubelab/probe", "written-via-etcd-0"])).await.unwrap();
     assert_eq!(code, 0, "{out}");
     let etcd2 = plan::container_name(&name, "etcd-2");
-    let (code, out) = engine.exec(&etcd2, &strings(&["etcdctl", "get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
+    let (code, out) = engine.exec(&etcd2, &plan::etcdctl(&["get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
     assert_eq!((code, out.trim()), (0, "written-via-etcd-0"));
 
     // The status table, with the engine's addresses taken out.
@@ -60,7 +60,7 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     // Bringing it up again changes nothing that is healthy.
     let before: Vec<_> = engine.containers(Some(&name)).await.unwrap().into_iter().map(|c| c.name).collect();
     up(&engine, &source, &name).await.unwrap();
-    let (_, still) = engine.exec(&etcd2, &strings(&["etcdctl", "get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
+    let (_, still) = engine.exec(&etcd2, &plan::etcdctl(&["get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
     assert_eq!(still.trim(), "written-via-etcd-0");
     let after: Vec<_> = engine.containers(Some(&name)).await.unwrap().into_iter().map(|c| c.name).collect();
     assert_eq!(before.len(), after.len());
@@ -85,7 +85,7 @@ async fn keep_data_survives_down_and_up() {
     let source = topology("etcd-3");
     up(&engine, &source, &name).await.unwrap();
     let etcd1 = plan::container_name(&name, "etcd-1");
-    let (code, _) = engine.exec(&etcd1, &strings(&["etcdctl", "put", "state", "kept"])).await.unwrap();
+    let (code, _) = engine.exec(&etcd1, &plan::etcdctl(&["put", "state", "kept"])).await.unwrap();
     assert_eq!(code, 0);
 
     assert!(lab::down(&engine, &name, true).await.unwrap());
@@ -93,16 +93,14 @@ async fn keep_data_survives_down_and_up() {
     assert_eq!(engine.volumes(Some(&name)).await.unwrap().len(), 3);
 
     up(&engine, &source, &name).await.unwrap();
-    let (_, value) = engine.exec(&etcd1, &strings(&["etcdctl", "get", "--print-value-only", "state"])).await.unwrap();
+    let (_, value) = engine.exec(&etcd1, &plan::etcdctl(&["get", "--print-value-only", "state"])).await.unwrap();
     assert_eq!(value.trim(), "kept");
 }
 
 /// A plan for `source` under `name`, with images built.
 async fn plan_for(engine: &Engine, name: &str, source: &kubelab::topology::Source) -> plan::Plan {
     let images = kubelab::images::ensure(engine, &repo(), &progress()).await.unwrap();
-    let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
-    let serving = plan::apiserver_serving_names(name, &source.topology);
-    let pki = kubelab::pki::Pki::load_or_create(&kubelab::pki::dir(name).unwrap(), &serving, &nodes).unwrap();
+    let pki = plan::load_pki(&kubelab::pki::dir(name).unwrap(), name, &source.topology).unwrap();
     plan::plan(name, &source.topology, &images, &pki)
 }
 

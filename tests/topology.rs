@@ -134,7 +134,7 @@ fn shipped_plans() -> Vec<(String, Vec<String>, kubelab::plan::Plan)> {
             let source = topology::load(&topology::resolve(&name, &dir).unwrap()).unwrap();
             let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
             let state = tempfile::tempdir().unwrap();
-            let pki = pki::Pki::load_or_create(state.path(), &plan::apiserver_serving_names("test", &source.topology), &nodes).unwrap();
+            let pki = plan::load_pki(state.path(), "test", &source.topology).unwrap();
             let plan = plan::plan("test", &source.topology, &images, &pki);
             (name, nodes, plan)
         })

@@ -155,7 +155,7 @@ impl TestApi {
 
         let pki_dir = dir.path().join("pki");
         let names = ServingNames { dns: vec![], ips: vec![Ipv4Addr::LOCALHOST.into()] };
-        let pki = Pki::load_or_create(&pki_dir, &names, &[]).unwrap();
+        let pki = Pki::load_or_create(&pki_dir, &names, &[], &[]).unwrap();
         let admin = pki.identity(pki::ADMIN).unwrap();
 
         let (port, server) = match &options.binary {
