@@ -26,10 +26,14 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
         assert_eq!(code, 0, "{member}: {out}");
         assert!(out.contains("is healthy"), "{member}: {out}");
     }
-    // All three are members of one cluster.
+    // All three are members of one cluster, reached over TLS by peers and clients.
     let etcd0 = plan::container_name(&name, "etcd-0");
     let (_, members) = engine.exec(&etcd0, &plan::etcdctl(&["member", "list"])).await.unwrap();
     assert_eq!(members.lines().filter(|l| l.contains("started")).count(), 3, "{members}");
+    for i in 0..3 {
+        assert!(members.contains(&format!("https://etcd-{i}:2380, https://etcd-{i}:2379")), "{members}");
+    }
+    assert!(!members.contains("http://"), "{members}");
 
     // A write through one member is read through another.
     let (code, out) = engine.exec(&etcd0, &plan::etcdctl(&["put", "/kubelab/probe", "written-via-etcd-0"])).await.unwrap();
@@ -90,11 +94,38 @@ async fn keep_data_survives_down_and_up() {
 
     assert!(lab::down(&engine, &name, true).await.unwrap());
     assert!(engine.containers(Some(&name)).await.unwrap().is_empty());
-    assert_eq!(engine.volumes(Some(&name)).await.unwrap().len(), 3);
+    let volumes = engine.volume_labels(Some(&name)).await.unwrap();
+    assert_eq!(volumes.len(), 3);
+    // Marked as made behind TLS, so the next `up` takes them.
+    for (volume, labels) in &volumes {
+        assert_eq!(labels.get(plan::ETCD_PEER_SCHEME_LABEL).map(String::as_str), Some("https"), "{volume}");
+    }
 
     up(&engine, &source, &name).await.unwrap();
     let (_, value) = engine.exec(&etcd1, &plan::etcdctl(&["get", "--print-value-only", "state"])).await.unwrap();
     assert_eq!(value.trim(), "kept");
+}
+
+/// A lab kept with `--keep-data` from before etcd ran behind TLS has
+/// http peer URLs stored in its members: `up` says the lab must be made
+/// again and changes nothing.
+#[tokio::test]
+async fn etcd_data_from_before_tls_is_refused() {
+    let engine = Engine::connect().await.unwrap();
+    let name = lab_name("oldetcd");
+    let _guard = LabGuard::new(&name);
+    // What `down --keep-data` left before: the volume, with the lab's label only.
+    let volume = format!("{name}-etcd-0-data");
+    engine.create_volume(&volume, [(kubelab::docker::LAB_LABEL.to_string(), name.clone())].into()).await.unwrap();
+
+    let err = up(&engine, &topology("etcd-3"), &name).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("before etcd ran behind TLS") && text.contains(&volume), "{text}");
+    assert!(text.contains(&format!("lab down {name}")), "says how to make it again: {text}");
+    assert!(engine.containers(Some(&name)).await.unwrap().is_empty());
+    assert!(engine.networks(Some(&name)).await.unwrap().is_empty());
+    assert_eq!(engine.volumes(Some(&name)).await.unwrap(), [volume]);
+    assert!(!kubelab::state::state_dir(&name).unwrap().exists(), "no PKI left behind");
 }
 
 /// A plan for `source` under `name`, with images built.

@@ -121,7 +121,7 @@ fn a_kube_proxy_shares_each_nodes_network() {
 /// The plan of every shipped topology (name, node names, plan), with test
 /// image names and a PKI in a temporary folder.
 fn shipped_plans() -> Vec<(String, Vec<String>, kubelab::plan::Plan)> {
-    use kubelab::{components, images::Images, pki, plan};
+    use kubelab::{components, images::Images, plan};
     let dir = repo_root().join("topologies");
     let images = Images {
         base: "kubelab/base:test".into(),
