@@ -16,7 +16,7 @@ use crate::cancel::{Cancel, Interrupted};
 use crate::docker::{Engine, Found, COMPONENT_LABEL, IMAGES_LABEL_VALUE, LAB_LABEL, ROLE_LABEL, SPEC_LABEL};
 use crate::images;
 use crate::kubeconfig::{self, Kubeconfig};
-use crate::pki::{self, Pki};
+use crate::pki;
 use crate::plan::{self, Member, Plan, GATE_LABEL};
 use crate::progress::Progress;
 use crate::repo::Repo;
@@ -86,9 +86,7 @@ pub async fn up(engine: &Engine, repo: &Repo, source: &Source, name: &str, optio
     // run that creates it and then fails takes it away again.
     let state = state::state_dir(name)?;
     let state_existed = state.exists();
-    let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
-    let serving = plan::apiserver_serving_names(name, &source.topology);
-    let pki = Pki::load_or_create(&pki::dir(name)?, &serving, &nodes)?;
+    let pki = plan::load_pki(&pki::dir(name)?, name, &source.topology)?;
     let plan = plan::plan(name, &source.topology, &images, &pki);
     let applied = apply(engine, source, &plan, options, progress, cancel).await;
     if applied.is_err() && !state_existed && !options.keep_on_failure {
@@ -130,6 +128,15 @@ pub async fn apply(engine: &Engine, source: &Source, plan: &Plan, options: &UpOp
         network: engine.networks(Some(name)).await?.iter().any(|(n, _)| *n == plan.network),
         volumes: engine.volumes(Some(name)).await?.into_iter().collect(),
     };
+    // Before anything changes: etcd data that cannot work behind TLS.
+    let from_before = plan.etcd_data_from_before_tls(&engine.volume_labels(Some(name)).await?).join(", ");
+    if !from_before.is_empty() {
+        bail!(
+            "lab {name:?} keeps etcd data from before etcd ran behind TLS ({from_before}): its members have http:// \
+             peer URLs stored, which members serving peers over TLS cannot use; nothing was changed.\n\
+             Make the lab again, which loses its data: lab down {name}, then lab up."
+        );
+    }
     let hash = topology_hash(&source.topology);
     match reconcile(engine, source, plan, &hash, &before, progress, cancel).await {
         Ok(()) => Ok(()),
@@ -161,7 +168,7 @@ async fn reconcile(engine: &Engine, source: &Source, plan: &Plan, hash: &str, be
     for volume in plan.volumes() {
         cancel.check()?;
         if !before.volumes.contains(&volume) {
-            engine.create_volume(&volume, labels(&[])).await?;
+            engine.create_volume(&volume, labels(&plan.volume_labels(&volume))).await?;
         }
     }
     // Containers of the lab that the plan no longer has go; the rest are

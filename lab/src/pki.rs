@@ -3,6 +3,13 @@
 //! the service-account signing key pair. Subjects follow kubeadm's, so the
 //! apiserver's authorizer sees the users and groups it expects.
 //!
+//! etcd has a CA of its own (`etcd/ca.crt`, as kubeadm lays it out): etcd
+//! trusts only that one for clients and peers, so none of the many client
+//! certificates of the main CA (kubelets', kube-proxy's, the admin's) opens
+//! the store. Under it: each member's serving and peer certificates, the
+//! apiserver's `apiserver-etcd-client` and `etcd/healthcheck-client` for
+//! the health gate and `etcdctl`.
+//!
 //! It lives in `<state_dir>/pki` and is kept across `lab up`s: the CA (and
 //! the service-account key) once made are never replaced, because every
 //! kubeconfig and token issued under them would stop working; leaves are
@@ -29,6 +36,23 @@ pub const KUBE_PROXY: &str = "kube-proxy";
 pub const APISERVER_KUBELET_CLIENT: &str = "apiserver-kubelet-client";
 /// Cluster DNS's client identity, the name its service account would have.
 pub const CLUSTER_DNS: &str = "cluster-dns";
+/// The apiserver's client certificate towards etcd (etcd's CA).
+pub const APISERVER_ETCD_CLIENT: &str = "apiserver-etcd-client";
+/// The client certificate of etcd's health gate and of `etcdctl` in the
+/// etcd containers (etcd's CA).
+pub const ETCD_HEALTHCHECK_CLIENT: &str = "etcd/healthcheck-client";
+
+/// The serving certificate of etcd member `member` (`etcd-0`), for clients
+/// (etcd's CA).
+pub fn etcd_server(member: &str) -> String {
+    format!("etcd/server-{member}")
+}
+
+/// The certificate etcd member `member` shows its peers, both as a server
+/// and as a client (etcd's CA).
+pub fn etcd_peer(member: &str) -> String {
+    format!("etcd/peer-{member}")
+}
 
 /// The identity of the kubelet on `node`.
 pub fn kubelet(node: &str) -> String {
@@ -36,6 +60,9 @@ pub fn kubelet(node: &str) -> String {
 }
 
 const CA_CN: &str = "kubelab-ca";
+const ETCD_CA_CN: &str = "kubelab-etcd-ca";
+/// Where etcd's CA and certificates live, inside the PKI folder.
+pub const ETCD_DIR: &str = "etcd";
 const CA_DAYS: i64 = 3650;
 const LEAF_DAYS: i64 = 365;
 /// A leaf this close to its end is reissued.
@@ -59,6 +86,16 @@ pub struct ServingNames {
     pub ips: Vec<IpAddr>,
 }
 
+/// An etcd member and the DNS names it is reached at (its alias and its
+/// container name on the lab network). Docker gives addresses only once
+/// the containers start, after the PKI is made, so names are all there is;
+/// `localhost` and 127.0.0.1 are added for what runs inside the member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdMember {
+    pub name: String,
+    pub dns: Vec<String>,
+}
+
 /// A certificate and its private key, both PEM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -67,11 +104,13 @@ pub struct Identity {
 }
 
 /// A lab's PKI, loaded (and completed) from its folder. Files there:
-/// `ca.crt ca.key <identity>.crt <identity>.key sa.key sa.pub`.
+/// `ca.crt ca.key <identity>.crt <identity>.key sa.key sa.pub`, and
+/// `etcd/ca.crt etcd/ca.key etcd/<identity>.crt etcd/<identity>.key`.
 #[derive(Debug)]
 pub struct Pki {
     dir: PathBuf,
     ca_pem: String,
+    etcd_ca_pem: String,
     identities: BTreeMap<String, Identity>,
     sa_key_pem: String,
     sa_pub_pem: String,
@@ -82,20 +121,28 @@ impl Pki {
     /// created once and kept; a leaf is (re)issued when missing, when its
     /// subject, names or usages no longer match what is asked, when it is
     /// not the CA's, or when it expires within 30 days.
-    pub fn load_or_create(dir: &Path, apiserver: &ServingNames, nodes: &[String]) -> Result<Pki> {
-        let wanted = leaves(apiserver, nodes)?;
+    ///
+    /// etcd's CA and leaves are kept and reissued by the same rules.
+    pub fn load_or_create(dir: &Path, apiserver: &ServingNames, nodes: &[String], etcd: &[EtcdMember]) -> Result<Pki> {
+        let wanted = leaves(apiserver, nodes, etcd)?;
         files::create_private_dir(dir)?;
+        files::create_private_dir(&dir.join(ETCD_DIR))?;
         // Two `lab up`s of one lab must not interleave a key and a cert.
         let _lock = Lock::acquire(dir.join(".lock"))?;
         let now = OffsetDateTime::now_utc();
-        let ca = Ca::load_or_create(dir, now)?;
+        let ca = Ca::load_or_create(dir, "ca", CA_CN, now)?;
+        let etcd_ca = Ca::load_or_create(dir, &format!("{ETCD_DIR}/ca"), ETCD_CA_CN, now)?;
         let mut identities = BTreeMap::new();
         for leaf in &wanted {
-            let identity = leaf.load_or_issue(dir, &ca, now)?;
+            let signer = match leaf.ca {
+                Signer::Main => &ca,
+                Signer::Etcd => &etcd_ca,
+            };
+            let identity = leaf.load_or_issue(dir, signer, now)?;
             identities.insert(leaf.name.clone(), identity);
         }
         let (sa_key_pem, sa_pub_pem) = service_account(dir)?;
-        Ok(Pki { dir: dir.to_path_buf(), ca_pem: ca.cert_pem, identities, sa_key_pem, sa_pub_pem })
+        Ok(Pki { dir: dir.to_path_buf(), ca_pem: ca.cert_pem, etcd_ca_pem: etcd_ca.cert_pem, identities, sa_key_pem, sa_pub_pem })
     }
 
     /// The folder holding the files, e.g. to mount into containers.
@@ -107,10 +154,18 @@ impl Pki {
         &self.ca_pem
     }
 
+    /// etcd's CA: the only one etcd trusts, and the one its members'
+    /// certificates are checked against.
+    pub fn etcd_ca_pem(&self) -> &str {
+        &self.etcd_ca_pem
+    }
+
     /// The certificate and key of a named identity: [`APISERVER`] (serving),
     /// [`ADMIN`], [`CONTROLLER_MANAGER`], [`SCHEDULER`], [`KUBE_PROXY`],
     /// [`APISERVER_KUBELET_CLIENT`], or [`kubelet`]`(node)` (client, and
-    /// serving for the kubelet's own port).
+    /// serving for the kubelet's own port); under etcd's CA,
+    /// [`APISERVER_ETCD_CLIENT`], [`ETCD_HEALTHCHECK_CLIENT`],
+    /// [`etcd_server`]`(member)` and [`etcd_peer`]`(member)`.
     pub fn identity(&self, name: &str) -> Option<&Identity> {
         self.identities.get(name)
     }
@@ -134,9 +189,11 @@ struct Ca {
 }
 
 impl Ca {
-    fn load_or_create(dir: &Path, now: OffsetDateTime) -> Result<Ca> {
-        let key_path = dir.join("ca.key");
-        let cert_path = dir.join("ca.crt");
+    /// The CA whose files are `<dir>/<stem>.key` and `<dir>/<stem>.crt`,
+    /// created with common name `cn` when neither exists.
+    fn load_or_create(dir: &Path, stem: &str, cn: &str, now: OffsetDateTime) -> Result<Ca> {
+        let key_path = dir.join(format!("{stem}.key"));
+        let cert_path = dir.join(format!("{stem}.crt"));
         let refuse = "refusing to replace the lab's CA: fix the file, or remove the whole folder to start a new CA \
                       (labs and kubeconfigs made with the old one must then be made again)";
         let key = match files::read_optional(&key_path)? {
@@ -156,7 +213,7 @@ impl Ca {
             // key and no certificate: a new self-signed certificate for the
             // same key and subject is the same CA to every leaf it signed.
             None => {
-                let pem = ca_params(now).self_signed(&key).context("cannot sign the lab's CA")?.pem();
+                let pem = ca_params(cn, now).self_signed(&key).context("cannot sign the lab's CA")?.pem();
                 files::write_atomic(&cert_path, pem.as_bytes(), CERT_MODE)?;
                 pem
             }
@@ -174,10 +231,10 @@ impl Ca {
     }
 }
 
-fn ca_params(now: OffsetDateTime) -> CertificateParams {
+fn ca_params(cn: &str, now: OffsetDateTime) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, CA_CN);
+    params.distinguished_name.push(DnType::CommonName, cn);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = now - BACKDATE;
@@ -185,10 +242,18 @@ fn ca_params(now: OffsetDateTime) -> CertificateParams {
     params
 }
 
+/// Which CA signs a leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signer {
+    Main,
+    Etcd,
+}
+
 /// What one leaf certificate must say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Leaf {
     name: String,
+    ca: Signer,
     cn: String,
     org: Option<&'static str>,
     server: bool,
@@ -200,7 +265,13 @@ struct Leaf {
 impl Leaf {
     fn client(name: &str, cn: &str, org: Option<&'static str>) -> Leaf {
         let (dns, ips) = Default::default();
-        Leaf { name: name.into(), cn: cn.into(), org, server: false, client: true, dns, ips }
+        Leaf { name: name.into(), ca: Signer::Main, cn: cn.into(), org, server: false, client: true, dns, ips }
+    }
+
+    /// The same leaf, signed by etcd's CA.
+    fn under_etcd(mut self) -> Leaf {
+        self.ca = Signer::Etcd;
+        self
     }
 
     /// The identity on disk if it still is what is asked, else a new one.
@@ -240,7 +311,7 @@ impl Leaf {
         };
         let ca = parse(&ca.der).expect("the CA was parsed when loaded");
         if cert.issuer().as_raw() != ca.subject().as_raw() || cert.verify_signature(Some(ca.public_key())).is_err() {
-            return Some("not signed by the lab's CA".into());
+            return Some("not signed by its CA".into());
         }
         if cert.validity().not_after.timestamp() < (now + Duration::days(RENEW_DAYS)).unix_timestamp() {
             return Some(format!("expires within {RENEW_DAYS} days"));
@@ -292,8 +363,8 @@ impl Leaf {
     }
 }
 
-/// Every leaf a lab with these names and nodes needs.
-fn leaves(apiserver: &ServingNames, nodes: &[String]) -> Result<Vec<Leaf>> {
+/// Every leaf a lab with these names, nodes and etcd members needs.
+fn leaves(apiserver: &ServingNames, nodes: &[String], etcd: &[EtcdMember]) -> Result<Vec<Leaf>> {
     let fixed = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"];
     let mut serving = Leaf::client(APISERVER, "kube-apiserver", None);
     (serving.server, serving.client) = (true, false);
@@ -318,6 +389,28 @@ fn leaves(apiserver: &ServingNames, nodes: &[String]) -> Result<Vec<Leaf>> {
         kubelet.server = true;
         kubelet.dns.insert(node.clone());
         all.push(kubelet);
+    }
+
+    // etcd's, with kubeadm's subjects and usages. No organisation: etcd
+    // gives a certificate no rights by its subject unless etcd's own auth
+    // is enabled, which it is not; the CA is what lets a client in.
+    all.push(Leaf::client(APISERVER_ETCD_CLIENT, "kube-apiserver-etcd-client", None).under_etcd());
+    all.push(Leaf::client(ETCD_HEALTHCHECK_CLIENT, "kube-etcd-healthcheck-client", None).under_etcd());
+    for member in etcd {
+        if member.name.is_empty() || member.name.contains('/') || member.name.starts_with('.') {
+            bail!("invalid etcd member name {:?} for a certificate", member.name);
+        }
+        let dns: BTreeSet<String> = member.dns.iter().cloned().chain(["localhost".to_string()]).collect();
+        let ips = BTreeSet::from([IpAddr::from([127, 0, 0, 1])]);
+        // Server and client usage on both, as kubeadm's: etcd's gRPC
+        // gateway dials its own gRPC server with the serving certificate,
+        // and a member dials its peers with its peer certificate.
+        for name in [etcd_server(&member.name), etcd_peer(&member.name)] {
+            let mut leaf = Leaf::client(&name, &member.name, None).under_etcd();
+            leaf.server = true;
+            (leaf.dns, leaf.ips) = (dns.clone(), ips.clone());
+            all.push(leaf);
+        }
     }
     Ok(all)
 }
@@ -409,13 +502,26 @@ mod tests {
         vec!["node-1".into(), "node-2".into()]
     }
 
-    fn create(dir: &Path) -> Pki {
-        Pki::load_or_create(dir, &names(&["lab-apiserver-1"], &["10.96.0.1"]), &nodes()).unwrap()
+    fn members(names: &[&str]) -> Vec<EtcdMember> {
+        names.iter().map(|n| EtcdMember { name: n.to_string(), dns: vec![n.to_string(), format!("lab-{n}")] }).collect()
     }
 
-    /// Every file in `dir` and its bytes.
+    fn create(dir: &Path) -> Pki {
+        Pki::load_or_create(dir, &names(&["lab-apiserver-1"], &["10.96.0.1"]), &nodes(), &members(&["etcd-0", "etcd-1"])).unwrap()
+    }
+
+    /// Every file under `dir` (path relative to it) and its bytes.
     fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-        fs::read_dir(dir).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().into_string().unwrap(), fs::read(e.path()).unwrap())).collect()
+        let mut files = BTreeMap::new();
+        for entry in fs::read_dir(dir).unwrap().map(|e| e.unwrap()) {
+            let name = entry.file_name().into_string().unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                files.extend(snapshot(&entry.path()).into_iter().map(|(k, v)| (format!("{name}/{k}"), v)));
+            } else {
+                files.insert(name, fs::read(entry.path()).unwrap());
+            }
+        }
+        files
     }
 
     fn cert_of(pem: &str) -> Vec<u8> {
@@ -430,6 +536,7 @@ mod tests {
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         let files = snapshot(&dir);
         let mut pairs = vec![("ca.crt".to_string(), "ca.key".to_string()), ("sa.pub".into(), "sa.key".into())];
+        pairs.push(("etcd/ca.crt".into(), "etcd/ca.key".into()));
         let leaves = [
             "apiserver",
             "admin",
@@ -440,8 +547,15 @@ mod tests {
             "cluster-dns",
             "kubelet-node-1",
             "kubelet-node-2",
+            "apiserver-etcd-client",
+            "etcd/healthcheck-client",
+            "etcd/server-etcd-0",
+            "etcd/peer-etcd-0",
+            "etcd/server-etcd-1",
+            "etcd/peer-etcd-1",
         ];
         pairs.extend(leaves.iter().map(|l| (format!("{l}.crt"), format!("{l}.key"))));
+        assert_eq!(fs::metadata(dir.join("etcd")).unwrap().permissions().mode() & 0o777, 0o700);
         for (cert, key) in &pairs {
             assert!(files.contains_key(cert), "{cert} missing");
             assert!(files.contains_key(key), "{key} missing");
@@ -469,7 +583,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         create(tmp.path());
         let before = snapshot(tmp.path());
-        let pki = Pki::load_or_create(tmp.path(), &names(&["lab-apiserver-1", "lab-lb"], &["10.96.0.1"]), &nodes()).unwrap();
+        let pki = Pki::load_or_create(tmp.path(), &names(&["lab-apiserver-1", "lab-lb"], &["10.96.0.1"]), &nodes(), &members(&["etcd-0", "etcd-1"])).unwrap();
         let after = snapshot(tmp.path());
         let changed: Vec<_> = after.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
         assert_eq!(changed, ["apiserver.crt", "apiserver.key"]);
@@ -484,7 +598,7 @@ mod tests {
         create(tmp.path());
         let mut more = nodes();
         more.push("node-3".into());
-        let pki = Pki::load_or_create(tmp.path(), &names(&["lab-apiserver-1"], &["10.96.0.1"]), &more).unwrap();
+        let pki = Pki::load_or_create(tmp.path(), &names(&["lab-apiserver-1"], &["10.96.0.1"]), &more, &members(&["etcd-0", "etcd-1"])).unwrap();
         assert!(pki.identity(&kubelet("node-3")).is_some());
         assert!(pki.identity("kubelet-node-4").is_none());
     }
@@ -557,7 +671,7 @@ mod tests {
         let key = tmp.path().join("ca.key");
         fs::write(&key, "not a key").unwrap();
         let before = snapshot(tmp.path());
-        let err = Pki::load_or_create(tmp.path(), &ServingNames::default(), &[]).unwrap_err();
+        let err = Pki::load_or_create(tmp.path(), &ServingNames::default(), &[], &[]).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains(&key.display().to_string()), "{msg}");
         assert_eq!(snapshot(tmp.path()), before, "nothing replaced");
@@ -568,7 +682,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         create(tmp.path());
         fs::remove_file(tmp.path().join("ca.key")).unwrap();
-        let err = Pki::load_or_create(tmp.path(), &ServingNames::default(), &[]).unwrap_err();
+        let err = Pki::load_or_create(tmp.path(), &ServingNames::default(), &[], &[]).unwrap_err();
         assert!(format!("{err:#}").contains("ca.key"), "{err:#}");
     }
 
@@ -595,8 +709,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let pki = create(tmp.path());
         let now = OffsetDateTime::now_utc();
-        let ca = Ca::load_or_create(tmp.path(), now).unwrap();
-        let leaf = leaves(&ServingNames::default(), &[]).unwrap().into_iter().find(|l| l.name == ADMIN).unwrap();
+        let ca = Ca::load_or_create(tmp.path(), "ca", CA_CN, now).unwrap();
+        let leaf = leaves(&ServingNames::default(), &[], &[]).unwrap().into_iter().find(|l| l.name == ADMIN).unwrap();
         assert_eq!(leaf.stale(pki.identity(ADMIN).unwrap(), &ca, now), None);
         let fresh = leaf.issue(&ca, now - Duration::days(LEAF_DAYS - RENEW_DAYS - 1)).unwrap();
         assert_eq!(leaf.stale(&fresh, &ca, now), None);
@@ -628,7 +742,95 @@ mod tests {
     fn bad_node_names_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         for bad in ["", "../x", ".hidden"] {
-            assert!(Pki::load_or_create(tmp.path(), &ServingNames::default(), &[bad.to_string()]).is_err(), "{bad:?}");
+            assert!(Pki::load_or_create(tmp.path(), &ServingNames::default(), &[bad.to_string()], &[]).is_err(), "{bad:?}");
+            assert!(Pki::load_or_create(tmp.path(), &ServingNames::default(), &[], &members(&[bad])).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn etcd_has_its_own_ca_and_kubeadms_leaves() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = create(tmp.path());
+        let main_der = cert_of(pki.ca_pem());
+        let main = parse(&main_der).unwrap();
+        let etcd_der = cert_of(pki.etcd_ca_pem());
+        let etcd = parse(&etcd_der).unwrap();
+        assert_eq!(etcd.subject().iter_common_name().next().unwrap().as_str().unwrap(), "kubelab-etcd-ca");
+        assert!(etcd.basic_constraints().unwrap().unwrap().value.ca);
+        assert_ne!(etcd.public_key().raw, main.public_key().raw, "a key of its own");
+
+        let member_dns = |m: &str| ["localhost".to_string(), m.to_string(), format!("lab-{m}")].into_iter().collect::<BTreeSet<_>>();
+        let loopback: BTreeSet<IpAddr> = ["127.0.0.1".parse().unwrap()].into();
+        // (identity, CN, serverAuth, clientAuth, DNS names, IPs)
+        let cases = [
+            (APISERVER_ETCD_CLIENT.to_string(), "kube-apiserver-etcd-client", false, true, BTreeSet::new(), BTreeSet::new()),
+            (ETCD_HEALTHCHECK_CLIENT.to_string(), "kube-etcd-healthcheck-client", false, true, BTreeSet::new(), BTreeSet::new()),
+            (etcd_server("etcd-0"), "etcd-0", true, true, member_dns("etcd-0"), loopback.clone()),
+            (etcd_peer("etcd-0"), "etcd-0", true, true, member_dns("etcd-0"), loopback.clone()),
+            (etcd_server("etcd-1"), "etcd-1", true, true, member_dns("etcd-1"), loopback.clone()),
+            (etcd_peer("etcd-1"), "etcd-1", true, true, member_dns("etcd-1"), loopback.clone()),
+        ];
+        for (name, cn, server, client, dns, ips) in cases {
+            let id = pki.identity(&name).unwrap_or_else(|| panic!("{name} missing"));
+            let der = cert_of(&id.cert_pem);
+            let cert = parse(&der).unwrap();
+            cert.verify_signature(Some(etcd.public_key())).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(cert.verify_signature(Some(main.public_key())).is_err(), "{name} must not be the main CA's");
+            assert_eq!(cert.issuer().as_raw(), etcd.subject().as_raw(), "{name}");
+            assert_eq!(cert.subject().iter_common_name().next().unwrap().as_str().unwrap(), cn, "{name}");
+            assert_eq!(cert.subject().iter_organization().count(), 0, "{name}");
+            let eku = cert.extended_key_usage().unwrap().unwrap().value;
+            assert_eq!((eku.server_auth, eku.client_auth), (server, client), "{name}");
+            assert_eq!(sans(&cert).unwrap(), (dns, ips), "{name}");
+        }
+        // And no main-CA identity is etcd's.
+        let admin_der = cert_of(&pki.identity(ADMIN).unwrap().cert_pem);
+        assert!(parse(&admin_der).unwrap().verify_signature(Some(etcd.public_key())).is_err());
+    }
+
+    #[test]
+    fn etcd_members_reissue_only_their_own_certificates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = create(tmp.path());
+        let before = snapshot(tmp.path());
+        // etcd-1's names change (another lab name), etcd-2 is new.
+        let mut etcd = members(&["etcd-0", "etcd-1", "etcd-2"]);
+        etcd[1].dns[1] = "other-etcd-1".into();
+        let pki = Pki::load_or_create(tmp.path(), &names(&["lab-apiserver-1"], &["10.96.0.1"]), &nodes(), &etcd).unwrap();
+        let after = snapshot(tmp.path());
+        let changed: Vec<_> = after.keys().filter(|k| before.get(*k) != after.get(*k)).map(String::as_str).collect();
+        let want = [
+            "etcd/peer-etcd-1.crt",
+            "etcd/peer-etcd-1.key",
+            "etcd/peer-etcd-2.crt",
+            "etcd/peer-etcd-2.key",
+            "etcd/server-etcd-1.crt",
+            "etcd/server-etcd-1.key",
+            "etcd/server-etcd-2.crt",
+            "etcd/server-etcd-2.key",
+        ];
+        assert_eq!(changed, want);
+        assert_eq!(pki.etcd_ca_pem(), first.etcd_ca_pem());
+        assert_eq!(pki.identity(APISERVER_ETCD_CLIENT), first.identity(APISERVER_ETCD_CLIENT));
+    }
+
+    #[test]
+    fn a_main_ca_certificate_in_etcds_place_is_reissued() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = create(tmp.path());
+        // Same subject, usages and names would not do: the signer differs.
+        let now = OffsetDateTime::now_utc();
+        let main = Ca::load_or_create(tmp.path(), "ca", CA_CN, now).unwrap();
+        let leaf = leaves(&ServingNames::default(), &[], &[]).unwrap().into_iter().find(|l| l.name == APISERVER_ETCD_CLIENT).unwrap();
+        let wrong = leaf.issue(&main, now).unwrap();
+        fs::write(tmp.path().join("apiserver-etcd-client.crt"), &wrong.cert_pem).unwrap();
+        fs::write(tmp.path().join("apiserver-etcd-client.key"), &wrong.key_pem).unwrap();
+        let again = create(tmp.path());
+        let id = again.identity(APISERVER_ETCD_CLIENT).unwrap();
+        assert_ne!(id, &wrong);
+        assert_ne!(Some(id), pki.identity(APISERVER_ETCD_CLIENT));
+        let etcd_der = cert_of(again.etcd_ca_pem());
+        let der = cert_of(&id.cert_pem);
+        parse(&der).unwrap().verify_signature(Some(parse(&etcd_der).unwrap().public_key())).unwrap();
     }
 }

@@ -12,7 +12,7 @@ use crate::addons::{self, Addons};
 use crate::docker::{Attachment, ContainerSpec, File, COMPONENT_LABEL, LAB_LABEL, ROLE_LABEL, SPEC_LABEL};
 use crate::images::Images;
 use crate::kubeconfig;
-use crate::pki::{self, Pki, ServingNames};
+use crate::pki::{self, EtcdMember, Pki, ServingNames};
 use crate::topology::Topology;
 
 /// Where components find the lab's certificates inside their containers.
@@ -23,6 +23,35 @@ pub const APISERVER_PORT: u16 = 6443;
 pub const CONTROLLER_MANAGER_PORT: u16 = 10257;
 /// The scheduler's secure port (/healthz), upstream's default.
 pub const SCHEDULER_PORT: u16 = 10259;
+/// etcd's client and peer ports, etcd's defaults.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+
+/// Inside an etcd container, where etcd's CA and its health-check client
+/// certificate are: what `etcdctl` there needs (see [`etcdctl`]).
+pub const ETCD_CA_FILE: &str = "/etc/kubelab/pki/etcd/ca.crt";
+pub const ETCD_HEALTHCHECK_CERT_FILE: &str = "/etc/kubelab/pki/etcd/healthcheck-client.crt";
+pub const ETCD_HEALTHCHECK_KEY_FILE: &str = "/etc/kubelab/pki/etcd/healthcheck-client.key";
+
+/// On an etcd member's data volume: the scheme of the peer URLs its data
+/// was made with. Volumes made before etcd ran behind TLS lack it; their
+/// members have http peer URLs stored (see [`Plan::etcd_data_from_before_tls`]).
+pub const ETCD_PEER_SCHEME_LABEL: &str = "dev.kubelab.etcd-peer-scheme";
+
+/// `etcdctl` run inside an etcd container against that member, over TLS
+/// with the health-check client certificate: the health gate, `lab status`
+/// and anyone who `docker exec`s into the member.
+pub fn etcdctl(args: &[&str]) -> Vec<String> {
+    let mut cmd = vec![
+        "etcdctl".to_string(),
+        format!("--endpoints=https://127.0.0.1:{ETCD_CLIENT_PORT}"),
+        format!("--cacert={ETCD_CA_FILE}"),
+        format!("--cert={ETCD_HEALTHCHECK_CERT_FILE}"),
+        format!("--key={ETCD_HEALTHCHECK_KEY_FILE}"),
+    ];
+    cmd.extend(args.iter().map(|a| a.to_string()));
+    cmd
+}
 
 /// The label that carries a container's health gate, so `lab status` can
 /// ask it again without the topology.
@@ -63,6 +92,34 @@ impl Plan {
     pub fn volumes(&self) -> Vec<String> {
         self.members().flat_map(|m| m.spec.volumes.iter().map(|(v, _)| v.clone())).collect()
     }
+
+    /// The labels a volume of the plan is made with, besides the lab's.
+    pub fn volume_labels(&self, volume: &str) -> Vec<(&'static str, String)> {
+        match self.etcd_volumes().any(|v| v == volume) {
+            true => vec![(ETCD_PEER_SCHEME_LABEL, "https".to_string())],
+            false => vec![],
+        }
+    }
+
+    fn etcd_volumes(&self) -> impl Iterator<Item = &str> {
+        self.members()
+            .filter(|m| m.spec.labels.get(ROLE_LABEL).map(String::as_str) == Some("etcd"))
+            .flat_map(|m| m.spec.volumes.iter().map(|(v, _)| v.as_str()))
+    }
+
+    /// The etcd data volumes among `existing` (name, labels) that were made
+    /// before etcd ran behind TLS. Their members have `http://` peer URLs
+    /// stored in the cluster, which the initial-cluster flags no longer
+    /// change and which members serving peers over TLS cannot use: with
+    /// more than one member the cluster would never regain quorum.
+    pub fn etcd_data_from_before_tls<'a>(&self, existing: &'a [(String, std::collections::HashMap<String, String>)]) -> Vec<&'a str> {
+        let ours: Vec<&str> = self.etcd_volumes().collect();
+        existing
+            .iter()
+            .filter(|(name, labels)| ours.contains(&name.as_str()) && labels.get(ETCD_PEER_SCHEME_LABEL).map(String::as_str) != Some("https"))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
 }
 
 pub fn network_name(lab: &str) -> String {
@@ -73,9 +130,16 @@ pub fn container_name(lab: &str, instance: &str) -> String {
     format!("{lab}-{instance}")
 }
 
+/// The lab's PKI in `dir`, made or completed for what this topology
+/// needs: the apiserver's names, its nodes and its etcd members.
+pub fn load_pki(dir: &std::path::Path, lab: &str, t: &Topology) -> anyhow::Result<Pki> {
+    let nodes: Vec<String> = t.nodes.iter().map(|n| n.name.clone()).collect();
+    Pki::load_or_create(dir, &apiserver_serving_names(lab, t), &nodes, &etcd_members(lab, t))
+}
+
 pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan {
     let network = network_name(lab);
-    let etcd = etcd_stage(lab, &network, topology, images);
+    let etcd = etcd_stage(lab, &network, topology, images, pki);
     let apiservers = apiserver_stage(lab, &network, topology, images, pki);
     let balancer = loadbalancer_stage(lab, &network, topology, images);
     let controllers = controller_manager_stage(lab, &network, topology, images, pki);
@@ -161,6 +225,11 @@ fn pki_files(pki: &Pki, identity: &str, as_name: &str) -> Vec<File> {
     files
 }
 
+/// etcd's CA as a container file, where kubeadm puts it (`etcd/ca.crt`).
+fn etcd_ca_file(pki: &Pki) -> File {
+    File { path: format!("{PKI_DIR}/etcd/ca.crt"), mode: 0o644, contents: pki.etcd_ca_pem().to_string() }
+}
+
 /// The certificate and key of one identity, as container files.
 fn identity_files(pki: &Pki, identity: &str, as_name: &str) -> [File; 2] {
     let id = pki.identity(identity).expect("the PKI holds every identity the plan asks for");
@@ -171,7 +240,7 @@ fn identity_files(pki: &Pki, identity: &str, as_name: &str) -> [File; 2] {
 }
 
 fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
-    let etcd_servers = (0..t.etcd.members).map(|i| format!("http://etcd-{i}:2379")).collect::<Vec<_>>().join(",");
+    let etcd_servers = etcd_instances(t).iter().map(|n| format!("https://{n}:{ETCD_CLIENT_PORT}")).collect::<Vec<_>>().join(",");
     let instances = apiserver_instances(t);
     let members = instances
         .iter()
@@ -185,6 +254,11 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
             }
             let cmd = vec![
                 format!("--etcd-servers={etcd_servers}"),
+                // etcd checks the apiserver's certificate against etcd's
+                // CA, and the apiserver checks each member's against it.
+                format!("--etcd-cafile={PKI_DIR}/etcd/ca.crt"),
+                format!("--etcd-certfile={PKI_DIR}/apiserver-etcd-client.crt"),
+                format!("--etcd-keyfile={PKI_DIR}/apiserver-etcd-client.key"),
                 format!("--secure-port={APISERVER_PORT}"),
                 format!("--tls-cert-file={PKI_DIR}/apiserver.crt"),
                 format!("--tls-private-key-file={PKI_DIR}/apiserver.key"),
@@ -213,8 +287,13 @@ fn apiserver_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
                 volumes: vec![],
                 tmpfs: vec![],
                 privileged: false,
-                files: [pki_files(pki, pki::APISERVER, "apiserver"), identity_files(pki, pki::APISERVER_KUBELET_CLIENT, "apiserver-kubelet-client").into()]
-                    .concat(),
+                files: [
+                    pki_files(pki, pki::APISERVER, "apiserver"),
+                    identity_files(pki, pki::APISERVER_KUBELET_CLIENT, "apiserver-kubelet-client").into(),
+                    identity_files(pki, pki::APISERVER_ETCD_CLIENT, "apiserver-etcd-client").into(),
+                    vec![etcd_ca_file(pki)],
+                ]
+                .concat(),
             };
             // Ready means serving TLS and reaching etcd; /readyz needs no
             // client certificate, as upstream's public-info role allows.
@@ -301,25 +380,56 @@ fn scheduler_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki:
     api_client_stage(lab, network, t, images, pki, ApiClient { instance: SCHEDULER, identity: pki::SCHEDULER, port: SCHEDULER_PORT, flags: vec![] })
 }
 
-fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage {
-    let names: Vec<String> = (0..t.etcd.members).map(|i| format!("etcd-{i}")).collect();
+/// The instance names of a topology's etcd members: `etcd-0`, ...
+pub fn etcd_instances(t: &Topology) -> Vec<String> {
+    (0..t.etcd.members).map(|i| format!("etcd-{i}")).collect()
+}
+
+/// The etcd members and the names their certificates must hold: their
+/// aliases and container names on the lab network.
+pub fn etcd_members(lab: &str, t: &Topology) -> Vec<EtcdMember> {
+    etcd_instances(t).into_iter().map(|name| EtcdMember { dns: vec![name.clone(), container_name(lab, &name)], name }).collect()
+}
+
+/// etcd behind mutual TLS, for clients and peers alike, as kubeadm runs it:
+/// only certificates of etcd's own CA are let in (the apiserver's and the
+/// health-check client's; peers show theirs), so nothing else on the lab
+/// network, pods included, can read or write the store.
+fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
+    let names = etcd_instances(t);
     // Members find each other by their aliases on the lab network, so the
     // cluster survives new container addresses after `down --keep-data`.
-    let initial_cluster = names.iter().map(|n| format!("{n}=http://{n}:2380")).collect::<Vec<_>>().join(",");
+    let initial_cluster = names.iter().map(|n| format!("{n}=https://{n}:{ETCD_PEER_PORT}")).collect::<Vec<_>>().join(",");
+    let etcd_pki = format!("{PKI_DIR}/etcd");
     let members = names
         .iter()
         .map(|name| {
             let cmd = vec![
                 format!("--name={name}"),
                 "--data-dir=/var/lib/etcd".into(),
-                "--listen-client-urls=http://0.0.0.0:2379".into(),
-                format!("--advertise-client-urls=http://{name}:2379"),
-                "--listen-peer-urls=http://0.0.0.0:2380".into(),
-                format!("--initial-advertise-peer-urls=http://{name}:2380"),
+                format!("--listen-client-urls=https://0.0.0.0:{ETCD_CLIENT_PORT}"),
+                format!("--advertise-client-urls=https://{name}:{ETCD_CLIENT_PORT}"),
+                format!("--listen-peer-urls=https://0.0.0.0:{ETCD_PEER_PORT}"),
+                format!("--initial-advertise-peer-urls=https://{name}:{ETCD_PEER_PORT}"),
                 format!("--initial-cluster={initial_cluster}"),
                 "--initial-cluster-state=new".into(),
                 format!("--initial-cluster-token=kubelab-{lab}"),
+                format!("--cert-file={etcd_pki}/server.crt"),
+                format!("--key-file={etcd_pki}/server.key"),
+                "--client-cert-auth=true".into(),
+                format!("--trusted-ca-file={etcd_pki}/ca.crt"),
+                format!("--peer-cert-file={etcd_pki}/peer.crt"),
+                format!("--peer-key-file={etcd_pki}/peer.key"),
+                "--peer-client-cert-auth=true".into(),
+                format!("--peer-trusted-ca-file={etcd_pki}/ca.crt"),
             ];
+            let files = [
+                vec![etcd_ca_file(pki)],
+                identity_files(pki, &pki::etcd_server(name), "etcd/server").into(),
+                identity_files(pki, &pki::etcd_peer(name), "etcd/peer").into(),
+                identity_files(pki, pki::ETCD_HEALTHCHECK_CLIENT, "etcd/healthcheck-client").into(),
+            ]
+            .concat();
             let spec = ContainerSpec {
                 name: container_name(lab, name),
                 hostname: name.clone(),
@@ -331,9 +441,9 @@ fn etcd_stage(lab: &str, network: &str, t: &Topology, images: &Images) -> Stage 
                 volumes: vec![(format!("{lab}-{name}-data"), "/var/lib/etcd".into())],
                 tmpfs: vec![],
                 privileged: false,
-                files: vec![],
+                files,
             };
-            let gate = ["etcdctl", "--endpoints=http://127.0.0.1:2379", "--command-timeout=2s", "endpoint", "health"].map(String::from).to_vec();
+            let gate = etcdctl(&["--command-timeout=2s", "endpoint", "health"]);
             member(lab, name, "etcd", spec, gate)
         })
         .collect();
@@ -503,4 +613,188 @@ fn member(lab: &str, instance: &str, role: &str, mut spec: ContainerSpec, gate: 
     let hash: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
     spec.labels.insert(SPEC_LABEL.into(), hash);
     Member { instance: instance.to_string(), spec, gate }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::components;
+
+    fn images() -> Images {
+        Images {
+            base: "kubelab/base:test".into(),
+            components: components::COMPONENTS.iter().map(|c| (c.name, format!("kubelab/{}:test", c.name))).collect(),
+            pod_images: components::POD_IMAGES.iter().map(|p| (p.name, format!("kubelab/{}:test", p.name))).collect(),
+        }
+    }
+
+    /// The plan of a shipped topology for lab `lab`, its PKI in `state`.
+    fn shipped(name: &str, lab: &str, state: &Path) -> (Plan, Pki) {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies").join(format!("{name}.yaml"));
+        let t = crate::topology::load(&file).unwrap().topology;
+        let pki = load_pki(state, lab, &t).unwrap();
+        (plan(lab, &t, &images(), &pki), pki)
+    }
+
+    fn by_role<'a>(plan: &'a Plan, role: &str) -> Vec<&'a Member> {
+        plan.members().filter(|m| m.spec.labels.get(ROLE_LABEL).map(String::as_str) == Some(role)).collect()
+    }
+
+    fn file<'a>(m: &'a Member, path: &str) -> &'a File {
+        m.spec.files.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("{} has no {path}", m.instance))
+    }
+
+    fn flag<'a>(m: &'a Member, name: &str) -> &'a str {
+        let prefix = format!("--{name}=");
+        m.spec.cmd.iter().find_map(|c| c.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("{} has no --{name}", m.instance))
+    }
+
+    #[test]
+    fn etcd_serves_clients_and_peers_over_tls_with_its_own_ca() {
+        let state = tempfile::tempdir().unwrap();
+        let (plan, pki) = shipped("ha", "lab", state.path());
+        let etcd = by_role(&plan, "etcd");
+        assert_eq!(etcd.len(), 3);
+        for m in &etcd {
+            let name = &m.instance;
+            assert_eq!(flag(m, "listen-client-urls"), "https://0.0.0.0:2379");
+            assert_eq!(flag(m, "advertise-client-urls"), format!("https://{name}:2379"));
+            assert_eq!(flag(m, "listen-peer-urls"), "https://0.0.0.0:2380");
+            assert_eq!(flag(m, "initial-advertise-peer-urls"), format!("https://{name}:2380"));
+            assert_eq!(flag(m, "initial-cluster"), "etcd-0=https://etcd-0:2380,etcd-1=https://etcd-1:2380,etcd-2=https://etcd-2:2380");
+            assert_eq!(flag(m, "client-cert-auth"), "true");
+            assert_eq!(flag(m, "peer-client-cert-auth"), "true");
+            for (f, path) in [
+                ("cert-file", "etcd/server.crt"),
+                ("key-file", "etcd/server.key"),
+                ("trusted-ca-file", "etcd/ca.crt"),
+                ("peer-cert-file", "etcd/peer.crt"),
+                ("peer-key-file", "etcd/peer.key"),
+                ("peer-trusted-ca-file", "etcd/ca.crt"),
+            ] {
+                assert_eq!(flag(m, f), format!("{PKI_DIR}/{path}"), "{name} --{f}");
+            }
+            // No http listener is left, and no flag names one.
+            assert!(!m.spec.cmd.iter().any(|c| c.contains("http://")), "{name}: {:?}", m.spec.cmd);
+
+            // Etcd's CA, never the main one; the member's own certificates.
+            assert_eq!(file(m, &format!("{PKI_DIR}/etcd/ca.crt")).contents, pki.etcd_ca_pem());
+            assert!(!m.spec.files.iter().any(|f| f.contents == pki.ca_pem()), "{name} holds the main CA");
+            let server = pki.identity(&pki::etcd_server(name)).unwrap();
+            let peer = pki.identity(&pki::etcd_peer(name)).unwrap();
+            let health = pki.identity(pki::ETCD_HEALTHCHECK_CLIENT).unwrap();
+            for (path, contents) in [
+                ("etcd/server.crt", &server.cert_pem),
+                ("etcd/server.key", &server.key_pem),
+                ("etcd/peer.crt", &peer.cert_pem),
+                ("etcd/peer.key", &peer.key_pem),
+                ("etcd/healthcheck-client.crt", &health.cert_pem),
+                ("etcd/healthcheck-client.key", &health.key_pem),
+            ] {
+                let f = file(m, &format!("{PKI_DIR}/{path}"));
+                assert_eq!(&f.contents, contents, "{name} {path}");
+                assert_eq!(f.mode, if path.ends_with(".key") { 0o600 } else { 0o644 }, "{name} {path}");
+            }
+            // Nothing else: no CA key, no other member's or client's key.
+            assert_eq!(m.spec.files.len(), 7, "{name}: {:?}", m.spec.files.iter().map(|f| &f.path).collect::<Vec<_>>());
+
+            // The gate asks the member itself over TLS, as the health-check client.
+            let gate = m.gate.join(" ");
+            assert_eq!(m.gate[0], "etcdctl");
+            for part in [
+                "--endpoints=https://127.0.0.1:2379",
+                &format!("--cacert={ETCD_CA_FILE}"),
+                &format!("--cert={ETCD_HEALTHCHECK_CERT_FILE}"),
+                &format!("--key={ETCD_HEALTHCHECK_KEY_FILE}"),
+                "endpoint health",
+            ] {
+                assert!(gate.contains(part), "{name} gate: {gate}");
+            }
+            assert!(ETCD_CA_FILE.starts_with(PKI_DIR) && ETCD_HEALTHCHECK_KEY_FILE.starts_with(PKI_DIR));
+        }
+        // The other members' certificates differ (one per member).
+        assert_ne!(pki.identity(&pki::etcd_server("etcd-0")), pki.identity(&pki::etcd_server("etcd-1")));
+    }
+
+    #[test]
+    fn the_apiserver_holds_the_one_etcd_client_certificate() {
+        let state = tempfile::tempdir().unwrap();
+        let (plan, pki) = shipped("ha", "lab", state.path());
+        let client = pki.identity(pki::APISERVER_ETCD_CLIENT).unwrap();
+        for m in by_role(&plan, "apiserver") {
+            assert_eq!(flag(m, "etcd-servers"), "https://etcd-0:2379,https://etcd-1:2379,https://etcd-2:2379");
+            assert_eq!(flag(m, "etcd-cafile"), format!("{PKI_DIR}/etcd/ca.crt"));
+            assert_eq!(flag(m, "etcd-certfile"), format!("{PKI_DIR}/apiserver-etcd-client.crt"));
+            assert_eq!(flag(m, "etcd-keyfile"), format!("{PKI_DIR}/apiserver-etcd-client.key"));
+            assert_eq!(file(m, &format!("{PKI_DIR}/etcd/ca.crt")).contents, pki.etcd_ca_pem());
+            assert_eq!(file(m, &format!("{PKI_DIR}/apiserver-etcd-client.crt")).contents, client.cert_pem);
+            let key = file(m, &format!("{PKI_DIR}/apiserver-etcd-client.key"));
+            assert_eq!((key.contents.as_str(), key.mode), (client.key_pem.as_str(), 0o600));
+        }
+        // No one else holds a key of etcd's CA: not the health-check
+        // client's, not the apiserver's etcd client's, not a member's.
+        let etcd_keys: Vec<&str> = [pki::APISERVER_ETCD_CLIENT.to_string(), pki::ETCD_HEALTHCHECK_CLIENT.to_string()]
+            .iter()
+            .chain(etcd_instances_of(&plan).iter().flat_map(|n| [pki::etcd_server(n), pki::etcd_peer(n)]).collect::<Vec<_>>().iter())
+            .map(|id| pki.identity(id).unwrap().key_pem.as_str())
+            .collect::<Vec<_>>();
+        for m in plan.members() {
+            let role = m.spec.labels[ROLE_LABEL].as_str();
+            if role == "etcd" || role == "apiserver" {
+                continue;
+            }
+            for f in &m.spec.files {
+                assert!(!etcd_keys.iter().any(|k| f.contents.contains(k.trim())), "{} holds an etcd key in {}", m.instance, f.path);
+                assert!(!f.contents.contains(pki.etcd_ca_pem().trim()), "{} holds etcd's CA in {}", m.instance, f.path);
+            }
+        }
+    }
+
+    fn etcd_instances_of(plan: &Plan) -> Vec<String> {
+        by_role(plan, "etcd").iter().map(|m| m.instance.clone()).collect()
+    }
+
+    #[test]
+    fn etcd_member_names_are_in_their_certificates() {
+        let members = etcd_members(
+            "mylab",
+            &crate::topology::parse(
+                "apiVersion: kubelab.dev/v1alpha1\nkind: Topology\netcd: {members: 2}\ncontrolPlane: {replicas: 1}\nnodes: []\n",
+                Path::new("t.yaml"),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            members,
+            vec![
+                EtcdMember { name: "etcd-0".into(), dns: vec!["etcd-0".into(), "mylab-etcd-0".into()] },
+                EtcdMember { name: "etcd-1".into(), dns: vec!["etcd-1".into(), "mylab-etcd-1".into()] },
+            ]
+        );
+    }
+
+    #[test]
+    fn etcd_volumes_are_labelled_and_older_ones_found() {
+        let state = tempfile::tempdir().unwrap();
+        let (plan, _) = shipped("ha", "lab", state.path());
+        assert_eq!(plan.volume_labels("lab-etcd-1-data"), vec![(ETCD_PEER_SCHEME_LABEL, "https".to_string())]);
+        assert_eq!(plan.volume_labels("lab-worker-1-var"), vec![]);
+        let lab_only = HashMap::from([(LAB_LABEL.to_string(), "lab".to_string())]);
+        let mut ours = lab_only.clone();
+        ours.insert(ETCD_PEER_SCHEME_LABEL.into(), "https".into());
+        let existing = vec![
+            ("lab-etcd-0-data".to_string(), ours.clone()),
+            ("lab-etcd-1-data".to_string(), lab_only.clone()),
+            ("lab-etcd-2-data".to_string(), ours),
+            // A node's volume never carries the label and is no etcd data.
+            ("lab-worker-1-var".to_string(), lab_only.clone()),
+            // Another lab's etcd volume is not this plan's business.
+            ("other-etcd-0-data".to_string(), lab_only),
+        ];
+        assert_eq!(plan.etcd_data_from_before_tls(&existing), ["lab-etcd-1-data"]);
+        assert!(plan.etcd_data_from_before_tls(&[]).is_empty());
+    }
 }

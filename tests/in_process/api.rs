@@ -726,3 +726,34 @@ async fn events_expire_after_their_ttl() {
     .await;
     assert!(cms.get_opt("stays").await.unwrap().is_some());
 }
+
+/// etcd behind mutual TLS, as the lab runs it (issue 26): the apiserver
+/// reads and writes with its etcd client certificate and componentstatuses
+/// asks etcd the same way; a client with etcd's CA but no certificate, or
+/// with a certificate of the lab's main CA (the admin's), is refused.
+#[tokio::test]
+async fn etcd_behind_mutual_tls() {
+    use apiserver::storage::{Etcd, EtcdTls};
+    let api = TestApi::start_with(Options { etcd_tls: true, ..Default::default() });
+    assert!(api.etcd_url.starts_with("https://"), "{}", api.etcd_url);
+    api.kubectl(&["create", "configmap", "over-tls", "--from-literal=a=1"]).succeeded();
+    assert_eq!(api.kubectl(&["get", "configmap", "over-tls", "-o", "name"]).succeeded().trim(), "configmap/over-tls");
+    let health = api.kubectl(&["get", "componentstatuses", "etcd-0", "-o", "jsonpath={.conditions[0].status}"]).succeeded();
+    assert_eq!(health.trim(), "True");
+
+    let pki = api.pki_dir();
+    let ca = pki.join("etcd/ca.crt");
+    let read = |tls: Option<EtcdTls>| {
+        let url = api.etcd_url.clone();
+        async move {
+            let etcd = Etcd::connect_with(&[url], tls.as_ref()).await?;
+            etcd.get("/registry/configmaps/default/over-tls").await.map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    };
+    let as_apiserver = EtcdTls::from_files(Some(&ca), Some(&pki.join("apiserver-etcd-client.crt")), Some(&pki.join("apiserver-etcd-client.key"))).unwrap();
+    assert!(read(as_apiserver).await.unwrap().is_some());
+    let anonymous = EtcdTls::from_files(Some(&ca), None, None).unwrap();
+    assert!(read(anonymous).await.is_err(), "no client certificate");
+    let admin = EtcdTls::from_files(Some(&ca), Some(&pki.join("admin.crt")), Some(&pki.join("admin.key"))).unwrap();
+    assert!(read(admin).await.is_err(), "a certificate of the lab's main CA");
+}

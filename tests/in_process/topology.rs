@@ -146,7 +146,7 @@ fn cluster_dns_is_an_addon_of_every_topology() {
 /// The plan of every shipped topology (name, node names, plan), with test
 /// image names and a PKI in a temporary folder.
 fn shipped_plans() -> Vec<(String, Vec<String>, kubelab::plan::Plan)> {
-    use kubelab::{components, images::Images, pki, plan};
+    use kubelab::{components, images::Images, plan};
     let dir = repo_root().join("topologies");
     let images = Images {
         base: "kubelab/base:test".into(),
@@ -159,7 +159,7 @@ fn shipped_plans() -> Vec<(String, Vec<String>, kubelab::plan::Plan)> {
             let source = topology::load(&topology::resolve(&name, &dir).unwrap()).unwrap();
             let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
             let state = tempfile::tempdir().unwrap();
-            let pki = pki::Pki::load_or_create(state.path(), &plan::apiserver_serving_names("test", &source.topology), &nodes).unwrap();
+            let pki = plan::load_pki(state.path(), "test", &source.topology).unwrap();
             let plan = plan::plan("test", &source.topology, &images, &pki);
             (name, nodes, plan)
         })

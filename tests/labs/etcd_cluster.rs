@@ -22,20 +22,24 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     // Every member answers its own health check.
     for i in 0..3 {
         let member = plan::container_name(&name, &format!("etcd-{i}"));
-        let (code, out) = engine.exec(&member, &strings(&["etcdctl", "endpoint", "health"])).await.unwrap();
+        let (code, out) = engine.exec(&member, &plan::etcdctl(&["endpoint", "health"])).await.unwrap();
         assert_eq!(code, 0, "{member}: {out}");
         assert!(out.contains("is healthy"), "{member}: {out}");
     }
-    // All three are members of one cluster.
+    // All three are members of one cluster, reached over TLS by peers and clients.
     let etcd0 = plan::container_name(&name, "etcd-0");
-    let (_, members) = engine.exec(&etcd0, &strings(&["etcdctl", "member", "list"])).await.unwrap();
+    let (_, members) = engine.exec(&etcd0, &plan::etcdctl(&["member", "list"])).await.unwrap();
     assert_eq!(members.lines().filter(|l| l.contains("started")).count(), 3, "{members}");
+    for i in 0..3 {
+        assert!(members.contains(&format!("https://etcd-{i}:2380, https://etcd-{i}:2379")), "{members}");
+    }
+    assert!(!members.contains("http://"), "{members}");
 
     // A write through one member is read through another.
-    let (code, out) = engine.exec(&etcd0, &strings(&["etcdctl", "put", "/kubelab/probe", "written-via-etcd-0"])).await.unwrap();
+    let (code, out) = engine.exec(&etcd0, &plan::etcdctl(&["put", "/kubelab/probe", "written-via-etcd-0"])).await.unwrap();
     assert_eq!(code, 0, "{out}");
     let etcd2 = plan::container_name(&name, "etcd-2");
-    let (code, out) = engine.exec(&etcd2, &strings(&["etcdctl", "get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
+    let (code, out) = engine.exec(&etcd2, &plan::etcdctl(&["get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
     assert_eq!((code, out.trim()), (0, "written-via-etcd-0"));
 
     // The status table, with the engine's addresses taken out.
@@ -60,7 +64,7 @@ async fn three_member_etcd_cluster_comes_up_and_down() {
     // Bringing it up again changes nothing that is healthy.
     let before: Vec<_> = engine.containers(Some(&name)).await.unwrap().into_iter().map(|c| c.name).collect();
     up(&engine, &source, &name).await.unwrap();
-    let (_, still) = engine.exec(&etcd2, &strings(&["etcdctl", "get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
+    let (_, still) = engine.exec(&etcd2, &plan::etcdctl(&["get", "--print-value-only", "/kubelab/probe"])).await.unwrap();
     assert_eq!(still.trim(), "written-via-etcd-0");
     let after: Vec<_> = engine.containers(Some(&name)).await.unwrap().into_iter().map(|c| c.name).collect();
     assert_eq!(before.len(), after.len());
@@ -85,24 +89,49 @@ async fn keep_data_survives_down_and_up() {
     let source = topology("etcd-3");
     up(&engine, &source, &name).await.unwrap();
     let etcd1 = plan::container_name(&name, "etcd-1");
-    let (code, _) = engine.exec(&etcd1, &strings(&["etcdctl", "put", "state", "kept"])).await.unwrap();
+    let (code, _) = engine.exec(&etcd1, &plan::etcdctl(&["put", "state", "kept"])).await.unwrap();
     assert_eq!(code, 0);
 
     assert!(lab::down(&engine, &name, true).await.unwrap());
     assert!(engine.containers(Some(&name)).await.unwrap().is_empty());
-    assert_eq!(engine.volumes(Some(&name)).await.unwrap().len(), 3);
+    let volumes = engine.volume_labels(Some(&name)).await.unwrap();
+    assert_eq!(volumes.len(), 3);
+    // Marked as made behind TLS, so the next `up` takes them.
+    for (volume, labels) in &volumes {
+        assert_eq!(labels.get(plan::ETCD_PEER_SCHEME_LABEL).map(String::as_str), Some("https"), "{volume}");
+    }
 
     up(&engine, &source, &name).await.unwrap();
-    let (_, value) = engine.exec(&etcd1, &strings(&["etcdctl", "get", "--print-value-only", "state"])).await.unwrap();
+    let (_, value) = engine.exec(&etcd1, &plan::etcdctl(&["get", "--print-value-only", "state"])).await.unwrap();
     assert_eq!(value.trim(), "kept");
+}
+
+/// A lab kept with `--keep-data` from before etcd ran behind TLS has
+/// http peer URLs stored in its members: `up` says the lab must be made
+/// again and changes nothing.
+#[tokio::test]
+async fn etcd_data_from_before_tls_is_refused() {
+    let engine = Engine::connect().await.unwrap();
+    let name = lab_name("oldetcd");
+    let _guard = LabGuard::new(&name);
+    // What `down --keep-data` left before: the volume, with the lab's label only.
+    let volume = format!("{name}-etcd-0-data");
+    engine.create_volume(&volume, [(kubelab::docker::LAB_LABEL.to_string(), name.clone())].into()).await.unwrap();
+
+    let err = up(&engine, &topology("etcd-3"), &name).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("before etcd ran behind TLS") && text.contains(&volume), "{text}");
+    assert!(text.contains(&format!("lab down {name}")), "says how to make it again: {text}");
+    assert!(engine.containers(Some(&name)).await.unwrap().is_empty());
+    assert!(engine.networks(Some(&name)).await.unwrap().is_empty());
+    assert_eq!(engine.volumes(Some(&name)).await.unwrap(), [volume]);
+    assert!(!kubelab::state::state_dir(&name).unwrap().exists(), "no PKI left behind");
 }
 
 /// A plan for `source` under `name`, with images built.
 async fn plan_for(engine: &Engine, name: &str, source: &kubelab::topology::Source) -> plan::Plan {
     let images = kubelab::images::ensure(engine, &repo(), &progress()).await.unwrap();
-    let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
-    let serving = plan::apiserver_serving_names(name, &source.topology);
-    let pki = kubelab::pki::Pki::load_or_create(&kubelab::pki::dir(name).unwrap(), &serving, &nodes).unwrap();
+    let pki = plan::load_pki(&kubelab::pki::dir(name).unwrap(), name, &source.topology).unwrap();
     plan::plan(name, &source.topology, &images, &pki)
 }
 

@@ -45,7 +45,7 @@ async fn kubectl_reaches_the_labs_apiserver() {
 
     // What kubectl wrote is in etcd, as JSON under upstream's key.
     let etcd = plan::container_name(&name, "etcd-0");
-    let args = ["etcdctl", "get", "--print-value-only", "/registry/configmaps/default/probe"].map(String::from).to_vec();
+    let args = plan::etcdctl(&["get", "--print-value-only", "/registry/configmaps/default/probe"]);
     let (code, stored) = engine.exec(&etcd, &args).await.unwrap();
     assert_eq!(code, 0, "{stored}");
     let stored: serde_json::Value = serde_json::from_str(stored.trim()).unwrap();
@@ -89,7 +89,7 @@ async fn kubectl_reaches_the_labs_apiserver() {
     assert_eq!(String::from_utf8_lossy(&deleted.stdout), "namespace \"doomed\" deleted\n");
     let (code, out) = kubectl(&file, &["get", "namespace", "doomed"]);
     assert_eq!((code, out.trim()), (1, "Error from server (NotFound): namespaces \"doomed\" not found"));
-    let args = ["etcdctl", "get", "--prefix", "--keys-only", "/registry/configmaps/doomed/"].map(String::from).to_vec();
+    let args = plan::etcdctl(&["get", "--prefix", "--keys-only", "/registry/configmaps/doomed/"]);
     let (code, keys) = engine.exec(&plan::container_name(&name, "etcd-0"), &args).await.unwrap();
     assert_eq!((code, keys.trim()), (0, ""), "the namespace's configmap is left in etcd");
 

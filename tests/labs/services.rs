@@ -7,10 +7,13 @@
 //! backend leaves every node's rules; worker-1's rules are a snapshot;
 //! rules outlive a stopped kube-proxy, which catches up when it is back,
 //! and a nat table flushed by hand is written again. Cluster DNS answers
-//! for every Service kind ([`dns`]). One lab for all.
+//! for every Service kind ([`dns`]). Also: etcd, on the lab network pods
+//! reach through their node, gives a pod nothing without a client
+//! certificate of etcd's CA (issue 26). One lab for all.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kubelab::plan;
 use kubelab_scenarios::cluster::{kubectl_stdin, pods_of, s, Cluster};
 use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
@@ -64,6 +67,7 @@ async fn services_reach_their_pods_from_everywhere() {
     rules_list_endpoints(&lab, "default/web", pods.len()).await;
 
     every_pod_reaches_every_backend(&lab, &pods, &ips["web"]).await;
+    etcd_is_closed_to_pods(&lab, &pods[0]).await;
     every_node_reaches_every_backend(&lab, &pods, &ips["web"]).await;
     node_port_answers_on_every_node(&lab, &pods).await;
     affinity_keeps_one_backend(&lab, &pods[0], &ips["sticky"]).await;
@@ -76,6 +80,47 @@ async fn services_reach_their_pods_from_everywhere() {
     scaled_down_backend_leaves(&lab, &ips["web"]).await;
     rules_outlive_a_stopped_proxy(&lab).await;
     flushed_rules_come_back(&lab, &ips["web"]).await;
+}
+
+/// etcd's gRPC gateway range over every key under /registry/ (base64 of
+/// `/registry/` to `/registry0`): what the issue read Secrets with.
+const ETCD_RANGE: &str = r#"{"key":"L3JlZ2lzdHJ5Lw==","range_end":"L3JlZ2lzdHJ5MA=="}"#;
+
+/// From a pod, etcd-0's address answers neither plain HTTP nor TLS without
+/// a client certificate (busybox's wget offers none when asked): no
+/// version, no keys, not the Secret just written. The pod does reach the
+/// port (etcd refuses; the connection is not refused or dropped), and the
+/// apiserver, which holds etcd's client certificate, goes on working.
+async fn etcd_is_closed_to_pods(lab: &Cluster, from: &Pod) {
+    lab.ok(&["create", "secret", "generic", "etcd-probe", "--from-literal=password=s3cr3t-value"]);
+    let etcd0 = plan::container_name(&lab.name, "etcd-0");
+    let containers = lab.engine.containers(Some(&lab.name)).await.unwrap();
+    let address = containers.into_iter().find(|c| c.name == etcd0).and_then(|c| c.address).expect("etcd-0 has an address on the lab network");
+    // busybox's wget -T crashes (platform notes); timeout bounds it instead.
+    let wget = ["timeout", "20", "wget", "-q", "-O-", "--no-check-certificate"];
+    for scheme in ["http", "https"] {
+        for (path, post) in [("/version", None), ("/v3/kv/range", Some(ETCD_RANGE))] {
+            let url = format!("{scheme}://{address}:{}{path}", plan::ETCD_CLIENT_PORT);
+            let mut cmd = vec!["exec", from.name.as_str(), "--"];
+            cmd.extend(wget);
+            if let Some(body) = post {
+                cmd.extend(["--post-data", body]);
+            }
+            cmd.push(&url);
+            let (code, out) = lab.k(&cmd);
+            assert_ne!(code, 0, "{url} from pod {} answered: {out}", from.name);
+            for leak in ["etcdserver", "header", "kvs", "s3cr3t", "czNjcjN0"] {
+                assert!(!out.contains(leak), "{url} from pod {} gave etcd data ({leak}): {out}", from.name);
+            }
+            // Refused by etcd, not unreachable (refused connection, or
+            // timeout's SIGTERM, 143).
+            assert!(!out.contains("can't connect") && !out.contains("exit code 143"), "{url}: the pod should reach etcd and be refused by it: {out}");
+        }
+    }
+    // The apiserver still reads and writes through etcd.
+    let value = lab.ok(&["get", "secret", "etcd-probe", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(value.trim(), "czNjcjN0LXZhbHVl");
+    lab.ok(&["delete", "secret", "etcd-probe"]);
 }
 
 fn cluster_ips(lab: &Cluster) -> BTreeMap<String, String> {

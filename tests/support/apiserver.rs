@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kubelab::kubeconfig;
-use kubelab::pki::{self, Pki, ServingNames};
+use kubelab::pki::{self, EtcdMember, Pki, ServingNames};
 
 pub struct TestApi {
     pub dir: tempfile::TempDir,
@@ -51,6 +51,10 @@ pub struct Options {
     pub kubelet_certificate_authority: Option<PathBuf>,
     /// Request and connection limits (upstream's defaults when not given).
     pub limits: Limits,
+    /// etcd behind mutual TLS as the lab runs it (etcd's CA from the test
+    /// PKI, the apiserver with `--etcd-cafile/--etcd-certfile/--etcd-keyfile`);
+    /// plain http otherwise.
+    pub etcd_tls: bool,
 }
 
 /// Limits of a test apiserver, each upstream's default when None. The
@@ -108,6 +112,28 @@ impl Limits {
     }
 }
 
+/// etcd's CA and the apiserver's etcd client certificate and key in the
+/// test PKI, when etcd is reached over https, as the lab lays them out.
+fn etcd_tls_files(pki_dir: &std::path::Path, etcd_url: &str) -> Option<[PathBuf; 3]> {
+    etcd_url.starts_with("https://").then(|| {
+        [
+            pki_dir.join(pki::ETCD_DIR).join("ca.crt"),
+            pki_dir.join(format!("{}.crt", pki::APISERVER_ETCD_CLIENT)),
+            pki_dir.join(format!("{}.key", pki::APISERVER_ETCD_CLIENT)),
+        ]
+    })
+}
+
+/// The binary's flags for [`etcd_tls_files`].
+fn etcd_tls_flags(pki_dir: &std::path::Path, etcd_url: &str) -> Vec<String> {
+    match etcd_tls_files(pki_dir, etcd_url) {
+        Some([ca, cert, key]) => {
+            vec![format!("--etcd-cafile={}", ca.display()), format!("--etcd-certfile={}", cert.display()), format!("--etcd-keyfile={}", key.display())]
+        }
+        None => vec![],
+    }
+}
+
 impl TestApi {
     pub fn start() -> TestApi {
         Self::start_with(Options::default())
@@ -115,9 +141,25 @@ impl TestApi {
 
     pub fn start_with(options: Options) -> TestApi {
         let dir = tempfile::tempdir().unwrap();
+        // The PKI first: a TLS etcd starts with its certificates.
+        let pki_dir = dir.path().join("pki");
+        let names = ServingNames { dns: vec![], ips: vec![Ipv4Addr::LOCALHOST.into()] };
+        let members = if options.etcd_tls { vec![EtcdMember { name: "etcd-0".into(), dns: vec!["etcd-0".into()] }] } else { vec![] };
+        let pki = Pki::load_or_create(&pki_dir, &names, &[], &members).unwrap();
         let (client_port, peer_port) = (free_port(), free_port());
-        let etcd_url = format!("http://127.0.0.1:{client_port}");
+        let scheme = if options.etcd_tls { "https" } else { "http" };
+        let etcd_url = format!("{scheme}://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd_pki = pki_dir.join(pki::ETCD_DIR);
+        let tls_flags = match options.etcd_tls {
+            true => vec![
+                format!("--cert-file={}", etcd_pki.join("server-etcd-0.crt").display()),
+                format!("--key-file={}", etcd_pki.join("server-etcd-0.key").display()),
+                "--client-cert-auth=true".into(),
+                format!("--trusted-ca-file={}", etcd_pki.join("ca.crt").display()),
+            ],
+            false => vec![],
+        };
         let etcd = Command::new("etcd")
             .args([
                 "--name=test",
@@ -128,14 +170,17 @@ impl TestApi {
                 &format!("--initial-advertise-peer-urls={peer_url}"),
                 &format!("--initial-cluster=test={peer_url}"),
             ])
+            .args(tls_flags)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("etcd.log")).unwrap())
             .spawn()
             .expect("etcd is not on PATH: install Debian's etcd-server (`just setup` does)");
+        // The apiserver's bootstrap gives up on a refused connection: etcd
+        // listens first.
+        crate::wait::until_blocking(&format!("etcd listening on 127.0.0.1:{client_port}"), Duration::from_secs(30), || {
+            std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, client_port)).map(drop).map_err(|e| e.to_string())
+        });
 
-        let pki_dir = dir.path().join("pki");
-        let names = ServingNames { dns: vec![], ips: vec![Ipv4Addr::LOCALHOST.into()] };
-        let pki = Pki::load_or_create(&pki_dir, &names, &[]).unwrap();
         let admin = pki.identity(pki::ADMIN).unwrap();
 
         let (port, server) = match &options.binary {
@@ -166,6 +211,7 @@ impl TestApi {
             ])
             .args(options.kubelet_certificate_authority.as_ref().map(|ca| format!("--kubelet-certificate-authority={}", ca.display())))
             .args(options.limits.flags())
+            .args(etcd_tls_flags(pki_dir, etcd_url))
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("the apiserver binary runs");
@@ -221,6 +267,9 @@ impl TestApi {
         config.kubelet_client_certificate = Some(pki_dir.join("apiserver-kubelet-client.crt"));
         config.kubelet_client_key = Some(pki_dir.join("apiserver-kubelet-client.key"));
         config.kubelet_certificate_authority = options.kubelet_certificate_authority.clone();
+        if let Some([ca, cert, key]) = etcd_tls_files(pki_dir, etcd_url) {
+            (config.etcd_cafile, config.etcd_certfile, config.etcd_keyfile) = (Some(ca), Some(cert), Some(key));
+        }
         config.watch_history = options.watch_history;
         config.watch_history_bytes = options.watch_history_bytes;
         config.watcher_backlog_bytes = options.watcher_backlog_bytes;

@@ -18,8 +18,9 @@ pub const DEPRECATION: &str = "v1 ComponentStatus is deprecated in v1.19+";
 /// One component to ask.
 #[derive(Debug, Clone)]
 pub enum Probe {
-    /// An etcd member's client URL.
-    Etcd { name: String, endpoint: String },
+    /// An etcd member's client URL, asked with the apiserver's own etcd
+    /// client TLS (etcd lets nothing else in).
+    Etcd { name: String, endpoint: String, tls: Option<crate::storage::EtcdTls> },
     /// A component's health endpoint over HTTPS (`host:port`).
     Healthz { name: String, address: String },
 }
@@ -34,13 +35,13 @@ impl Probe {
 
 /// The probes upstream makes: the scheduler, the controller-manager, and
 /// every etcd server the apiserver uses.
-pub fn probes(etcd_servers: &[String], scheduler: &str, controller_manager: &str) -> Vec<Probe> {
+pub fn probes(etcd_servers: &[String], etcd_tls: Option<&crate::storage::EtcdTls>, scheduler: &str, controller_manager: &str) -> Vec<Probe> {
     let mut probes = vec![
         Probe::Healthz { name: "controller-manager".into(), address: controller_manager.into() },
         Probe::Healthz { name: "scheduler".into(), address: scheduler.into() },
     ];
     for (i, endpoint) in etcd_servers.iter().enumerate() {
-        probes.push(Probe::Etcd { name: format!("etcd-{i}"), endpoint: endpoint.clone() });
+        probes.push(Probe::Etcd { name: format!("etcd-{i}"), endpoint: endpoint.clone(), tls: etcd_tls.cloned() });
     }
     probes.sort_by(|a, b| a.name().cmp(b.name()));
     probes
@@ -48,8 +49,11 @@ pub fn probes(etcd_servers: &[String], scheduler: &str, controller_manager: &str
 
 async fn ask(probe: &Probe) -> Result<(), String> {
     match probe {
-        Probe::Etcd { endpoint, .. } => {
-            let options = etcd_client::ConnectOptions::new().with_connect_timeout(TIMEOUT).with_timeout(TIMEOUT);
+        Probe::Etcd { endpoint, tls, .. } => {
+            let mut options = etcd_client::ConnectOptions::new().with_connect_timeout(TIMEOUT).with_timeout(TIMEOUT);
+            if let Some(tls) = tls {
+                options = tls.apply(options);
+            }
             let mut client = etcd_client::Client::connect([endpoint.as_str()], Some(options)).await.map_err(|e| e.to_string())?;
             client.status().await.map(|_| ()).map_err(|e| e.to_string())
         }

@@ -39,6 +39,14 @@ struct Args {
     /// etcd client URLs, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     etcd_servers: Vec<String>,
+    /// The CA etcd members' serving certificates are checked against (PEM).
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// The client certificate shown to etcd (PEM).
+    #[arg(long, requires = "etcd_keyfile")]
+    etcd_certfile: Option<PathBuf>,
+    #[arg(long, requires = "etcd_certfile")]
+    etcd_keyfile: Option<PathBuf>,
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
     #[arg(long, default_value_t = 6443)]
@@ -113,6 +121,9 @@ impl Args {
             .with_context(|| format!("--service-node-port-range {:?}: expected LOW-HIGH, such as 30000-32767", self.service_node_port_range))?;
         let pki = TlsFiles { cert: &self.tls_cert_file, key: &self.tls_private_key_file, client_ca: &self.client_ca_file };
         let mut config = Config::new(self.etcd_servers.clone(), SocketAddr::new(self.bind_address, self.secure_port), &pki);
+        config.etcd_cafile = self.etcd_cafile.clone();
+        config.etcd_certfile = self.etcd_certfile.clone();
+        config.etcd_keyfile = self.etcd_keyfile.clone();
         config.advertise_address = self.advertise_address.clone();
         config.service_cluster_ip_range = self.service_cluster_ip_range;
         config.service_node_ports = node_ports;

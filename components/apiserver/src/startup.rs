@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use crate::limits::RequestLimits;
 use crate::registry::Registry;
 use crate::server::{ConnectionTimeouts, TlsFiles};
-use crate::storage::{Etcd, ExpiringLeases};
+use crate::storage::{Etcd, EtcdTls, ExpiringLeases};
 use crate::{allocator, bootstrap, componentstatus, endpoints_reconciler, kubelet, App};
 
 /// Everything an apiserver needs to start; the binary fills it from its
@@ -23,6 +23,11 @@ use crate::{allocator, bootstrap, componentstatus, endpoints_reconciler, kubelet
 #[derive(Debug, Clone)]
 pub struct Config {
     pub etcd_servers: Vec<String>,
+    /// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`: TLS towards
+    /// etcd; without them, plain http.
+    pub etcd_cafile: Option<PathBuf>,
+    pub etcd_certfile: Option<PathBuf>,
+    pub etcd_keyfile: Option<PathBuf>,
     /// Where to listen; port 0 picks a free one (see [`Server::address`]).
     pub bind: SocketAddr,
     pub tls_cert_file: PathBuf,
@@ -69,6 +74,9 @@ impl Config {
     pub fn new(etcd_servers: Vec<String>, bind: SocketAddr, pki: &TlsFiles<'_>) -> Config {
         Config {
             etcd_servers,
+            etcd_cafile: None,
+            etcd_certfile: None,
+            etcd_keyfile: None,
             bind,
             tls_cert_file: pki.cert.to_path_buf(),
             tls_private_key_file: pki.key.to_path_buf(),
@@ -113,6 +121,7 @@ pub struct Server {
 impl Server {
     pub async fn start(config: Config) -> Result<Server> {
         let tls = crate::server::tls_config(&TlsFiles { cert: &config.tls_cert_file, key: &config.tls_private_key_file, client_ca: &config.client_ca_file })?;
+        let etcd_tls = EtcdTls::from_files(config.etcd_cafile.as_deref(), config.etcd_certfile.as_deref(), config.etcd_keyfile.as_deref())?;
         let kubelet = kubelet::KubeletClient::new(&kubelet::KubeletClientFiles {
             certificate: config.kubelet_client_certificate.as_deref(),
             key: config.kubelet_client_key.as_deref(),
@@ -129,13 +138,13 @@ impl Server {
             true => published_address(&advertise, address.port()).await,
             false => None,
         };
-        let registry = connect_and_bootstrap(&config, published, address.port()).await?;
+        let registry = connect_and_bootstrap(&config, etcd_tls.as_ref(), published, address.port()).await?;
         registry.start_watch_caches().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut background = Vec::new();
         if let Some(interval) = config.etcd_compaction_interval {
             background.push(tokio::spawn(registry.etcd.clone().compact_every(interval)));
         }
-        let probes = componentstatus::probes(&config.etcd_servers, &config.scheduler_address, &config.controller_manager_address);
+        let probes = componentstatus::probes(&config.etcd_servers, etcd_tls.as_ref(), &config.scheduler_address, &config.controller_manager_address);
         let app = Arc::new(App { registry, advertise, probes, kubelet });
         if let Some((ip, port)) = published {
             let app = app.clone();
@@ -203,11 +212,11 @@ impl Server {
 /// Connects etcd and bootstraps, retrying while etcd is still starting
 /// (its gate passed, a member not yet elected), then gives up with the
 /// reason.
-async fn connect_and_bootstrap(config: &Config, published: Option<(IpAddr, u16)>, port: u16) -> Result<Registry> {
+async fn connect_and_bootstrap(config: &Config, etcd_tls: Option<&EtcdTls>, published: Option<(IpAddr, u16)>, port: u16) -> Result<Registry> {
     let deadline = Instant::now() + config.etcd_wait;
     loop {
         let attempt = async {
-            let etcd = Etcd::connect(&config.etcd_servers).await?.with_request_timeout(config.limits.request_timeout);
+            let etcd = Etcd::connect_with(&config.etcd_servers, etcd_tls).await?.with_request_timeout(config.limits.request_timeout);
             let mut registry = Registry::new(etcd);
             registry.services = allocator::ServiceNetwork { cluster_ips: config.service_cluster_ip_range, node_ports: config.service_node_ports };
             registry.events = ExpiringLeases::new(config.event_ttl);

@@ -127,11 +127,57 @@ impl From<CallError> for WriteError {
     }
 }
 
+/// How the apiserver speaks TLS to etcd, as upstream's `--etcd-cafile`,
+/// `--etcd-certfile` and `--etcd-keyfile` say: the CA the members'
+/// certificates are checked against, and the client certificate etcd asks
+/// for. Read once at start, so a missing file is an error at once rather
+/// than a retried connection.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdTls {
+    ca_pem: Option<Vec<u8>>,
+    identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl EtcdTls {
+    /// None when no file is given: plain http, as upstream without them.
+    pub fn from_files(ca: Option<&std::path::Path>, cert: Option<&std::path::Path>, key: Option<&std::path::Path>) -> anyhow::Result<Option<EtcdTls>> {
+        let read = |what: &str, path: &std::path::Path| std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the etcd {what} {}: {e}", path.display()));
+        let identity_pem = match (cert, key) {
+            (Some(cert), Some(key)) => Some((read("client certificate", cert)?, read("client key", key)?)),
+            (None, None) => None,
+            _ => anyhow::bail!("--etcd-certfile and --etcd-keyfile go together"),
+        };
+        let ca_pem = ca.map(|ca| read("CA", ca)).transpose()?;
+        Ok((ca_pem.is_some() || identity_pem.is_some()).then_some(EtcdTls { ca_pem, identity_pem }))
+    }
+
+    /// `options` speaking this TLS (to https:// endpoints only).
+    pub fn apply(&self, options: etcd_client::ConnectOptions) -> etcd_client::ConnectOptions {
+        let mut tls = etcd_client::TlsOptions::new();
+        if let Some(ca) = &self.ca_pem {
+            tls = tls.ca_certificate(etcd_client::Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &self.identity_pem {
+            tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        options.with_tls(tls)
+    }
+}
+
 impl Etcd {
+    /// A plain-http connection (the tests' etcd on loopback).
     pub async fn connect(endpoints: &[String]) -> anyhow::Result<Self> {
-        let options = etcd_client::ConnectOptions::new()
+        Self::connect_with(endpoints, None).await
+    }
+
+    /// A connection, over TLS when `tls` is given.
+    pub async fn connect_with(endpoints: &[String], tls: Option<&EtcdTls>) -> anyhow::Result<Self> {
+        let mut options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(std::time::Duration::from_secs(5))
             .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5));
+        if let Some(tls) = tls {
+            options = tls.apply(options);
+        }
         let client = Client::connect(endpoints, Some(options)).await.map_err(|e| anyhow::anyhow!("cannot reach etcd at {}: {e}", endpoints.join(",")))?;
         Ok(Etcd { client, request_timeout: DEFAULT_REQUEST_TIMEOUT })
     }
