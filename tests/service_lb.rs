@@ -1,0 +1,136 @@
+//! The service-lb controller against the real apiserver: LoadBalancer
+//! Services get distinct addresses from the pool in their status, a
+//! deleted Service or one that changes type frees its address for the
+//! next, an exhausted pool leaves a Service pending with a Warning event,
+//! `spec.loadBalancerIP` and `spec.loadBalancerClass` are honoured, and a
+//! restarted controller keeps every address (rebuilt from the statuses).
+
+use k8s_openapi::api::core::v1::{Event, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kubelab_scenarios::apiserver::{ControllerManager, TestApi};
+use kubelab_scenarios::wait::until;
+
+/// Two addresses, so that exhaustion is quick to reach.
+const POOL: &str = "10.250.0.1-10.250.0.2";
+
+fn service_lb(api: &TestApi) -> ControllerManager {
+    let settings = controller_manager::Settings { load_balancer_pool: POOL.parse().unwrap(), ..Default::default() };
+    api.controller_manager_with(&["service-lb-controller"], settings)
+}
+
+/// A LoadBalancer Service with the fields of `spec` added.
+async fn create(services: &Api<Service>, name: &str, spec: serde_json::Value) {
+    let mut body = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+    });
+    for (field, value) in spec.as_object().unwrap() {
+        body["spec"][field] = value.clone();
+    }
+    let service: Service = serde_json::from_value(body).unwrap();
+    services.create(&PostParams::default(), &service).await.unwrap();
+}
+
+/// The Service's ingress as `ip ipMode` strings.
+async fn ingress(services: &Api<Service>, name: &str) -> Vec<String> {
+    let service = services.get(name).await.unwrap();
+    let ingress = service.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
+    ingress.iter().map(|i| format!("{} {}", i.ip.as_deref().unwrap_or("-"), i.ip_mode.as_deref().unwrap_or("-"))).collect()
+}
+
+/// Waits until the Service's status shows exactly `ip` (with ipMode VIP).
+async fn assigned(services: &Api<Service>, name: &str, ip: &str) {
+    let expected = vec![format!("{ip} VIP")];
+    until(&format!("{name} assigned {ip}"), || async {
+        let shown = ingress(services, name).await;
+        (shown == expected).then_some(()).ok_or(format!("status shows {shown:?}"))
+    })
+    .await;
+}
+
+/// Waits for an event of `reason` about the Service; returns its message.
+async fn event(events: &Api<Event>, name: &str, reason: &str) -> (String, String) {
+    until(&format!("a {reason} event for {name}"), || async {
+        let list = events.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await.unwrap().items;
+        let found = list.iter().find(|e| e.reason.as_deref() == Some(reason));
+        let reasons: Vec<_> = list.iter().filter_map(|e| e.reason.clone()).collect();
+        found.map(|e| (e.type_.clone().unwrap_or_default(), e.message.clone().unwrap_or_default())).ok_or(format!("events: {reasons:?}"))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancers_get_distinct_addresses_given_back_when_freed() {
+    let api = TestApi::start();
+    let client = api.client().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let controller = service_lb(&api);
+
+    // The first address, then the second for another Service.
+    create(&services, "first", serde_json::json!({})).await;
+    assigned(&services, "first", "10.250.0.1").await;
+    let (kind, message) = event(&events, "first", "IPAllocated").await;
+    assert_eq!((kind.as_str(), message.as_str()), ("Normal", "Assigned load balancer address 10.250.0.1"));
+    create(&services, "second", serde_json::json!({})).await;
+    assigned(&services, "second", "10.250.0.2").await;
+    let printed = api.kubectl(&["get", "service", "second", "--no-headers"]).succeeded();
+    assert!(printed.contains("10.250.0.2"), "kubectl shows the EXTERNAL-IP: {printed}");
+
+    // The pool is exhausted: the third waits, pending, with a Warning.
+    create(&services, "third", serde_json::json!({})).await;
+    let (kind, message) = event(&events, "third", "AllocationFailed").await;
+    assert_eq!(kind, "Warning");
+    assert_eq!(message, "Failed to allocate a load balancer address: the load balancer pool is exhausted: all 2 addresses are in use");
+    assert!(ingress(&services, "third").await.is_empty(), "an exhausted pool gave an address");
+    let printed = api.kubectl(&["get", "service", "third", "--no-headers"]).succeeded();
+    assert!(printed.contains("<pending>"), "{printed}");
+
+    // Deleting the first frees its address, which goes to the one waiting.
+    services.delete("first", &DeleteParams::default()).await.unwrap();
+    assigned(&services, "third", "10.250.0.1").await;
+
+    // A Service that stops being a LoadBalancer loses its status and
+    // frees its address; a Service asking for it by loadBalancerIP gets it.
+    let to_cluster_ip = serde_json::json!({"spec": {"type": "ClusterIP"}});
+    services.patch("second", &PatchParams::default(), &Patch::Merge(&to_cluster_ip)).await.unwrap();
+    until("second's status cleared", || async {
+        let shown = ingress(&services, "second").await;
+        shown.is_empty().then_some(()).ok_or(format!("status shows {shown:?}"))
+    })
+    .await;
+    create(&services, "asks", serde_json::json!({"loadBalancerIP": "10.250.0.2"})).await;
+    assigned(&services, "asks", "10.250.0.2").await;
+
+    // An address outside the pool, or one held, is refused with an event.
+    create(&services, "outside", serde_json::json!({"loadBalancerIP": "10.9.9.9"})).await;
+    let (kind, message) = event(&events, "outside", "AllocationFailed").await;
+    assert_eq!(kind, "Warning");
+    assert_eq!(message, "Failed to allocate a load balancer address: the requested address 10.9.9.9 is not in the load balancer pool");
+    create(&services, "held", serde_json::json!({"loadBalancerIP": "10.250.0.1"})).await;
+    let (_, message) = event(&events, "held", "AllocationFailed").await;
+    assert_eq!(message, "Failed to allocate a load balancer address: the requested address 10.250.0.1 is already in use by Service default/third");
+
+    // Another implementation's class is left alone.
+    create(&services, "other-class", serde_json::json!({"loadBalancerClass": "example.com/other"})).await;
+    create(&services, "our-class", serde_json::json!({"loadBalancerClass": "kubelab.dev/service-lb"})).await;
+    let (_, message) = event(&events, "our-class", "AllocationFailed").await;
+    assert!(message.contains("exhausted"), "{message}");
+    services.delete("asks", &DeleteParams::default()).await.unwrap();
+    // Oldest waiting first: `outside` is not waiting (no release can help
+    // it), `held` waits for 10.250.0.1, so the freed .2 goes to our-class.
+    assigned(&services, "our-class", "10.250.0.2").await;
+    assert!(ingress(&services, "other-class").await.is_empty(), "another class's Service was given an address");
+    assert!(ingress(&services, "held").await.is_empty());
+
+    // A restart rebuilds who holds what from the statuses alone: every
+    // address stays, and nothing is handed out twice.
+    drop(controller);
+    create(&services, "late", serde_json::json!({})).await;
+    let _controller = service_lb(&api);
+    let (_, message) = event(&events, "late", "AllocationFailed").await;
+    assert!(message.contains("exhausted"), "{message}");
+    assigned(&services, "third", "10.250.0.1").await;
+    assigned(&services, "our-class", "10.250.0.2").await;
+    assert!(ingress(&services, "late").await.is_empty());
+}
