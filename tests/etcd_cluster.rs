@@ -103,7 +103,8 @@ async fn plan_for(engine: &Engine, name: &str, source: &kubelab::topology::Sourc
     let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
     let serving = plan::apiserver_serving_names(name, &source.topology);
     let pki = kubelab::pki::Pki::load_or_create(&kubelab::pki::dir(name).unwrap(), &serving, &nodes).unwrap();
-    plan::plan(name, &source.topology, &images, &pki)
+    let subnet = lab::lab_subnet(engine, &plan::network_name(name), &source.topology).await.unwrap();
+    plan::plan(name, &source.topology, subnet, &images, &pki)
 }
 
 #[tokio::test]

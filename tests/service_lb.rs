@@ -134,3 +134,51 @@ async fn load_balancers_get_distinct_addresses_given_back_when_freed() {
     assigned(&services, "our-class", "10.250.0.2").await;
     assert!(ingress(&services, "late").await.is_empty());
 }
+
+/// A lab's pool: `networking.loadBalancerPool` is checked against the lab
+/// subnet (every problem with its line and column), and the pool, the
+/// topology's or the default at the top of the lab subnet, reaches the
+/// controller-manager while Docker keeps to the subnet's lower half.
+#[test]
+fn a_labs_pool_lies_above_dockers_range_and_reaches_the_controller_manager() {
+    use kubelab::{components, images::Images, pki, plan, topology};
+    use std::path::Path;
+
+    let head = "apiVersion: kubelab.dev/v1alpha1\nkind: Topology\nnodes: [{name: n1}]\nnetworking:\n";
+    let error_of = |networking: &str| topology::parse(&format!("{head}{networking}"), Path::new("t.yaml")).unwrap_err().to_string();
+    assert_eq!(
+        error_of("  loadBalancerPool: 172.30.0.240-172.30.0.250\n"),
+        "t.yaml:5:21: networking.loadBalancerPool: a load balancer pool needs networking.labSubnet to lie in (without one, lab picks the subnet itself)"
+    );
+    assert_eq!(
+        error_of("  labSubnet: 172.30.0.0/24\n  loadBalancerPool: 172.30.0.100-172.30.0.140\n"),
+        "t.yaml:6:21: networking.loadBalancerPool: 172.30.0.100-172.30.0.140 overlaps 172.30.0.0/25, where Docker gives containers their addresses (the lower half of networking.labSubnet)"
+    );
+    assert_eq!(
+        error_of("  labSubnet: 172.30.0.0/24\n  loadBalancerPool: 10.0.0.1-10.0.0.9\n"),
+        "t.yaml:6:21: networking.loadBalancerPool: 10.0.0.1-10.0.0.9 is not inside networking.labSubnet (172.30.0.0/24)"
+    );
+
+    let images = Images {
+        base: "kubelab/base:test".into(),
+        components: components::COMPONENTS.iter().map(|c| (c.name, format!("kubelab/{}:test", c.name))).collect(),
+        pod_images: components::POD_IMAGES.iter().map(|p| (p.name, format!("kubelab/{}:test", p.name))).collect(),
+    };
+    let plan_of = |networking: &str, subnet: &str| {
+        let topology = topology::parse(&format!("{head}{networking}"), Path::new("t.yaml")).unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let pki = pki::Pki::load_or_create(state.path(), &plan::apiserver_serving_names("t", &topology), &["n1".to_string()]).unwrap();
+        plan::plan("t", &topology, subnet.parse().unwrap(), &images, &pki)
+    };
+    let pool_flag = |plan: &plan::Plan| {
+        let member = plan.members().find(|m| m.instance.starts_with(plan::CONTROLLER_MANAGER)).unwrap();
+        member.spec.cmd.iter().find_map(|f| f.strip_prefix("--load-balancer-pool=")).unwrap().to_string()
+    };
+    let chosen = plan_of("  labSubnet: 192.168.50.0/24\n  loadBalancerPool: 192.168.50.200/29\n", "192.168.50.0/24");
+    assert_eq!(pool_flag(&chosen), "192.168.50.200-192.168.50.207");
+    assert_eq!(chosen.ip_range.to_string(), "192.168.50.0/25");
+    let default = plan_of("  podSubnet: 10.244.0.0/16\n", "172.30.7.0/24");
+    assert_eq!(pool_flag(&default), "172.30.7.240-172.30.7.254");
+    assert_eq!((default.subnet.to_string(), default.ip_range.to_string()), ("172.30.7.0/24".into(), "172.30.7.0/25".into()));
+    assert_eq!(default.load_balancer_pool, "172.30.7.240-172.30.7.254");
+}
