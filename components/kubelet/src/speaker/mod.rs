@@ -130,16 +130,18 @@ fn ip_command(args: &[&str]) -> Result<()> {
 /// holds are taken again at once (the identity is the node's name), and
 /// the address with them.
 fn remove_left_over(interface: &str) {
-    let Some(label) = address_label(interface) else { return };
-    let Ok(addresses) = nix::ifaddrs::getifaddrs() else { return };
-    for ifaddr in addresses.filter(|a| a.interface_name == label) {
-        if let Some(ip) = ifaddr.address.as_ref().and_then(|a| a.as_sockaddr_in()).map(|a| a.ip()) {
-            match ip_command(&["addr", "del", &format!("{ip}/32"), "dev", interface]) {
-                Ok(()) => tracing::info!("speaker: removed {ip}, left by an earlier kubelet"),
-                Err(e) => tracing::warn!("speaker: removing {ip}: {e:#}"),
-            }
+    for ip in labelled_addresses(interface) {
+        match ip_command(&["addr", "del", &format!("{ip}/32"), "dev", interface]) {
+            Ok(()) => tracing::info!("speaker: removed {ip}, left by an earlier kubelet"),
+            Err(e) => tracing::warn!("speaker: removing {ip}: {e:#}"),
         }
     }
+}
+
+/// The addresses on `interface` that carry the speaker's label.
+fn labelled_addresses(interface: &str) -> Vec<Ipv4Addr> {
+    let (Some(label), Ok(addresses)) = (address_label(interface), nix::ifaddrs::getifaddrs()) else { return Vec::new() };
+    addresses.filter(|a| a.interface_name == label).filter_map(|a| a.address.as_ref()?.as_sockaddr_in().map(|a| a.ip())).collect()
 }
 
 /// A load balancer address on the node's interface while this lives.
@@ -305,6 +307,89 @@ mod tests {
             }))
             .unwrap(),
         )
+    }
+
+    fn ip(args: &str) {
+        ip_command(&args.split(' ').collect::<Vec<_>>()).unwrap();
+    }
+
+    /// A raw socket that receives the ARP frames arriving on `interface`.
+    fn arp_listener(interface: &str) -> std::os::fd::OwnedFd {
+        use nix::libc;
+        use std::os::fd::FromRawFd;
+        let protocol = 0x0806u16.to_be();
+        // SAFETY: plain system calls on a descriptor this test owns; the
+        // structures passed outlive the calls, with their true sizes.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol));
+            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+            let mut at: libc::sockaddr_ll = std::mem::zeroed();
+            at.sll_family = libc::AF_PACKET as u16;
+            at.sll_protocol = protocol;
+            at.sll_ifindex = nix::net::if_::if_nametoindex(interface).unwrap() as i32;
+            let bound = libc::bind(fd, (&at as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32);
+            assert_eq!(bound, 0, "{}", std::io::Error::last_os_error());
+            let timeout = libc::timeval { tv_sec: 5, tv_usec: 0 };
+            let size = std::mem::size_of::<libc::timeval>() as u32;
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&timeout as *const libc::timeval).cast(), size);
+            std::os::fd::OwnedFd::from_raw_fd(fd)
+        }
+    }
+
+    fn receive(socket: &std::os::fd::OwnedFd) -> Vec<u8> {
+        use std::os::fd::AsRawFd;
+        let mut buffer = [0u8; 128];
+        // SAFETY: the buffer outlives the call, with its true length.
+        let n = unsafe { nix::libc::recv(socket.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
+        assert!(n > 0, "no ARP frame arrived: {}", std::io::Error::last_os_error());
+        buffer[..n as usize].to_vec()
+    }
+
+    /// The system side, in a network namespace of its own with a veth
+    /// pair standing for the lab network (root only: skipped otherwise).
+    /// The namespace is the test thread's alone, and so are the `ip`
+    /// commands it runs.
+    #[test]
+    fn the_holder_adds_the_address_broadcasts_it_and_removes_it() {
+        std::thread::spawn(|| {
+            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+                eprintln!("skipped: no network namespace of its own ({e})");
+                return;
+            }
+            ip("link add v0 type veth peer name v1");
+            ip("link set v0 up");
+            ip("link set v1 up");
+            ip("addr add 172.30.0.2/24 dev v0");
+            let node_ip = Ipv4Addr::new(172, 30, 0, 2);
+            let vip = Ipv4Addr::new(172, 30, 0, 240);
+            assert_eq!(interface_with(node_ip).unwrap(), "v0");
+            let listener = arp_listener("v1");
+
+            let announced = Announced::add("v0", vip).unwrap();
+            assert_eq!(labelled_addresses("v0"), [vip]);
+            assert_eq!(interface_with(node_ip).unwrap(), "v0", "the node's address is still found first");
+            arp::announce("v0", vip).unwrap();
+            let mac = arp::mac_of("v0").unwrap();
+            let mut operations = Vec::new();
+            while operations.len() < 2 {
+                let frame = receive(&listener);
+                if frame[22..32] == [&mac[..], &vip.octets()[..]].concat()[..] {
+                    assert_eq!(frame[..42], arp::frame(mac, vip, if frame[21] == 1 { arp::Operation::Request } else { arp::Operation::Reply }));
+                    operations.push(frame[21]);
+                }
+            }
+            assert_eq!(operations, [1, 2], "a request, then a reply");
+            drop(announced);
+            assert!(labelled_addresses("v0").is_empty(), "the address outlived its holder");
+
+            // What an earlier kubelet left is removed; nothing else is.
+            std::mem::forget(Announced::add("v0", vip).unwrap());
+            remove_left_over("v0");
+            assert!(labelled_addresses("v0").is_empty());
+            assert_eq!(interface_with(node_ip).unwrap(), "v0");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
