@@ -182,3 +182,159 @@ fn a_labs_pool_lies_above_dockers_range_and_reaches_the_controller_manager() {
     assert_eq!((default.subnet.to_string(), default.ip_range.to_string()), ("172.30.7.0/24".into(), "172.30.7.0/25".into()));
     assert_eq!(default.load_balancer_pool, "172.30.7.240-172.30.7.254");
 }
+
+/// What a node's speaker did, as its announcer saw it.
+#[derive(Default)]
+struct Recorded {
+    held: std::collections::BTreeSet<std::net::Ipv4Addr>,
+    broadcasts: usize,
+}
+
+struct Recording(std::sync::Mutex<Recorded>);
+
+impl kubelet::speaker::Announcer for Recording {
+    fn add(&self, ip: std::net::Ipv4Addr) -> anyhow::Result<()> {
+        self.0.lock().unwrap().held.insert(ip);
+        Ok(())
+    }
+    fn remove(&self, ip: std::net::Ipv4Addr) -> anyhow::Result<()> {
+        self.0.lock().unwrap().held.remove(&ip);
+        Ok(())
+    }
+    fn broadcast(&self, _: std::net::Ipv4Addr) -> anyhow::Result<()> {
+        self.0.lock().unwrap().broadcasts += 1;
+        Ok(())
+    }
+}
+
+/// One node's speaker on a thread and runtime of its own, recording
+/// instead of touching interfaces; stopped (as a node that dies: its
+/// Leases are not given up) when dropped.
+struct Speaker {
+    recorded: std::sync::Arc<Recording>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Speaker {
+    fn start(api: &TestApi, node: &str) -> Speaker {
+        let recorded = std::sync::Arc::new(Recording(Default::default()));
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let (kubeconfig, node, announcer) = (api.kubeconfig.clone(), node.to_string(), recorded.clone());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let config = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+                let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
+                let client = kube::Client::try_from(config).unwrap();
+                tokio::select! {
+                    result = kubelet::speaker::run_with(client, node, announcer) => panic!("the speaker stopped: {result:?}"),
+                    _ = stop => {}
+                }
+            });
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+        });
+        Speaker { recorded, shutdown: Some(shutdown), thread: Some(thread) }
+    }
+
+    fn holds(&self, ip: &str) -> bool {
+        self.recorded.0.lock().unwrap().held.contains(&ip.parse().unwrap())
+    }
+
+    fn broadcasts(&self) -> usize {
+        self.recorded.0.lock().unwrap().broadcasts
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The holder of a Lease in kube-system, if any.
+async fn lease_holder(leases: &Api<k8s_openapi::api::coordination::v1::Lease>, name: &str) -> Option<String> {
+    leases.get_opt(name).await.unwrap().and_then(|l| l.spec?.holder_identity).filter(|h| !h.is_empty())
+}
+
+/// The speakers' elections against the real apiserver: one node announces
+/// each address (the holder of its Lease, with a gratuitous ARP), another
+/// takes over when the holder dies, the address goes with its Service, and
+/// under `externalTrafficPolicy: Local` only a node with a ready endpoint
+/// announces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_announces_each_address_and_another_takes_over() {
+    let api = TestApi::start();
+    let client = api.client().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "kube-system");
+    let _controller = service_lb(&api);
+    let mut speakers: std::collections::BTreeMap<&str, Speaker> = ["node-a", "node-b"].into_iter().map(|n| (n, Speaker::start(&api, n))).collect();
+
+    create(&services, "web", serde_json::json!({})).await;
+    assigned(&services, "web", "10.250.0.1").await;
+    let holder = until("one node announcing web", || async {
+        let holder = lease_holder(&leases, "svc-lb.default.web").await;
+        let announcing: Vec<&str> = speakers.iter().filter(|(_, s)| s.holds("10.250.0.1") && s.broadcasts() > 0).map(|(n, _)| *n).collect();
+        match (announcing.as_slice(), holder.as_deref()) {
+            ([node], Some(holder)) if *node == holder => Ok(*node),
+            seen => Err(format!("announcing, Lease holder: {seen:?}")),
+        }
+    })
+    .await;
+
+    // The holder dies without giving anything up: the other node takes
+    // over once the Lease has gone unrenewed for its duration (15 s).
+    drop(speakers.remove(holder));
+    let (other, survivor) = speakers.iter().next().map(|(n, s)| (*n, s)).unwrap();
+    until(&format!("{other} taking web over"), || async {
+        let holder = lease_holder(&leases, "svc-lb.default.web").await;
+        (survivor.holds("10.250.0.1") && survivor.broadcasts() > 0 && holder.as_deref() == Some(other))
+            .then_some(())
+            .ok_or(format!("{other} holds it: {}, Lease holder: {holder:?}", survivor.holds("10.250.0.1")))
+    })
+    .await;
+
+    // A Local Service is announced only where a ready endpoint is: a
+    // slice (written by hand, as the endpointslice controller would) puts
+    // its only endpoint on a node with no speaker, then on the survivor.
+    create(&services, "local", serde_json::json!({"externalTrafficPolicy": "Local"})).await;
+    assigned(&services, "local", "10.250.0.2").await;
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice = |node: &str| -> k8s_openapi::api::discovery::v1::EndpointSlice {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "local-1", "labels": {"kubernetes.io/service-name": "local"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.9.9"], "nodeName": node, "conditions": {"ready": true}}],
+        }))
+        .unwrap()
+    };
+    slices.create(&PostParams::default(), &slice("node-elsewhere")).await.unwrap();
+    // The survivor competes for web already; give it time to see the slice.
+    let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    until("the Local Service left alone", || async {
+        if survivor.holds("10.250.0.2") {
+            panic!("{other} announces a Local Service without a local endpoint");
+        }
+        (tokio::time::Instant::now() > quiet).then_some(()).ok_or("watching".to_string())
+    })
+    .await;
+    assert_eq!(lease_holder(&leases, "svc-lb.default.local").await, None);
+    slices.delete("local-1", &DeleteParams::default()).await.unwrap();
+    slices.create(&PostParams::default(), &slice(other)).await.unwrap();
+    until(&format!("{other} announcing local"), || async { survivor.holds("10.250.0.2").then_some(()).ok_or("not yet".to_string()) }).await;
+
+    // The address goes with its Service, and so does the Lease.
+    services.delete("web", &DeleteParams::default()).await.unwrap();
+    until("web's address and Lease gone", || async {
+        let lease = leases.get_opt("svc-lb.default.web").await.unwrap();
+        (!survivor.holds("10.250.0.1") && lease.is_none()).then_some(()).ok_or(format!("held: {}, Lease: {}", survivor.holds("10.250.0.1"), lease.is_some()))
+    })
+    .await;
+}

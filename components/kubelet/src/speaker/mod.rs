@@ -144,28 +144,56 @@ fn labelled_addresses(interface: &str) -> Vec<Ipv4Addr> {
     addresses.filter(|a| a.interface_name == label).filter_map(|a| a.address.as_ref()?.as_sockaddr_in().map(|a| a.ip())).collect()
 }
 
-/// A load balancer address on the node's interface while this lives.
+/// What announcing an address does to the node; the lab network's
+/// interface in the kubelet, a record of calls in tests of the elections.
+pub trait Announcer: Send + Sync + 'static {
+    fn add(&self, ip: Ipv4Addr) -> Result<()>;
+    fn remove(&self, ip: Ipv4Addr) -> Result<()>;
+    /// Tells the network the address moved here (gratuitous ARP).
+    fn broadcast(&self, ip: Ipv4Addr) -> Result<()>;
+}
+
+/// The interface holding the node's InternalIP.
+pub struct Interface {
+    pub name: String,
+}
+
+impl Announcer for Interface {
+    fn add(&self, ip: Ipv4Addr) -> Result<()> {
+        let address = format!("{ip}/32");
+        let mut args = vec!["addr", "replace", address.as_str(), "dev", self.name.as_str()];
+        let label = address_label(&self.name);
+        if let Some(label) = &label {
+            args.extend(["label", label.as_str()]);
+        }
+        ip_command(&args)
+    }
+
+    fn remove(&self, ip: Ipv4Addr) -> Result<()> {
+        ip_command(&["addr", "del", &format!("{ip}/32"), "dev", &self.name])
+    }
+
+    fn broadcast(&self, ip: Ipv4Addr) -> Result<()> {
+        arp::announce(&self.name, ip)
+    }
+}
+
+/// A load balancer address on the node while this lives.
 struct Announced {
-    interface: String,
+    announcer: Arc<dyn Announcer>,
     ip: Ipv4Addr,
 }
 
 impl Announced {
-    fn add(interface: &str, ip: Ipv4Addr) -> Result<Announced> {
-        let address = format!("{ip}/32");
-        let mut args = vec!["addr", "replace", address.as_str(), "dev", interface];
-        let label = address_label(interface);
-        if let Some(label) = &label {
-            args.extend(["label", label.as_str()]);
-        }
-        ip_command(&args)?;
-        Ok(Announced { interface: interface.to_string(), ip })
+    fn add(announcer: &Arc<dyn Announcer>, ip: Ipv4Addr) -> Result<Announced> {
+        announcer.add(ip)?;
+        Ok(Announced { announcer: announcer.clone(), ip })
     }
 }
 
 impl Drop for Announced {
     fn drop(&mut self) {
-        match ip_command(&["addr", "del", &format!("{}/32", self.ip), "dev", &self.interface]) {
+        match self.announcer.remove(self.ip) {
             Ok(()) => tracing::info!("speaker: stopped announcing {}", self.ip),
             Err(e) => tracing::warn!("speaker: removing {}: {e:#}", self.ip),
         }
@@ -174,20 +202,20 @@ impl Drop for Announced {
 
 /// What the holder of a Service's Lease does until it loses it (then this
 /// future is dropped, and the address with it).
-async fn announce(interface: String, ip: Ipv4Addr) {
+async fn announce(announcer: Arc<dyn Announcer>, ip: Ipv4Addr) {
     let _announced = loop {
-        match Announced::add(&interface, ip) {
+        match Announced::add(&announcer, ip) {
             Ok(announced) => break announced,
             Err(e) => {
-                tracing::warn!("speaker: adding {ip} to {interface} (retrying): {e:#}");
+                tracing::warn!("speaker: adding {ip} (retrying): {e:#}");
                 tokio::time::sleep(RETRY_PERIOD).await;
             }
         }
     };
-    tracing::info!("speaker: announcing {ip} on {interface}");
+    tracing::info!("speaker: announcing {ip}");
     // Twice, a second apart: one broadcast frame can be lost.
     for _ in 0..2 {
-        if let Err(e) = arp::announce(&interface, ip) {
+        if let Err(e) = announcer.broadcast(ip) {
             tracing::warn!("speaker: {e:#}");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -221,11 +249,17 @@ struct Candidacy {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Runs the speaker for `node` until the watches end.
+/// Runs the speaker for `node` on the interface holding its address until
+/// the watches end.
 pub async fn run(client: kube::Client, node: String, node_ip: IpAddr) -> Result<()> {
     let IpAddr::V4(node_ip) = node_ip else { bail!("load balancer addresses are IPv4; the node's address is {node_ip}") };
     let interface = interface_with(node_ip)?;
     remove_left_over(&interface);
+    run_with(client, node, Arc::new(Interface { name: interface })).await
+}
+
+/// Runs the speaker for `node`, announcing through `announcer`.
+pub async fn run_with(client: kube::Client, node: String, announcer: Arc<dyn Announcer>) -> Result<()> {
     let (services, service_writer) = reflector::store::<Service>();
     let (slices, slice_writer) = reflector::store::<EndpointSlice>();
     let service_events = watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(service_writer).map(|_| ()).boxed();
@@ -271,8 +305,8 @@ pub async fn run(client: kube::Client, node: String, node_ip: IpAddr) -> Result<
                 renew_deadline: RENEW_DEADLINE,
                 retry_period: RETRY_PERIOD,
             };
-            let (client, interface) = (client.clone(), interface.clone());
-            let task = tokio::spawn(async move { election.run(client, || announce(interface.clone(), ip)).await });
+            let (client, announcer) = (client.clone(), announcer.clone());
+            let task = tokio::spawn(async move { election.run(client, || announce(announcer.clone(), ip)).await });
             running.insert(lease, Candidacy { ip, task });
         }
     }
@@ -365,10 +399,11 @@ mod tests {
             assert_eq!(interface_with(node_ip).unwrap(), "v0");
             let listener = arp_listener("v1");
 
-            let announced = Announced::add("v0", vip).unwrap();
+            let interface: Arc<dyn Announcer> = Arc::new(Interface { name: "v0".into() });
+            let announced = Announced::add(&interface, vip).unwrap();
             assert_eq!(labelled_addresses("v0"), [vip]);
             assert_eq!(interface_with(node_ip).unwrap(), "v0", "the node's address is still found first");
-            arp::announce("v0", vip).unwrap();
+            interface.broadcast(vip).unwrap();
             let mac = arp::mac_of("v0").unwrap();
             let mut operations = Vec::new();
             while operations.len() < 2 {
@@ -383,7 +418,7 @@ mod tests {
             assert!(labelled_addresses("v0").is_empty(), "the address outlived its holder");
 
             // What an earlier kubelet left is removed; nothing else is.
-            std::mem::forget(Announced::add("v0", vip).unwrap());
+            interface.add(vip).unwrap();
             remove_left_over("v0");
             assert!(labelled_addresses("v0").is_empty());
             assert_eq!(interface_with(node_ip).unwrap(), "v0");
