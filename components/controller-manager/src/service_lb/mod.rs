@@ -159,8 +159,14 @@ impl Controller {
         }
         let held = listed.iter().filter(|s| self.allocator.holds(&key_of(s)).is_some()).count();
         tracing::info!("service-lb: {held} Services hold load balancer addresses");
+        let mut freed = false;
         for service in &listed {
-            self.sync(service).await;
+            freed |= self.sync(service).await;
+        }
+        // A Service that now asks for another address gave one back, which
+        // an older Service refused above may take.
+        if freed {
+            self.pass_waiting().await;
         }
     }
 
