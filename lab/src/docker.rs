@@ -16,6 +16,7 @@ use bollard::query_parameters::{
 };
 use bollard::{body_full, body_try_stream, Docker};
 use futures_util::{Stream, StreamExt};
+use ipnet::Ipv4Net;
 use serde::Serialize;
 
 /// Every Docker object kubelab creates carries this label; its value is the
@@ -101,6 +102,16 @@ pub struct Found {
     pub state: String,
     pub labels: HashMap<String, String>,
     pub address: Option<String>,
+}
+
+/// One IPv4 subnet of a Docker network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSubnet {
+    pub network: String,
+    pub subnet: Ipv4Net,
+    /// Where Docker gives containers addresses (`--ip-range`); None: the
+    /// whole subnet.
+    pub ip_range: Option<Ipv4Net>,
 }
 
 /// How privileged containers are run on this engine, found on first use.
@@ -293,14 +304,35 @@ impl Engine {
         Ok(list.into_iter().map(|n| (n.name.unwrap_or_default(), n.labels.unwrap_or_default())).collect())
     }
 
-    /// Creates an internal network: nothing on it reaches beyond this machine.
-    pub async fn create_network(&self, name: &str, subnet: Option<String>, labels: HashMap<String, String>) -> Result<()> {
+    /// The IPv4 subnets of every Docker network (not only labs': a lab's
+    /// subnet must not collide with any), each with its network's name and
+    /// its allocation range (`--ip-range`) if it has one.
+    pub async fn network_subnets(&self) -> Result<Vec<NetworkSubnet>> {
+        let list = self.docker.list_networks(None::<ListNetworksOptions>).await?;
+        let mut subnets = Vec::new();
+        for network in list {
+            let name = network.name.unwrap_or_default();
+            for config in network.ipam.and_then(|i| i.config).unwrap_or_default() {
+                // IPv6 subnets do not parse as IPv4 and cannot collide.
+                let Some(subnet) = config.subnet.as_deref().and_then(|s| s.parse().ok()) else { continue };
+                let ip_range = config.ip_range.as_deref().and_then(|r| r.parse().ok());
+                subnets.push(NetworkSubnet { network: name.clone(), subnet, ip_range });
+            }
+        }
+        Ok(subnets)
+    }
+
+    /// Creates an internal network (nothing on it reaches beyond this
+    /// machine) on `subnet`, where Docker gives containers addresses from
+    /// `ip_range` only: the rest is the lab's (load balancer addresses).
+    pub async fn create_network(&self, name: &str, subnet: Ipv4Net, ip_range: Ipv4Net, labels: HashMap<String, String>) -> Result<()> {
+        let config = IpamConfig { subnet: Some(subnet.to_string()), ip_range: Some(ip_range.to_string()), ..Default::default() };
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
             internal: Some(true),
             labels: Some(labels),
-            ipam: subnet.map(|s| Ipam { config: Some(vec![IpamConfig { subnet: Some(s), ..Default::default() }]), ..Default::default() }),
+            ipam: Some(Ipam { config: Some(vec![config]), ..Default::default() }),
             ..Default::default()
         };
         self.docker.create_network(request).await.with_context(|| format!("creating network {name}"))?;

@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use futures_util::future::try_join_all;
 use futures_util::StreamExt;
+use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
 use crate::addons;
@@ -87,13 +88,38 @@ pub async fn up(engine: &Engine, repo: &Repo, source: &Source, name: &str, optio
     let state = state::state_dir(name)?;
     let state_existed = state.exists();
     let pki = plan::load_pki(&pki::dir(name)?, name, &source.topology)?;
-    let plan = plan::plan(name, &source.topology, &images, &pki);
+    let subnet = lab_subnet(engine, &network, &source.topology).await?;
+    let plan = plan::plan(name, &source.topology, subnet, &images, &pki);
     let applied = apply(engine, source, &plan, options, progress, cancel).await;
     if applied.is_err() && !state_existed && !options.keep_on_failure {
         let _ = std::fs::remove_dir_all(&state);
     }
     applied?;
     Ok(plan)
+}
+
+/// The lab network's subnet: the topology's; else the one the lab's
+/// network already has (a running lab keeps its addresses); else a free
+/// /24 chosen here, because the network's `--ip-range` (which keeps
+/// Docker's addresses off the load balancer pool) needs a named subnet.
+pub async fn lab_subnet(engine: &Engine, network: &str, topology: &topology::Topology) -> Result<Ipv4Net> {
+    if let Some(subnet) = &topology.networking.lab_subnet {
+        return Ok(subnet.net());
+    }
+    let subnets = engine.network_subnets().await?;
+    if let Some(existing) = subnets.iter().find(|s| s.network == network) {
+        if existing.ip_range.is_none() {
+            eprintln!(
+                "warning: network {network} predates load balancer addresses: Docker may give a container an address of the pool {}; \
+                 `lab down` and `lab up` again to keep them apart",
+                topology.networking.load_balancer_pool_on(existing.subnet)
+            );
+        }
+        return Ok(existing.subnet);
+    }
+    let used: Vec<Ipv4Net> = subnets.iter().map(|s| s.subnet).collect();
+    topology::free_lab_subnet(&used, &topology.networking)
+        .ok_or_else(|| anyhow!("no /24 of {} is free for the lab network; name one with networking.labSubnet in the topology", topology::AUTO_LAB_SUBNETS))
 }
 
 /// The kubeconfig that reaches a lab's API from this machine: the address
@@ -163,7 +189,7 @@ async fn reconcile(engine: &Engine, source: &Source, plan: &Plan, hash: &str, be
         let yaml = serde_yaml::to_string(&source.topology)?;
         let file = source.path.display().to_string();
         let extra = [(TOPOLOGY_HASH_LABEL, hash.to_string()), (TOPOLOGY_LABEL, yaml), (TOPOLOGY_FILE_LABEL, file)];
-        engine.create_network(&plan.network, plan.subnet.clone(), labels(&extra)).await?;
+        engine.create_network(&plan.network, plan.subnet, plan.ip_range, labels(&extra)).await?;
     }
     for volume in plan.volumes() {
         cancel.check()?;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
 use crate::addons::{self, Addons};
@@ -13,7 +14,7 @@ use crate::docker::{Attachment, ContainerSpec, File, COMPONENT_LABEL, LAB_LABEL,
 use crate::images::Images;
 use crate::kubeconfig;
 use crate::pki::{self, EtcdMember, Pki, ServingNames};
-use crate::topology::Topology;
+use crate::topology::{self, Topology};
 
 /// Where components find the lab's certificates inside their containers.
 pub const PKI_DIR: &str = "/etc/kubelab/pki";
@@ -61,7 +62,12 @@ pub const GATE_LABEL: &str = "dev.kubelab.gate";
 pub struct Plan {
     pub lab: String,
     pub network: String,
-    pub subnet: Option<String>,
+    /// The lab network's subnet: the topology's, or the one `lab up` chose.
+    pub subnet: Ipv4Net,
+    /// Where Docker gives containers addresses: the subnet's lower half.
+    pub ip_range: Ipv4Net,
+    /// The load balancer addresses (`first-last`), above `ip_range`.
+    pub load_balancer_pool: String,
     pub stages: Vec<Stage>,
     /// What is applied through the API once every stage is healthy.
     pub addons: Addons,
@@ -137,19 +143,24 @@ pub fn load_pki(dir: &std::path::Path, lab: &str, t: &Topology) -> anyhow::Resul
     Pki::load_or_create(dir, &apiserver_serving_names(lab, t), &nodes, &etcd_members(lab, t))
 }
 
-pub fn plan(lab: &str, topology: &Topology, images: &Images, pki: &Pki) -> Plan {
+/// The plan of a lab of `topology` on the lab subnet `subnet` (the
+/// topology's, or the one `lab up` chose when it names none).
+pub fn plan(lab: &str, topology: &Topology, subnet: Ipv4Net, images: &Images, pki: &Pki) -> Plan {
     let network = network_name(lab);
+    let load_balancer_pool = topology.networking.load_balancer_pool_on(subnet);
     let etcd = etcd_stage(lab, &network, topology, images, pki);
     let apiservers = apiserver_stage(lab, &network, topology, images, pki);
     let balancer = loadbalancer_stage(lab, &network, topology, images);
-    let controllers = controller_manager_stage(lab, &network, topology, images, pki);
+    let controllers = controller_manager_stage(lab, &network, topology, images, pki, &load_balancer_pool);
     let scheduler = scheduler_stage(lab, &network, topology, images, pki);
     let nodes = node_stage(lab, &network, topology, images, pki);
     let proxies = kube_proxy_stage(lab, topology, images, pki, &nodes);
     Plan {
         lab: lab.to_string(),
         network,
-        subnet: topology.networking.lab_subnet.as_ref().map(|c| c.net().to_string()),
+        subnet,
+        ip_range: topology::docker_range(subnet),
+        load_balancer_pool,
         stages: vec![etcd, apiservers, balancer, controllers, scheduler, nodes, proxies].into_iter().filter(|s| !s.members.is_empty()).collect(),
         addons: addons::addons(topology, images, pki),
     }
@@ -364,12 +375,15 @@ fn api_client_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki
     Stage { name: role, members }
 }
 
-fn controller_manager_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki) -> Stage {
+fn controller_manager_stage(lab: &str, network: &str, t: &Topology, images: &Images, pki: &Pki, load_balancer_pool: &str) -> Stage {
     let flags = vec![
         "--controllers=*".into(),
         // Nodes get their pod CIDRs (a /24 each) from the topology's pod subnet.
         "--allocate-node-cidrs=true".into(),
         format!("--cluster-cidr={}", t.networking.pod_subnet.net()),
+        // LoadBalancer Services get addresses on the lab network, where
+        // Docker hands out none.
+        format!("--load-balancer-pool={load_balancer_pool}"),
     ];
     let component = ApiClient { instance: CONTROLLER_MANAGER, identity: pki::CONTROLLER_MANAGER, port: CONTROLLER_MANAGER_PORT, flags };
     api_client_stage(lab, network, t, images, pki, component)
@@ -636,7 +650,7 @@ mod tests {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies").join(format!("{name}.yaml"));
         let t = crate::topology::load(&file).unwrap().topology;
         let pki = load_pki(state, lab, &t).unwrap();
-        (plan(lab, &t, &images(), &pki), pki)
+        (plan(lab, &t, "172.30.0.0/24".parse().unwrap(), &images(), &pki), pki)
     }
 
     fn by_role<'a>(plan: &'a Plan, role: &str) -> Vec<&'a Member> {

@@ -19,6 +19,7 @@ mod python_client;
 mod request_fuzz;
 mod scheduler;
 mod service_endpoints;
+mod service_lb;
 mod serviceaccount;
 mod topology;
 mod watch_limits;

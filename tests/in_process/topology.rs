@@ -87,7 +87,8 @@ fn a_path_is_taken_as_it_is() {
 }
 
 /// The controller-manager's flags in each shipped topology's plan: pod
-/// CIDRs for Nodes come from the topology's pod subnet.
+/// CIDRs for Nodes come from the topology's pod subnet, load balancer
+/// addresses from the top of the lab subnet.
 #[test]
 fn controller_manager_flags_follow_the_topology() {
     use kubelab::plan;
@@ -160,7 +161,9 @@ fn shipped_plans() -> Vec<(String, Vec<String>, kubelab::plan::Plan)> {
             let nodes: Vec<String> = source.topology.nodes.iter().map(|n| n.name.clone()).collect();
             let state = tempfile::tempdir().unwrap();
             let pki = plan::load_pki(state.path(), "test", &source.topology).unwrap();
-            let plan = plan::plan("test", &source.topology, &images, &pki);
+            // The subnet `lab up` would pick on an engine without networks.
+            let subnet = source.topology.networking.lab_subnet.as_ref().map(|c| c.net()).unwrap_or_else(|| "172.30.0.0/24".parse().unwrap());
+            let plan = plan::plan("test", &source.topology, subnet, &images, &pki);
             (name, nodes, plan)
         })
         .collect()

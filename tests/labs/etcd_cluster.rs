@@ -132,7 +132,8 @@ async fn etcd_data_from_before_tls_is_refused() {
 async fn plan_for(engine: &Engine, name: &str, source: &kubelab::topology::Source) -> plan::Plan {
     let images = kubelab::images::ensure(engine, &repo(), &progress()).await.unwrap();
     let pki = plan::load_pki(&kubelab::pki::dir(name).unwrap(), name, &source.topology).unwrap();
-    plan::plan(name, &source.topology, &images, &pki)
+    let subnet = lab::lab_subnet(engine, &plan::network_name(name), &source.topology).await.unwrap();
+    plan::plan(name, &source.topology, subnet, &images, &pki)
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ pub mod ownership;
 pub mod pods;
 pub mod replicaset;
 pub mod service_backends;
+pub mod service_lb;
 pub mod serviceaccount;
 pub mod taint_eviction;
 
@@ -55,6 +56,10 @@ pub struct Settings {
     pub node_timings: node_lifecycle::Timings,
     /// `--concurrent-daemonset-syncs`.
     pub daemonset_syncs: u16,
+    /// `--load-balancer-pool` (ours: upstream leaves addresses to a cloud
+    /// provider): where LoadBalancer Services' addresses come from; empty,
+    /// the service-lb controller does nothing.
+    pub load_balancer_pool: service_lb::Pool,
 }
 
 impl Default for Settings {
@@ -69,6 +74,7 @@ impl Default for Settings {
             endpointslice_syncs: endpointslice::DEFAULT_CONCURRENCY,
             node_timings: node_lifecycle::Timings::default(),
             daemonset_syncs: daemonset::DEFAULT_CONCURRENCY,
+            load_balancer_pool: service_lb::Pool::default(),
         }
     }
 }
@@ -106,6 +112,7 @@ pub const CONTROLLERS: &[ControllerRow] = &[
     },
     ControllerRow { name: "node-ipam-controller", aliases: &["nodeipam"], run: |cx| Box::pin(node_ipam::run(cx.client, cx.settings.node_ipam)) },
     ControllerRow { name: "serviceaccount-controller", aliases: &["serviceaccount"], run: |cx| Box::pin(serviceaccount::run(cx.client)) },
+    ControllerRow { name: "service-lb-controller", aliases: &["service"], run: |cx| Box::pin(service_lb::run(cx.client, cx.settings.load_balancer_pool)) },
 ];
 
 fn find(name: &str) -> Option<&'static ControllerRow> {

@@ -74,6 +74,11 @@ struct Args {
     /// DaemonSets synced at once.
     #[arg(long, default_value_t = controller_manager::daemonset::DEFAULT_CONCURRENCY)]
     concurrent_daemonset_syncs: u16,
+    /// Addresses for LoadBalancer Services (the service-lb controller):
+    /// ranges `first-last`, CIDRs or addresses, comma-separated, IPv4;
+    /// empty: LoadBalancer Services get no address.
+    #[arg(long, default_value = "", value_parser = |s: &str| s.parse::<controller_manager::service_lb::Pool>())]
+    load_balancer_pool: controller_manager::service_lb::Pool,
 }
 
 #[tokio::main]
@@ -110,6 +115,7 @@ async fn main() -> Result<()> {
             startup_grace_period: args.node_startup_grace_period,
         },
         daemonset_syncs: args.concurrent_daemonset_syncs,
+        load_balancer_pool: args.load_balancer_pool,
     };
     let context = controller_manager::Context { client: client.clone(), settings };
     if args.leader_election.leader_elect {

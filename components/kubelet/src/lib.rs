@@ -11,6 +11,8 @@
 //!   libcni's layout.
 //! - `server` — HTTPS on :10250 (`/healthz`, `/pods`, `/containerLogs`,
 //!   `/exec`, `/attach`).
+//! - `speaker` — announces load balancer addresses on the lab network
+//!   (per Service, the node holding its Lease answers ARP for it).
 
 pub mod cni;
 pub mod node;
@@ -18,6 +20,7 @@ pub mod overlay;
 pub mod paths;
 pub mod pods;
 pub mod server;
+pub mod speaker;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -75,5 +78,12 @@ pub async fn run(client: kube::Client, settings: Settings, server: server::Serve
 
     let pods = pods::Manager::start(kubelet.clone()).await?;
     server::start(kubelet.clone(), pods.clone(), server).await?;
+    let (client, node, ip) = (kubelet.client.clone(), kubelet.settings.node_name.clone(), kubelet.settings.node_ip);
+    tokio::spawn(async move {
+        // Announcing is not what the node is for: without it pods still run.
+        if let Err(e) = speaker::run(client, node, ip).await {
+            tracing::error!("the load balancer speaker stopped: {e:#}");
+        }
+    });
     node::run(kubelet).await
 }

@@ -6,6 +6,7 @@ mod source_map;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
@@ -96,9 +97,16 @@ pub struct Networking {
     pub pod_subnet: Cidr,
     #[serde(default = "default_service_subnet")]
     pub service_subnet: Cidr,
-    /// The lab's Docker network. Absent: Docker picks a free subnet.
+    /// The lab's Docker network. Absent: `lab up` picks a free /24 of
+    /// [`AUTO_LAB_SUBNETS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab_subnet: Option<Cidr>,
+    /// Addresses for LoadBalancer Services, on the lab network (so the
+    /// machine running the lab reaches them): a range `first-last` or a
+    /// CIDR in the lab subnet's upper half. Absent: the top of the lab
+    /// subnet ([`default_load_balancer_pool`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_pool: Option<AddressRange>,
     #[serde(default)]
     pub proxy_mode: ProxyMode,
 }
@@ -146,7 +154,13 @@ impl Default for Capacity {
 }
 impl Default for Networking {
     fn default() -> Self {
-        Networking { pod_subnet: default_pod_subnet(), service_subnet: default_service_subnet(), lab_subnet: None, proxy_mode: ProxyMode::default() }
+        Networking {
+            pod_subnet: default_pod_subnet(),
+            service_subnet: default_service_subnet(),
+            lab_subnet: None,
+            load_balancer_pool: None,
+            proxy_mode: ProxyMode::default(),
+        }
     }
 }
 
@@ -175,6 +189,80 @@ impl Cidr {
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A range of IPv4 addresses, written `first-last` or as a CIDR (every
+/// address in it). Kept as written and checked after parsing, as [`Cidr`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AddressRange(String);
+
+impl AddressRange {
+    pub fn check(&self) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+        let s = self.0.trim();
+        let why = || format!("invalid address range {s:?}: expected first-last or a CIDR, such as 172.30.0.240-172.30.0.254");
+        let (first, last) = match s.split_once('-') {
+            Some((first, last)) => (first.trim().parse().map_err(|_| why())?, last.trim().parse().map_err(|_| why())?),
+            None => {
+                let net: Ipv4Net = s.parse().map_err(|_| why())?;
+                (net.network(), net.broadcast())
+            }
+        };
+        if first > last {
+            return Err(format!("invalid address range {s:?}: the first address is after the last"));
+        }
+        Ok((first, last))
+    }
+}
+
+impl fmt::Display for AddressRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where `lab up` picks a lab subnet when the topology names none: one
+/// free /24 of this. Docker's own default pools (172.17-31.0.0/16 and
+/// 192.168.0.0/16, /16 or /20 at a time) skip a range once a network uses
+/// part of it, so the two do not collide.
+pub const AUTO_LAB_SUBNETS: &str = "172.30.0.0/16";
+
+/// A lab subnet for a topology that names none: the first /24 of
+/// [`AUTO_LAB_SUBNETS`] that overlaps no existing Docker network (`used`)
+/// and neither the pod nor the service subnet.
+pub fn free_lab_subnet(used: &[Ipv4Net], networking: &Networking) -> Option<Ipv4Net> {
+    let auto: Ipv4Net = AUTO_LAB_SUBNETS.parse().expect("a valid CIDR");
+    let taken: Vec<Ipv4Net> = used.iter().copied().chain([networking.pod_subnet.net(), networking.service_subnet.net()]).collect();
+    auto.subnets(24).expect("/24 is inside a /16").find(|candidate| !taken.iter().any(|t| overlaps(*t, *candidate)))
+}
+
+/// Where Docker gives containers their addresses in a lab subnet (the
+/// network's `--ip-range`): the lower half, so that the upper half is the
+/// lab's own, for load balancer addresses.
+pub fn docker_range(lab_subnet: Ipv4Net) -> Ipv4Net {
+    let half = lab_subnet.prefix_len().saturating_add(1).min(32);
+    lab_subnet.subnets(half).ok().and_then(|mut s| s.next()).unwrap_or(lab_subnet)
+}
+
+/// The default load balancer pool of a lab subnet: its last 16 addresses
+/// (fewer if the upper half is smaller) without the broadcast address.
+pub fn default_load_balancer_pool(lab_subnet: Ipv4Net) -> (Ipv4Addr, Ipv4Addr) {
+    let broadcast = u32::from(lab_subnet.broadcast());
+    let upper_half = u32::from(docker_range(lab_subnet).broadcast()).saturating_add(1);
+    let first = broadcast.saturating_sub(15).max(upper_half);
+    (first.into(), broadcast.saturating_sub(1).max(first).into())
+}
+
+impl Networking {
+    /// The load balancer pool on a lab subnet, as the controller-manager's
+    /// `--load-balancer-pool` takes it.
+    pub fn load_balancer_pool_on(&self, lab_subnet: Ipv4Net) -> String {
+        let (first, last) = match &self.load_balancer_pool {
+            Some(range) => range.check().expect("topologies are validated when loaded"),
+            None => default_load_balancer_pool(lab_subnet),
+        };
+        format!("{first}-{last}")
     }
 }
 
@@ -411,10 +499,13 @@ fn validate(t: &Topology) -> Vec<(String, String)> {
                 Some(format!("pod subnet {subnet} has fewer /24s than the {} nodes need", t.nodes.len()))
             }
             "networking.serviceSubnet" if subnet.prefix_len() > 28 => Some(format!("service subnet {subnet} is too small: expected /28 or larger")),
-            // Network, gateway and broadcast addresses besides the containers.
-            "networking.labSubnet" if subnet.hosts().count() < container_count(t) + 1 => {
-                Some(format!("lab subnet {subnet} has too few addresses for the lab's {} containers", container_count(t)))
-            }
+            // Docker allocates from the lower half: its network address
+            // and the gateway's besides the containers'.
+            "networking.labSubnet" if docker_range(*subnet).hosts().count() < container_count(t) + 1 => Some(format!(
+                "lab subnet {subnet} has too few addresses for the lab's {} containers in its lower half {} (the upper half is for load balancer addresses)",
+                container_count(t),
+                docker_range(*subnet)
+            )),
             _ => None,
         };
         if let Some(why) = too_small {
@@ -428,7 +519,35 @@ fn validate(t: &Topology) -> Vec<(String, String)> {
             }
         }
     }
+    if let Some(pool) = &net.load_balancer_pool {
+        let lab_subnet = subnets.iter().find(|(field, _)| *field == "networking.labSubnet").map(|(_, s)| *s);
+        if let Some(why) = check_pool(pool, lab_subnet, net.lab_subnet.is_some()) {
+            problems.push(("networking.loadBalancerPool".into(), why));
+        }
+    }
     problems
+}
+
+/// What is wrong with a load balancer pool on the lab subnet, if anything.
+fn check_pool(pool: &AddressRange, lab_subnet: Option<Ipv4Net>, named: bool) -> Option<String> {
+    let (first, last) = match pool.check() {
+        Ok(bounds) => bounds,
+        Err(why) => return Some(why),
+    };
+    let Some(subnet) = lab_subnet else {
+        // A bad labSubnet has its own message already.
+        return (!named).then(|| "a load balancer pool needs networking.labSubnet to lie in (without one, lab picks the subnet itself)".into());
+    };
+    let docker = docker_range(subnet);
+    if !subnet.contains(&first) || !subnet.contains(&last) {
+        Some(format!("{pool} is not inside networking.labSubnet ({subnet})"))
+    } else if last == subnet.broadcast() {
+        Some(format!("{pool} holds the lab subnet's broadcast address {last}"))
+    } else if first <= docker.broadcast() {
+        Some(format!("{pool} overlaps {docker}, where Docker gives containers their addresses (the lower half of networking.labSubnet)"))
+    } else {
+        None
+    }
 }
 
 /// Containers a lab of this topology runs: etcd members, per control-plane
@@ -479,5 +598,58 @@ fn check_label_key(key: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err("the name must be 1 to 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn docker_keeps_to_the_lower_half_and_the_pool_takes_the_top() {
+        assert_eq!(docker_range(net("172.30.5.0/24")), net("172.30.5.0/25"));
+        assert_eq!(default_load_balancer_pool(net("172.30.5.0/24")), ("172.30.5.240".parse().unwrap(), "172.30.5.254".parse().unwrap()));
+        assert_eq!(default_load_balancer_pool(net("10.1.0.0/16")), ("10.1.255.240".parse().unwrap(), "10.1.255.254".parse().unwrap()));
+        // A small subnet: only its upper half.
+        assert_eq!(default_load_balancer_pool(net("192.168.9.0/28")), ("192.168.9.8".parse().unwrap(), "192.168.9.14".parse().unwrap()));
+        let networking = Networking::default();
+        assert_eq!(networking.load_balancer_pool_on(net("172.30.0.0/24")), "172.30.0.240-172.30.0.254");
+        let chosen = Networking { load_balancer_pool: Some(AddressRange("172.30.0.192/28".into())), ..Networking::default() };
+        assert_eq!(chosen.load_balancer_pool_on(net("172.30.0.0/24")), "172.30.0.192-172.30.0.207");
+    }
+
+    #[test]
+    fn a_free_lab_subnet_avoids_every_docker_network_and_the_clusters_subnets() {
+        let networking = Networking::default();
+        assert_eq!(free_lab_subnet(&[], &networking), Some(net("172.30.0.0/24")));
+        let used = [net("172.30.0.0/24"), net("172.30.1.0/25"), net("172.17.0.0/16")];
+        assert_eq!(free_lab_subnet(&used, &networking), Some(net("172.30.2.0/24")));
+        // A network wider than a /24 covers all the /24s in it.
+        assert_eq!(free_lab_subnet(&[net("172.30.0.0/23")], &networking), Some(net("172.30.2.0/24")));
+        let pods_there = Networking { pod_subnet: Cidr("172.30.0.0/20".into()), ..Networking::default() };
+        assert_eq!(free_lab_subnet(&[], &pods_there), Some(net("172.30.16.0/24")));
+        assert_eq!(free_lab_subnet(&[net("172.30.0.0/16")], &networking), None);
+    }
+
+    #[test]
+    fn a_pool_must_lie_in_the_upper_half_of_the_lab_subnet() {
+        let subnet = Some(net("172.30.0.0/24"));
+        let check = |pool: &str| check_pool(&AddressRange(pool.into()), subnet, true);
+        assert_eq!(check("172.30.0.200-172.30.0.220"), None);
+        assert_eq!(check("172.30.0.128/26"), None);
+        assert_eq!(
+            check("172.30.0.100-172.30.0.140").unwrap(),
+            "172.30.0.100-172.30.0.140 overlaps 172.30.0.0/25, where Docker gives containers their addresses (the lower half of networking.labSubnet)"
+        );
+        assert_eq!(check("172.30.0.240/28").unwrap(), "172.30.0.240/28 holds the lab subnet's broadcast address 172.30.0.255");
+        assert_eq!(check("172.30.1.1-172.30.1.9").unwrap(), "172.30.1.1-172.30.1.9 is not inside networking.labSubnet (172.30.0.0/24)");
+        assert!(check("172.30.0.9-172.30.0.1").unwrap().contains("the first address is after the last"));
+        assert!(check("nonsense").unwrap().starts_with("invalid address range \"nonsense\""));
+        let without = check_pool(&AddressRange("172.30.0.200-172.30.0.220".into()), None, false).unwrap();
+        assert!(without.starts_with("a load balancer pool needs networking.labSubnet"), "{without}");
     }
 }
