@@ -9,7 +9,9 @@
 //! and a nat table flushed by hand is written again. Cluster DNS answers
 //! for every Service kind ([`dns`]). Also: etcd, on the lab network pods
 //! reach through their node, gives a pod nothing without a client
-//! certificate of etcd's CA (issue 26). One lab for all.
+//! certificate of etcd's CA (issue 26). LoadBalancer addresses answer
+//! from this machine and move when their node stops ([`load_balancer`]).
+//! One lab for all.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +22,7 @@ use kubelab_scenarios::wait::until;
 use serde_json::Value;
 
 mod dns;
+mod load_balancer;
 
 const NODES: [&str; 3] = ["worker-1", "worker-2", "worker-3"];
 
@@ -80,6 +83,9 @@ async fn services_reach_their_pods_from_everywhere() {
     scaled_down_backend_leaves(&lab, &ips["web"]).await;
     rules_outlive_a_stopped_proxy(&lab).await;
     flushed_rules_come_back(&lab, &ips["web"]).await;
+    // Last: it stops a node.
+    let left = web_pods(&lab, 2).await;
+    load_balancer::load_balancer_addresses(&lab, &left).await;
 }
 
 /// etcd's gRPC gateway range over every key under /registry/ (base64 of
