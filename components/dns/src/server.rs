@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::DNSClass;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -79,6 +80,10 @@ impl RequestHandler for Handler {
         let (code, sent) = match (request.metadata.op_code, request.request_info(), self.current()) {
             (OpCode::Query, Ok(_), None) => {
                 (ResponseCode::ServFail, response.send_response(builder.error_msg(&request.metadata, ResponseCode::ServFail)).await)
+            }
+            // Only the Internet class is served (CH, HS and the rest are not).
+            (OpCode::Query, Ok(info), _) if info.query.query_class() != DNSClass::IN => {
+                (ResponseCode::NotImp, response.send_response(builder.error_msg(&request.metadata, ResponseCode::NotImp)).await)
             }
             (OpCode::Query, Ok(info), Some(zone)) => {
                 let found = answer(&zone, &info.query.name().to_string(), info.query.query_type());
@@ -180,10 +185,85 @@ mod tests {
         assert_eq!(missing.authorities.len(), 1, "the SOA: {missing:?}");
         assert_eq!(missing.edns.as_ref().map(Edns::max_payload), Some(MAX_UDP_PAYLOAD));
 
+        // Bad input: an unknown class and an opcode other than QUERY are
+        // not implemented; neither stops the server.
+        let mut chaos = Message::query();
+        let mut question = Query::query(Name::from_ascii("version.bind.").unwrap(), RecordType::TXT);
+        question.set_query_class(DNSClass::CH);
+        chaos.add_query(question);
+        assert_eq!(ask_udp(address, &chaos.to_vec().unwrap()).await.metadata.response_code, ResponseCode::NotImp);
+        let mut notify = Message::query();
+        notify.metadata.op_code = OpCode::Notify;
+        notify.add_query(Query::query(Name::from_ascii("cluster.local.").unwrap(), RecordType::SOA));
+        assert_eq!(ask_udp(address, &notify.to_vec().unwrap()).await.metadata.response_code, ResponseCode::NotImp);
+
         let counters = handler.counters.lock().unwrap().render();
         assert!(counters.contains("coredns_dns_requests_total{proto=\"udp\",type=\"A\"} 2"), "{counters}");
         assert!(counters.contains("coredns_dns_requests_total{proto=\"tcp\",type=\"A\"} 1"), "{counters}");
         assert!(counters.contains("coredns_dns_responses_total{rcode=\"SERVFAIL\"} 1"), "{counters}");
         assert!(counters.contains("coredns_dns_responses_total{rcode=\"NXDOMAIN\"} 1"), "{counters}");
+    }
+
+    /// The request decoder fuzzed on the wire: thousands of packets, random
+    /// bytes and a valid question with bytes flipped, cut short or grown,
+    /// over UDP and TCP. None may stop the server: a valid question asked
+    /// afterwards is answered from the zone.
+    #[tokio::test]
+    async fn malformed_packets_never_stop_the_server() {
+        let handler = Handler::default();
+        *handler.zone.write().unwrap() = Some(Arc::new(crate::zone::tests::sample()));
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(address).await.unwrap();
+        let mut server = hickory_server::Server::new(handler.clone());
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 4);
+        tokio::spawn(async move { server.block_until_done().await });
+
+        let valid = query("web.default.svc.cluster.local.", RecordType::A, true);
+        // A small xorshift generator: the same packets on every run.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for round in 0..3000 {
+            let mut packet = match round % 3 {
+                0 => (0..(next() % 64) as usize).map(|_| next() as u8).collect::<Vec<u8>>(),
+                1 => {
+                    let mut p = valid.clone();
+                    for _ in 0..1 + next() % 4 {
+                        let at = (next() as usize) % p.len();
+                        p[at] = next() as u8;
+                    }
+                    p
+                }
+                _ => {
+                    let mut p = valid.clone();
+                    p.truncate((next() as usize) % p.len());
+                    p.extend((0..next() % 8).map(|_| next() as u8));
+                    p
+                }
+            };
+            if round % 100 == 0 {
+                // Some over TCP, with a length prefix that may lie.
+                if let Ok(mut stream) = TcpStream::connect(address).await {
+                    let claimed = if next() % 2 == 0 { packet.len() as u16 } else { next() as u16 };
+                    let _ = stream.write_all(&claimed.to_be_bytes()).await;
+                    let _ = stream.write_all(&packet).await;
+                }
+            } else {
+                packet.truncate(4096);
+                let _ = client.send_to(&packet, address).await;
+            }
+        }
+        let answer = ask_udp(address, &valid).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError, "{answer:?}");
+        assert_eq!(answer.answers.len(), 1);
+        let over_tcp = ask_tcp(address, &valid).await;
+        assert_eq!(over_tcp.metadata.response_code, ResponseCode::NoError);
     }
 }

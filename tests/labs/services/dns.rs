@@ -1,6 +1,7 @@
 //! Cluster DNS on the services lab: the `coredns` Deployment that `lab up`
 //! applies answers, behind `kube-dns` (10.96.0.10), for every Service kind,
-//! as the pods' resolvers ask it (their resolv.conf is ClusterFirst's).
+//! as the pods' resolvers ask it (their resolv.conf is ClusterFirst's),
+//! also while one replica is killed and replaced.
 
 use std::collections::BTreeSet;
 
@@ -135,4 +136,15 @@ pub async fn cluster_dns_answers(lab: &Cluster, pods: &[Pod], web_ip: &str) {
     lab.ok(&["delete", "service", "fresh"]);
     until_answer(lab, client, &["-type=a", fresh], |code, out| code != 0 && out.contains("NXDOMAIN")).await;
     lab.ok(&["delete", "service", "web-headless", "alias"]);
+
+    // A replica killed: names resolve through the other one meanwhile,
+    // and the Deployment brings a second one back.
+    let killed = &dns[0];
+    lab.ok(&["-n", "kube-system", "delete", "pod", &killed.name, "--grace-period=0", "--force", "--wait=false"]);
+    for _ in 0..5 {
+        until_answer(lab, client, &["-type=a", web], |code, out| code == 0 && addresses(out) == BTreeSet::from([web_ip.to_string()])).await;
+    }
+    let back = dns_pods(lab).await;
+    assert!(back.iter().all(|p| p.name != killed.name), "the killed replica {} was replaced: {back:?}", killed.name);
+    until_answer(lab, client, &["-type=a", web], |code, out| code == 0 && addresses(out) == BTreeSet::from([web_ip.to_string()])).await;
 }
