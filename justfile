@@ -41,13 +41,14 @@ test: images
 
 # Benchmarks (figures go in the README): lab up to green, no-op image
 # build; the apiserver's throughput, watch latency, LIST and memory;
-# controllers, scheduler, and kube-proxy's iptables syncs.
+# controllers, scheduler, kube-proxy's iptables syncs, and cluster DNS.
 bench: images
     cargo bench --workspace --bench lab_up
     cargo bench --workspace --bench apiserver
     cargo bench --workspace --bench controllers
     cargo bench --workspace --bench scheduler
     cargo bench --workspace --bench kube_proxy
+    cargo bench --workspace --bench dns
 
 # Take every lab down.
 down: build
