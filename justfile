@@ -31,7 +31,7 @@ images: build
 check: setup
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --release -- -D warnings
-    scripts/run-tests --skip labs --skip load_image
+    scripts/run-tests --skip labs --skip lab
 
 # Every test: unit, in-process, and labs on the real Docker engine; each
 # test binary's time is printed at the end. Cargo commands always name the
