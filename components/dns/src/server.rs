@@ -266,4 +266,45 @@ mod tests {
         let over_tcp = ask_tcp(address, &valid).await;
         assert_eq!(over_tcp.metadata.response_code, ResponseCode::NoError);
     }
+
+    /// A headless Service of 200 ready pods: over UDP the answer is cut to
+    /// what the client takes (512 bytes without EDNS, our 1232 with it) and
+    /// says so with TC, and over TCP, where clients ask again, it is whole.
+    #[tokio::test]
+    async fn large_answers_are_truncated_over_udp_and_whole_over_tcp() {
+        let service: k8s_openapi::api::core::v1::Service =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "many", "namespace": "default"}, "spec": {"clusterIP": "None"}})).unwrap();
+        let endpoints: Vec<serde_json::Value> =
+            (0..200).map(|i| serde_json::json!({"addresses": [format!("10.244.{}.{}", i / 100, 1 + i % 100)], "conditions": {"ready": true}})).collect();
+        let slice: k8s_openapi::api::discovery::v1::EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "many-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "many"}},
+            "addressType": "IPv4", "endpoints": endpoints
+        }))
+        .unwrap();
+        let handler = Handler::default();
+        *handler.zone.write().unwrap() = Some(Arc::new(crate::zone::build("cluster.local", &[service], &[slice], 1)));
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(address).await.unwrap();
+        let mut server = hickory_server::Server::new(handler.clone());
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 4);
+        tokio::spawn(async move { server.block_until_done().await });
+
+        let name = "many.default.svc.cluster.local.";
+        for (edns, limit) in [(false, 512), (true, MAX_UDP_PAYLOAD as usize)] {
+            let question = query(name, RecordType::A, edns);
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            socket.send_to(&question, address).await.unwrap();
+            let mut buffer = vec![0; 65536];
+            let (n, _) = tokio::time::timeout(Duration::from_secs(10), socket.recv_from(&mut buffer)).await.expect("an answer").unwrap();
+            assert!(n <= limit, "{n} bytes over UDP, more than {limit} (EDNS {edns})");
+            let answer = Message::from_vec(&buffer[..n]).unwrap();
+            assert!(answer.metadata.truncation, "TC set (EDNS {edns})");
+            assert!(answer.answers.len() < 200);
+        }
+        let whole = ask_tcp(address, &query(name, RecordType::A, true)).await;
+        assert!(!whole.metadata.truncation);
+        assert_eq!(whole.answers.len(), 200);
+    }
 }
