@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet, Repli
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -52,7 +52,6 @@ pub enum Error {
 
 struct Context {
     client: Client,
-    sets: Store<ReplicaSet>,
     pods: Store<Pod>,
     recorder: Recorder,
     failures: std::sync::Mutex<BTreeMap<String, u32>>,
@@ -67,9 +66,9 @@ pub async fn run(client: Client, concurrency: u16) {
     let controller = Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default());
     let deployments = controller.store();
     let deployments_for_pods = deployments.clone();
-    let sets_for_pods = sets.clone();
+    let sets_for_pods = sets;
     let context =
-        Arc::new(Context { client: client.clone(), sets, pods, recorder: Recorder::new(client, "deployment-controller", None), failures: Default::default() });
+        Arc::new(Context { client: client.clone(), pods, recorder: Recorder::new(client, "deployment-controller", None), failures: Default::default() });
     controller
         .with_config(Config::default().concurrency(concurrency))
         .watches_stream(set_events, move |set: ReplicaSet| deployments_for(&deployments, &set.metadata))
@@ -113,6 +112,10 @@ fn deployments_of_pod(deployments: &Store<Deployment>, sets: &Store<ReplicaSet>,
 
 async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result<Action, Error> {
     let key = format!("{}/{}", deployment.namespace().unwrap_or_default(), deployment.name_any());
+    // The Deployment as the API has it now (the trigger's copy may predate
+    // a template change, which decides which ReplicaSet is the new one).
+    let api: Api<Deployment> = Api::namespaced(context.client.clone(), &deployment.namespace().unwrap_or_default());
+    let Some(deployment) = api.get_opt(&deployment.name_any()).await? else { return Ok(Action::await_change()) };
     let action = Sync::new(&deployment, &context).run().await?;
     context.failures.lock().expect("not poisoned").remove(&key);
     Ok(action)
@@ -178,10 +181,25 @@ impl<'a> Sync<'a> {
                 return Ok(Action::await_change());
             }
         };
-        let namespace = self.deployment.namespace().unwrap_or_default();
-        let candidates: Vec<ReplicaSet> =
-            self.context.sets.state().iter().filter(|s| s.namespace().as_deref() == Some(namespace.as_str())).map(|s| (**s).clone()).collect();
-        let deleting = self.deployment.metadata.deletion_timestamp.is_some();
+        // The ReplicaSets as the API has them now, not as the cache last
+        // heard: a rolling update sizes the new ReplicaSet from the sum of
+        // all of them, and a cache that has not yet seen every size (its
+        // own last writes among them) let that sum pass replicas + maxSurge
+        // (seen in the deployments test under load). One consistent list
+        // per sync is cheap at a lab's scale; the cache still says when to sync.
+        let candidates: Vec<ReplicaSet> = self.sets_api.list(&ListParams::default()).await?.items;
+        let mut deleting = self.deployment.metadata.deletion_timestamp.is_some();
+        // Before adopting an orphan, the Deployment is read again (as
+        // upstream's RecheckDeletionTimestamp): a `delete --cascade=orphan`
+        // may have begun since it was read, and its garbage collector may
+        // have just released this very ReplicaSet.
+        let orphans = candidates.iter().any(|s| controller_of(&s.metadata).is_none() && selector.matches(s.metadata.labels.as_ref()));
+        if orphans && !deleting {
+            match self.deployments.get_opt(&self.deployment.name_any()).await? {
+                Some(now) if now.metadata.uid == self.deployment.metadata.uid => deleting = now.metadata.deletion_timestamp.is_some(),
+                _ => return Ok(Action::await_change()),
+            }
+        }
         let sets = claim(&self.sets_api, &controller_reference(&self.deployment), deleting, &selector, candidates).await?;
 
         if deleting {
