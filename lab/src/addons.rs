@@ -82,12 +82,7 @@ pub fn addons(t: &Topology, images: &Images, pki: &Pki) -> Addons {
 }
 
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some(NAMESPACE.into()),
-        labels: Some(BTreeMap::from([(DNS_APP_LABEL.0.to_string(), DNS_APP_LABEL.1.to_string())])),
-        ..Default::default()
-    }
+    ObjectMeta { name: Some(name.into()), namespace: Some(NAMESPACE.into()), labels: Some(app_labels()), ..Default::default() }
 }
 
 fn app_labels() -> BTreeMap<String, String> {

@@ -212,29 +212,18 @@ impl kubelet::speaker::Announcer for Recording {
 /// Leases are not given up) when dropped.
 struct Speaker {
     recorded: std::sync::Arc<Recording>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _running: kubelab_scenarios::apiserver::InProcess,
 }
 
 impl Speaker {
     fn start(api: &TestApi, node: &str) -> Speaker {
         let recorded = std::sync::Arc::new(Recording(Default::default()));
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let (kubeconfig, node, announcer) = (api.kubeconfig.clone(), node.to_string(), recorded.clone());
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let config = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-                let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
-                let client = kube::Client::try_from(config).unwrap();
-                tokio::select! {
-                    result = kubelet::speaker::run_with(client, node, announcer) => panic!("the speaker stopped: {result:?}"),
-                    _ = stop => {}
-                }
-            });
-            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+        let (node, announcer) = (node.to_string(), recorded.clone());
+        let running = api.in_process(kubelab::pki::ADMIN, move |client| async move {
+            let result = kubelet::speaker::run_with(client, node, announcer).await;
+            panic!("the speaker stopped: {result:?}")
         });
-        Speaker { recorded, shutdown: Some(shutdown), thread: Some(thread) }
+        Speaker { recorded, _running: running }
     }
 
     fn holds(&self, ip: &str) -> bool {
@@ -243,17 +232,6 @@ impl Speaker {
 
     fn broadcasts(&self) -> usize {
         self.recorded.0.lock().unwrap().broadcasts
-    }
-}
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

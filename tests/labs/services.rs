@@ -248,9 +248,18 @@ async fn node_port_answers_on_every_node(lab: &Cluster, pods: &[Pod]) {
         let address =
             node["status"]["addresses"].as_array().into_iter().flatten().find(|a| a["type"] == "InternalIP").map(|a| s(&a["address"])).expect("an InternalIP");
         let url = format!("http://{address}:{node_port}/hostname");
-        let out = std::process::Command::new("curl").args(["-s", "--max-time", "5", &url]).output().expect("curl runs");
-        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(out.status.success() && names(pods).contains(&answer), "{url} from the host: {answer:?} {}", String::from_utf8_lossy(&out.stderr));
+        let answer = get_from_host(&url, 5);
+        assert!(answer.as_ref().is_ok_and(|a| names(pods).contains(a)), "{url} from the host: {answer:?}");
+    }
+}
+
+/// `GET url` with curl from this machine (on the lab's bridge), giving up
+/// after `max_seconds`: the body, trimmed, or why not.
+fn get_from_host(url: &str, max_seconds: u32) -> Result<String, String> {
+    let out = std::process::Command::new("curl").args(["-s", "--max-time", &max_seconds.to_string(), url]).output().expect("curl runs");
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+        false => Err(format!("exit {:?} {}", out.status.code(), String::from_utf8_lossy(&out.stderr))),
     }
 }
 

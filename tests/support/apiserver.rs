@@ -473,7 +473,7 @@ impl TestApi {
 
     /// Runs `component` with a client of `identity` (from the lab's PKI) on
     /// a thread and runtime of its own until the handle is dropped.
-    fn in_process<F, Fut>(&self, identity: &str, component: F) -> InProcess
+    pub fn in_process<F, Fut>(&self, identity: &str, component: F) -> InProcess
     where
         F: FnOnce(kube::Client) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()>,

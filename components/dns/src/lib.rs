@@ -19,6 +19,7 @@ use axum::routing::get;
 use component_base::watch::{self, cloned};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::Store;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Notify;
 
@@ -69,29 +70,35 @@ pub async fn run(client: kube::Client, settings: Settings) -> Result<()> {
     let notify = |changed: Arc<Notify>| move || changed.notify_one();
     let services = watch::all::<Service>(client.clone(), notify(changed.clone()));
     let slices = watch::all::<EndpointSlice>(client, notify(changed.clone()));
-    let zone = handler.zone.clone();
-    let domain = settings.domain.clone();
-    let rebuild = async move {
-        // Until both lists are in, questions get SERVFAIL and /ready says
-        // not ready, as CoreDNS's kubernetes plugin does.
-        services.wait_until_ready().await?;
-        slices.wait_until_ready().await?;
-        loop {
-            let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
-            let built = zone::build(&domain, &cloned(&services), &cloned(&slices), serial);
-            tracing::debug!(names = built.len(), "zone rebuilt");
-            *zone.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(built));
-            if !ready.swap(true, Ordering::SeqCst) {
-                tracing::info!("services and endpoint slices listed; the zone is served");
-            }
-            changed.notified().await;
-        }
-        #[allow(unreachable_code)]
-        Ok::<(), anyhow::Error>(())
-    };
+    let rebuild = keep_zone(handler.zone.clone(), settings.domain.clone(), services, slices, changed, ready);
     tokio::select! {
         result = server.block_until_done() => result.context("the DNS server stopped"),
         result = rebuild => result.context("watching Services and EndpointSlices"),
+    }
+}
+
+/// Builds the zone once both lists are in, then again on every change.
+/// Until then questions get SERVFAIL and /ready says not ready, as
+/// CoreDNS's kubernetes plugin does. Returns only if a list never comes.
+async fn keep_zone(
+    zone: Arc<std::sync::RwLock<Option<Arc<zone::Zone>>>>,
+    domain: String,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    changed: Arc<Notify>,
+    ready: Arc<AtomicBool>,
+) -> Result<()> {
+    services.wait_until_ready().await?;
+    slices.wait_until_ready().await?;
+    loop {
+        let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
+        let built = zone::build(&domain, &cloned(&services), &cloned(&slices), serial);
+        tracing::debug!(names = built.len(), "zone rebuilt");
+        *zone.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(built));
+        if !ready.swap(true, Ordering::SeqCst) {
+            tracing::info!("services and endpoint slices listed; the zone is served");
+        }
+        changed.notified().await;
     }
 }
 

@@ -73,11 +73,12 @@ impl RequestHandler for Handler {
         let builder = MessageResponseBuilder::from_message_request(request);
         let mut edns = Edns::new();
         edns.set_max_payload(MAX_UDP_PAYLOAD);
-        if let Ok(info) = request.request_info() {
+        let info = request.request_info();
+        if let Ok(info) = &info {
             let key = (format!("{:?}", info.protocol).to_lowercase(), info.query.query_type().to_string());
             *self.counters.lock().unwrap_or_else(|e| e.into_inner()).requests.entry(key).or_insert(0) += 1;
         }
-        let (code, sent) = match (request.metadata.op_code, request.request_info(), self.current()) {
+        let (code, sent) = match (request.metadata.op_code, info, self.current()) {
             (OpCode::Query, Ok(_), None) => {
                 (ResponseCode::ServFail, response.send_response(builder.error_msg(&request.metadata, ResponseCode::ServFail)).await)
             }
@@ -136,6 +137,18 @@ mod tests {
         message.to_vec().unwrap()
     }
 
+    /// `handler` served on UDP and TCP at one loopback address, until the test ends.
+    async fn serve(handler: &Handler) -> SocketAddr {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(address).await.unwrap();
+        let mut server = hickory_server::Server::new(handler.clone());
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 4);
+        tokio::spawn(async move { server.block_until_done().await });
+        address
+    }
+
     async fn ask_udp(server: SocketAddr, question: &[u8]) -> Message {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         socket.send_to(question, server).await.unwrap();
@@ -160,13 +173,7 @@ mod tests {
     #[tokio::test]
     async fn answers_on_udp_and_tcp_from_the_zone_of_the_moment() {
         let handler = Handler::default();
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let address = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(address).await.unwrap();
-        let mut server = hickory_server::Server::new(handler.clone());
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5), 4);
-        tokio::spawn(async move { server.block_until_done().await });
+        let address = serve(&handler).await;
 
         let web = query("web.default.svc.cluster.local.", RecordType::A, false);
         let before = ask_udp(address, &web).await;
@@ -212,13 +219,7 @@ mod tests {
     async fn malformed_packets_never_stop_the_server() {
         let handler = Handler::default();
         *handler.zone.write().unwrap() = Some(Arc::new(crate::zone::tests::sample()));
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let address = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(address).await.unwrap();
-        let mut server = hickory_server::Server::new(handler.clone());
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5), 4);
-        tokio::spawn(async move { server.block_until_done().await });
+        let address = serve(&handler).await;
 
         let valid = query("web.default.svc.cluster.local.", RecordType::A, true);
         // A small xorshift generator: the same packets on every run.
@@ -283,13 +284,7 @@ mod tests {
         .unwrap();
         let handler = Handler::default();
         *handler.zone.write().unwrap() = Some(Arc::new(crate::zone::build("cluster.local", &[service], &[slice], 1)));
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let address = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(address).await.unwrap();
-        let mut server = hickory_server::Server::new(handler.clone());
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5), 4);
-        tokio::spawn(async move { server.block_until_done().await });
+        let address = serve(&handler).await;
 
         let name = "many.default.svc.cluster.local.";
         for (edns, limit) in [(false, 512), (true, MAX_UDP_PAYLOAD as usize)] {

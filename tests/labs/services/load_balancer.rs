@@ -10,7 +10,7 @@ use std::time::Duration;
 use kubelab_scenarios::cluster::{s, Cluster};
 use kubelab_scenarios::wait::{until, until_within};
 
-use super::{names, Pod};
+use super::{get_from_host, names, Pod};
 
 /// The Service's load balancer address, once the controller wrote it.
 async fn ingress_ip(lab: &Cluster, service: &str) -> String {
@@ -24,22 +24,11 @@ async fn ingress_ip(lab: &Cluster, service: &str) -> String {
     .await
 }
 
-/// `GET http://<address>/hostname` from this machine: the answer, or why not.
-fn curl_from_host(address: &str) -> Result<String, String> {
-    let url = format!("http://{address}/hostname");
-    let out = std::process::Command::new("curl").args(["-s", "--max-time", "2", &url]).output().expect("curl runs");
-    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    match out.status.success() {
-        true => Ok(answer),
-        false => Err(format!("{url}: exit {:?} {}", out.status.code(), String::from_utf8_lossy(&out.stderr))),
-    }
-}
-
 /// Waits until the address answers from this machine with one of `pods`.
 async fn answers_from_host(address: &str, pods: &[Pod], within: Duration) {
     let backends = names(pods);
     until_within(&format!("{address} answering from the machine running the lab"), within, || async {
-        match curl_from_host(address) {
+        match get_from_host(&format!("http://{address}/hostname"), 2) {
             Ok(answer) if backends.contains(&answer) => Ok(()),
             Ok(answer) => Err(format!("answered {answer:?}, not one of {backends:?}")),
             Err(e) => Err(e),
