@@ -49,6 +49,7 @@ bench: images
     cargo bench --workspace --bench scheduler
     cargo bench --workspace --bench kube_proxy
     cargo bench --workspace --bench dns
+    cargo bench --workspace --bench service_dns
 
 # Take every lab down.
 down: build

@@ -37,6 +37,8 @@ pub const DNS_APP_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 /// The Secret with the kubeconfig cluster DNS reads the API with: our
 /// kubelet mounts secrets but issues no service-account tokens yet.
 pub const DNS_KUBECONFIG_SECRET: &str = "coredns-kubeconfig";
+/// The progress task `lab up` shows while it applies and waits for add-ons.
+pub const TASK: &str = "add-ons";
 /// The field manager of everything the lab applies.
 const FIELD_MANAGER: &str = "kubelab-lab";
 /// The cluster domain every kubelet is started with (its default).

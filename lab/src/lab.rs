@@ -215,7 +215,7 @@ async fn reconcile(engine: &Engine, source: &Source, plan: &Plan, hash: &str, be
     }
     if !plan.addons.is_empty() {
         cancel.check()?;
-        let task = progress.task("add-ons");
+        let task = progress.task(addons::TASK);
         task.update("applying cluster DNS (kube-system/coredns, kube-dns)");
         let config = kubeconfig(engine, lab).await?;
         let installed = async {

@@ -1,7 +1,9 @@
 //! What `lab` shows while it waits: a spinner per task on a terminal, one
-//! line per change of state elsewhere (CI logs), nothing in tests.
+//! line per change of state elsewhere (CI logs), nothing in tests; for
+//! benchmarks, nothing shown but each finished task's time kept.
 
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -16,6 +18,15 @@ enum Mode {
     Bars(MultiProgress),
     Lines,
     Quiet,
+    Record(Arc<Mutex<Vec<Finished>>>),
+}
+
+/// A task that ended: its label, how long it took, whether it succeeded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub label: String,
+    pub took: Duration,
+    pub ok: bool,
 }
 
 impl Progress {
@@ -29,6 +40,19 @@ impl Progress {
         Progress { mode: Mode::Quiet }
     }
 
+    /// Shows nothing and keeps each finished task's time (see [`Progress::finished`]).
+    pub fn recording() -> Progress {
+        Progress { mode: Mode::Record(Arc::default()) }
+    }
+
+    /// The tasks finished so far, in the order they ended (recording only).
+    pub fn finished(&self) -> Vec<Finished> {
+        match &self.mode {
+            Mode::Record(done) => done.lock().expect("no task panicked while recording").clone(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn task(&self, label: &str) -> Task {
         let bar = match &self.mode {
             Mode::Bars(multi) => {
@@ -40,13 +64,18 @@ impl Progress {
             }
             _ => None,
         };
-        Task { bar, lines: matches!(self.mode, Mode::Lines), label: label.to_string(), started: Instant::now() }
+        let record = match &self.mode {
+            Mode::Record(done) => Some(done.clone()),
+            _ => None,
+        };
+        Task { bar, lines: matches!(self.mode, Mode::Lines), record, label: label.to_string(), started: Instant::now() }
     }
 }
 
 pub struct Task {
     bar: Option<ProgressBar>,
     lines: bool,
+    record: Option<Arc<Mutex<Vec<Finished>>>>,
     label: String,
     started: Instant,
 }
@@ -61,14 +90,19 @@ impl Task {
     }
 
     pub fn done(&self, message: &str) {
-        self.finish("✓", message);
+        self.finish(true, message);
     }
 
     pub fn failed(&self, message: &str) {
-        self.finish("✗", message);
+        self.finish(false, message);
     }
 
-    fn finish(&self, mark: &str, message: &str) {
+    fn finish(&self, ok: bool, message: &str) {
+        let mark = if ok { "✓" } else { "✗" };
+        if let Some(done) = &self.record {
+            let finished = Finished { label: self.label.clone(), took: self.started.elapsed(), ok };
+            done.lock().expect("no task panicked while recording").push(finished);
+        }
         let took = self.started.elapsed().as_secs_f32();
         if let Some(bar) = &self.bar {
             bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
@@ -76,5 +110,21 @@ impl Task {
         } else if self.lines {
             eprintln!("{mark} {:<22} {message} ({took:.1}s)", self.label);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recording_keeps_each_finished_task() {
+        let progress = Progress::recording();
+        let dns = progress.task("add-ons");
+        progress.task("worker-1").failed("unhealthy");
+        dns.done("cluster DNS available");
+        let finished: Vec<(String, bool)> = progress.finished().into_iter().map(|f| (f.label, f.ok)).collect();
+        assert_eq!(finished, [("worker-1".to_string(), false), ("add-ons".to_string(), true)]);
+        assert!(Progress::quiet().finished().is_empty());
     }
 }

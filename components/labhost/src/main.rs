@@ -1,11 +1,15 @@
 //! labhost: kubelab's test workload, in the spirit of Kubernetes' agnhost.
 //! One small binary with a subcommand per job: `netexec` (the default), an
 //! HTTP and UDP server that answers with the pod's host name, the client's
-//! address, echoes, and dials others; `serve-hostname`; `pause`; `dial`.
+//! address, echoes, and dials others; `serve-hostname`; `pause`; `dial`;
+//! `dig`, one DNS question and its whole answer; `resolve`, which waits
+//! for names to resolve and says when.
 
 mod dial;
+mod dig;
 mod http;
 mod netexec;
+mod resolve;
 
 use std::process::ExitCode;
 
@@ -13,7 +17,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
-#[command(name = "labhost", version, about = "kubelab's test workload (netexec, serve-hostname, pause, dial)")]
+#[command(name = "labhost", version, about = "kubelab's test workload (netexec, serve-hostname, pause, dial, dig, resolve)")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -32,15 +36,25 @@ enum Command {
     Pause,
     /// Send one request to a netexec (or serve-hostname) server and print its answer.
     Dial(dial::Options),
+    /// Ask one DNS question and print the whole answer with its TTLs, as dig does.
+    Dig(dig::Options),
+    /// Wait for each name to resolve through the pod's resolver; print when (Unix ms).
+    Resolve(resolve::Options),
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Netexec(netexec::Options::default()));
-    if let Command::Dial(options) = command {
-        return dial::run(options).await;
-    }
+    let command = match command {
+        Command::Dial(options) => return dial::run(options).await,
+        Command::Dig(options) => return dig::run(options).await,
+        Command::Resolve(options) => {
+            resolve::run(options);
+            return ExitCode::SUCCESS;
+        }
+        other => other,
+    };
     // Installed before anything says it is ready, so a SIGTERM right after is never missed.
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         eprintln!("labhost: cannot install signal handlers");
@@ -54,7 +68,7 @@ async fn main() -> ExitCode {
                 println!("Paused until SIGTERM or SIGINT");
                 std::future::pending().await
             }
-            Command::Dial(_) => unreachable!("handled above"),
+            Command::Dial(_) | Command::Dig(_) | Command::Resolve(_) => unreachable!("handled above"),
         }
     };
     tokio::select! {

@@ -1,9 +1,11 @@
 //! Cluster DNS on the services lab: the `coredns` Deployment that `lab up`
 //! applies answers, behind `kube-dns` (10.96.0.10), for every Service kind,
 //! as the pods' resolvers ask it (their resolv.conf is ClusterFirst's),
-//! also while one replica is killed and replaced.
+//! also while one replica is killed and replaced. The whole answers to a
+//! fixed set of questions (`labhost dig`: codes, TTLs, authority) are a
+//! snapshot, with each address replaced by the name of what owns it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kubelab_scenarios::cluster::{kubectl_stdin, pods_of, s, Cluster};
 use kubelab_scenarios::wait::until;
@@ -85,6 +87,12 @@ pub async fn cluster_dns_answers(lab: &Cluster, pods: &[Pod], web_ip: &str) {
     let (code, out) = kubectl_stdin(&lab.kubeconfig, &["apply", "-f", "-"], SERVICES);
     assert_eq!(code, 0, "{out}");
 
+    // The headless Service's pods are in the zone before anything is asked of it.
+    let pod_ips: BTreeSet<String> = pods.iter().map(|p| p.ip.clone()).collect();
+    let headless = "web-headless.default.svc.cluster.local.";
+    until_answer(lab, client, &["-type=a", headless], |code, out| code == 0 && addresses(out) == pod_ips).await;
+    until_answer(lab, client, &["-type=cname", "alias.default.svc.cluster.local."], |code, out| code == 0 && out.contains("canonical name")).await;
+
     // ClusterFirst: the pod asks kube-dns, with upstream's search path.
     let resolv = lab.ok(&["exec", &client.name, "--", "cat", "/etc/resolv.conf"]);
     assert_eq!(resolv, format!("search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver {DNS_IP}\noptions ndots:5\n"));
@@ -103,15 +111,14 @@ pub async fn cluster_dns_answers(lab: &Cluster, pods: &[Pod], web_ip: &str) {
         assert!(errors.is_empty() && responses.len() == 3, "labhost dialling {host}:80: {responses:?} {errors:?}");
     }
 
+    answers_snapshot(lab, client, pods, web_ip).await;
+
     // A name that does not exist: NXDOMAIN, so the resolver stops at once.
     let (code, out) = nslookup(lab, client, &["-type=a", "nothing.default.svc.cluster.local."]);
     assert!(code != 0 && out.contains("NXDOMAIN"), "a missing Service: exit {code}: {out}");
 
     // Headless: one address per ready pod, and SRV records for its named
     // port naming each pod by its dashed address.
-    let pod_ips: BTreeSet<String> = pods.iter().map(|p| p.ip.clone()).collect();
-    let headless = "web-headless.default.svc.cluster.local.";
-    until_answer(lab, client, &["-type=a", headless], |code, out| code == 0 && addresses(out) == pod_ips).await;
     let srv = until_answer(lab, client, &["-type=srv", "_http._tcp.web-headless.default.svc.cluster.local."], |code, out| {
         code == 0 && pods.iter().all(|p| out.contains(&format!("8080 {}.web-headless.default.svc.cluster.local", p.ip.replace('.', "-"))))
     })
@@ -147,4 +154,80 @@ pub async fn cluster_dns_answers(lab: &Cluster, pods: &[Pod], web_ip: &str) {
     let back = dns_pods(lab).await;
     assert!(back.iter().all(|p| p.name != killed.name), "the killed replica {} was replaced: {back:?}", killed.name);
     until_answer(lab, client, &["-type=a", web], |code, out| code == 0 && addresses(out) == BTreeSet::from([web_ip.to_string()])).await;
+}
+
+/// The questions of the snapshot: each record kind, NODATA, NXDOMAIN, a
+/// name outside the cluster.
+const QUESTIONS: [(&str, &str); 11] = [
+    ("web.default.svc.cluster.local", "A"),
+    ("web.default.svc.cluster.local", "AAAA"),
+    ("web-headless.default.svc.cluster.local", "A"),
+    ("_http._tcp.web-headless.default.svc.cluster.local", "SRV"),
+    ("alias.default.svc.cluster.local", "A"),
+    ("alias.default.svc.cluster.local", "CNAME"),
+    ("kubernetes.default.svc.cluster.local", "A"),
+    ("CLIENT.default.pod.cluster.local", "A"),
+    ("10.0.96.10.in-addr.arpa", "PTR"),
+    ("nothing.default.svc.cluster.local", "A"),
+    ("example.com", "A"),
+];
+
+/// `labhost dig` in the client pod for each question; the answers, with
+/// addresses (dotted and dashed) replaced by their owners' names, the SOA
+/// serial (the zone's build time) by a placeholder, and each section's
+/// records sorted (a headless answer's order is not part of it).
+async fn answers_snapshot(lab: &Cluster, client: &Pod, pods: &[Pod], web_ip: &str) {
+    let mut owners: BTreeMap<String, String> = BTreeMap::from([
+        (web_ip.to_string(), "<Service web>".to_string()),
+        ("10.96.0.1".to_string(), "<Service kubernetes>".to_string()),
+        (DNS_IP.to_string(), "<Service kube-dns>".to_string()),
+    ]);
+    let mut by_ip: Vec<&Pod> = pods.iter().collect();
+    by_ip.sort_by_key(|p| p.ip.parse::<std::net::Ipv4Addr>().expect("a pod IPv4 address"));
+    // The client apart, so the others' numbers do not depend on where its address falls.
+    let others = by_ip.iter().filter(|p| p.name != client.name);
+    for (i, pod) in std::iter::once((0, &client)).chain(others.enumerate().map(|(i, p)| (i + 1, p))) {
+        let owner = if i == 0 { "<client pod>".to_string() } else { format!("<web pod {i}>") };
+        owners.insert(pod.ip.clone(), owner.clone());
+        owners.insert(pod.ip.replace('.', "-"), owner);
+    }
+    let client_dashed = client.ip.replace('.', "-");
+    let mut shown = Vec::new();
+    for (name, kind) in QUESTIONS {
+        let name = name.replace("CLIENT", &client_dashed);
+        let out = lab.ok(&["exec", &client.name, "--", "/labhost", "dig", &name, kind]);
+        shown.push(format!("$ dig {} {kind}\n{}", normalized(&name, &owners), normalized(&out, &owners)));
+    }
+    insta::assert_snapshot!("cluster_dns_answers", shown.join("\n"));
+}
+
+fn normalized(text: &str, owners: &BTreeMap<String, String>) -> String {
+    // Longest first, so 10.244.1.10 is never rewritten as 10.244.1.1's owner and a 0.
+    let mut by_length: Vec<(&String, &String)> = owners.iter().collect();
+    by_length.sort_by_key(|(address, _)| std::cmp::Reverse(address.len()));
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        let mut line = line.to_string();
+        for (address, owner) in &by_length {
+            line = line.replace(address.as_str(), owner);
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(3) == Some(&"SOA") && fields.len() == 11 {
+            let mut fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+            fields[6] = "<serial>".into();
+            line = fields.join(" ");
+        }
+        match sections.last_mut() {
+            Some((_, records)) if !line.starts_with(";;") => records.push(line),
+            _ => sections.push((line, Vec::new())),
+        }
+    }
+    sections
+        .into_iter()
+        .flat_map(|(title, mut records)| {
+            records.sort();
+            std::iter::once(title).chain(records)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
