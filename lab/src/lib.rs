@@ -26,5 +26,7 @@ pub mod plan;
 pub mod pod_images;
 pub mod progress;
 pub mod repo;
+pub mod scenario;
 pub mod state;
 pub mod topology;
+pub mod wait;

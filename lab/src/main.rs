@@ -12,7 +12,7 @@ use kubelab::docker::Engine;
 use kubelab::lab::{self, UpOptions, DEFAULT_NAME};
 use kubelab::progress::Progress;
 use kubelab::repo::Repo;
-use kubelab::{images, kubeconfig, load, topology};
+use kubelab::{images, kubeconfig, load, scenario, topology};
 
 #[derive(Parser)]
 #[command(name = "lab", version, about = "Kubernetes you can take apart: labs from topology files, on Docker")]
@@ -73,6 +73,24 @@ enum Command {
     },
     /// Check a topology file and print it as kubelab reads it.
     Validate { topology: String },
+    /// Run scenarios on labs, comparing what they observe with reviewed snapshots.
+    Run {
+        /// A scenario, a group of them, or all.
+        #[arg(required_unless_present = "list")]
+        target: Option<String>,
+        /// List the scenarios and their groups.
+        #[arg(long)]
+        list: bool,
+        /// Run every scenario on this topology instead of its own.
+        #[arg(long)]
+        topology: Option<String>,
+        /// The lab's name (default run-<topology>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Leave the lab up afterwards, and failed scenarios' namespaces.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,6 +176,26 @@ async fn run(cli: Cli) -> Result<()> {
                 } else if !all {
                     bail!("no lab named {name:?}");
                 }
+            }
+            Ok(())
+        }
+        Command::Run { target, list, topology, name, keep } => {
+            let catalog = scenario::catalog();
+            if list {
+                print!("{}", scenario::list_table(&catalog));
+                return Ok(());
+            }
+            let chosen = scenario::select(&catalog, target.as_deref().unwrap_or("all"))?;
+            if let Some(name) = &name {
+                lab::check_name(name)?;
+            }
+            let repo = Repo::locate()?;
+            let engine = Engine::connect().await?;
+            let options = scenario::runner::RunOptions { topology, lab: name, keep };
+            let outcomes = scenario::runner::run(&engine, &repo, &chosen, &options, &Progress::auto(), &Cancel::on_ctrl_c()).await?;
+            print!("{}", scenario::runner::report(&outcomes));
+            if outcomes.iter().any(|o| o.failure.is_some()) {
+                bail!("some scenarios failed");
             }
             Ok(())
         }

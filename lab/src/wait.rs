@@ -1,8 +1,10 @@
-//! Waiting on a condition, the one way tests wait: poll until it holds, or
-//! fail saying what was still missing when the deadline passed. Each form
-//! comes async (tests on a runtime) and blocking (tests that drive kubectl
-//! or threads); `holds_for` checks the opposite, that something stays true
-//! for a while (a Node that must not be evicted, a leader that must stay).
+//! Waiting on a condition, the one way tests and scenarios wait: poll until
+//! it holds, or fail saying what was still missing when the deadline
+//! passed. Each form comes async (on a runtime) and blocking (code that
+//! drives kubectl or threads); `holds_for` checks the opposite, that
+//! something stays true for a while (a Node that must not be evicted, a
+//! leader that must stay). Tests panic at the deadline ([`until`]);
+//! scenarios get the error back ([`try_until_within`]) and report it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -23,7 +25,28 @@ where
 }
 
 /// [`until`] with a deadline of its own.
-pub async fn until_within<F, Fut, T>(what: &str, within: Duration, mut check: F) -> T
+pub async fn until_within<F, Fut, T>(what: &str, within: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    match try_until_within(what, within, check).await {
+        Ok(value) => value,
+        Err(timeout) => panic!("{timeout}"),
+    }
+}
+
+/// A wait that ran out: what was awaited and what was still missing.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what}: still missing after {within:?}: {missing}")]
+pub struct Timeout {
+    pub what: String,
+    pub within: Duration,
+    pub missing: String,
+}
+
+/// [`until_within`] that returns the [`Timeout`] instead of panicking.
+pub async fn try_until_within<F, Fut, T>(what: &str, within: Duration, mut check: F) -> Result<T, Timeout>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -31,8 +54,8 @@ where
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match check().await {
-            Ok(value) => return value,
-            Err(missing) if tokio::time::Instant::now() > deadline => panic!("{what}: still missing after {within:?}: {missing}"),
+            Ok(value) => return Ok(value),
+            Err(missing) if tokio::time::Instant::now() > deadline => return Err(Timeout { what: what.to_string(), within, missing }),
             Err(_) => tokio::time::sleep(POLL).await,
         }
     }

@@ -6,4 +6,5 @@ mod etcd_cluster;
 mod kubelet_pods;
 mod lab_ha;
 mod lab_kubectl;
+mod scenarios;
 mod services;
