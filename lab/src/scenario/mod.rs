@@ -9,6 +9,7 @@ pub mod names;
 pub mod runner;
 
 mod basics;
+mod services;
 mod workloads;
 
 use anyhow::{bail, Result};
@@ -37,7 +38,7 @@ impl std::fmt::Debug for Scenario {
 
 /// Every scenario, in the order `lab run all` runs them.
 pub fn catalog() -> Vec<Scenario> {
-    [basics::SCENARIOS, workloads::SCENARIOS].concat()
+    [basics::SCENARIOS, workloads::SCENARIOS, services::SCENARIOS].concat()
 }
 
 /// What `target` names in `catalog`: `all`, a group, or one scenario.
@@ -56,6 +57,11 @@ pub fn select(catalog: &[Scenario], target: &str) -> Result<Vec<Scenario>> {
     groups.dedup();
     let names: Vec<&str> = catalog.iter().map(|s| s.name).collect();
     bail!("no scenario or group named {target:?}; groups: {}; scenarios: {} (or all; lab run --list shows them)", groups.join(", "), names.join(", "))
+}
+
+/// A JSON string's text ("" for anything else), as kubectl's -o json gives fields.
+pub(crate) fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
 }
 
 /// `lab run --list`: group, scenario, topology, what it does.

@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use super::names::{sorted_lines, Names};
-use super::{Context, Scenario};
+use super::{text, Context, Scenario};
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -199,10 +199,6 @@ fn controller(object: &Value) -> String {
         Some(o) => format!("controlled by {} {}", text(&o["kind"]), text(&o["name"])),
         None => "no controller".into(),
     }
-}
-
-fn text(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
 }
 
 /// A kubectl table with its padding collapsed, so a wider column elsewhere
