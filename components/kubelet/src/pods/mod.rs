@@ -11,6 +11,7 @@ pub mod env;
 pub mod events;
 pub mod files;
 pub mod ids;
+pub mod probe;
 pub mod status;
 pub mod volumes;
 pub mod worker;

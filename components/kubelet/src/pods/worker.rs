@@ -20,6 +20,7 @@ use super::config::{self, Inputs};
 use super::duration::go_seconds;
 use super::events::{missing_image, name};
 use super::ids::container_name;
+use super::probe::{ContainerProbes, Found, PodContext};
 use super::status::{self, Attempt, Observed, PodObserved};
 use super::{env, files, volumes, Shared};
 use crate::{paths, Kubelet};
@@ -45,6 +46,8 @@ pub struct Worker {
     pod_ips: Vec<String>,
     initialized: bool,
     terminal: Option<&'static str>,
+    /// The probes of each app container's running attempt.
+    probes: BTreeMap<String, ContainerProbes>,
 }
 
 impl Worker {
@@ -73,6 +76,7 @@ impl Worker {
             pod_ips,
             initialized: false,
             terminal: None,
+            probes: BTreeMap::new(),
         }
     }
 
@@ -105,9 +109,11 @@ impl Worker {
                 }
             }
             self.refresh().await;
+            self.sync_probes(pod);
             self.terminal = self.decide_terminal(pod);
             if self.terminal.is_some() {
                 // Done for good: no restarts; the address goes back.
+                self.probes.clear();
                 self.teardown_network().await;
             }
         }
@@ -355,6 +361,38 @@ impl Worker {
         config::container_config(&inputs)
     }
 
+    /// Probes run for each app container's running attempt, from when
+    /// the worker first sees it running until it is not the running one.
+    fn sync_probes(&mut self, pod: &Pod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        for c in spec.containers.iter().filter(|c| ContainerProbes::has_probes(c)) {
+            let running = self.latest(&c.name).and_then(|a| a.running().map(|s| (a.id.clone(), s.started_at.clone())));
+            let Some((id, started_at)) = running else {
+                self.probes.remove(&c.name);
+                continue;
+            };
+            if self.probes.get(&c.name).is_some_and(|p| p.attempt == id) {
+                continue;
+            }
+            let ctx = PodContext {
+                kubelet: self.kubelet.clone(),
+                recorder: self.recorder.clone(),
+                pod: pod.clone(),
+                pod_ip: self.pod_ips.first().cloned().unwrap_or_default(),
+            };
+            self.probes.insert(c.name.clone(), ContainerProbes::start(&ctx, c, &id, &started_at));
+        }
+    }
+
+    /// What the probes of `c`'s current attempt found.
+    fn probed(&self, c: &Container) -> Found {
+        let current = self.latest(&c.name).map(|a| a.id.as_str());
+        match self.probes.get(&c.name) {
+            Some(p) if Some(p.attempt.as_str()) == current => p.found(),
+            _ => Found::initial(c),
+        }
+    }
+
     fn decide_terminal(&self, pod: &Pod) -> Option<&'static str> {
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
@@ -395,12 +433,13 @@ impl Worker {
         let observe = |c: &Container| {
             let list = self.attempts.get(&c.name).cloned().unwrap_or_default();
             let n = list.len();
+            let probed = self.probed(c);
             Observed {
                 current: list.last().cloned(),
                 previous: (n >= 2).then(|| list[n - 2].clone()),
                 waiting: self.waiting.get(&c.name).cloned(),
-                readiness: None,
-                started: true,
+                readiness: probed.ready,
+                started: probed.started,
                 image: shared.image_ids.get(&c.name).cloned(),
             }
         };
@@ -512,6 +551,7 @@ impl Worker {
             None => GONE_GRACE,
         };
         let placeholder = pod.clone().unwrap_or_default();
+        self.probes.clear();
         self.refresh().await;
         self.stop_all(grace, &placeholder).await;
         self.teardown_network().await;
