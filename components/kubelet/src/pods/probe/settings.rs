@@ -7,6 +7,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::pods::config::expand;
+
 /// The three probes upstream's kubelet runs, in the words of its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -135,7 +137,11 @@ pub fn handler(p: &Probe, c: &Container, pod_ip: &str) -> Result<Handler, String
         return Ok(Handler::Tcp { host: host(tcp.host.as_ref()), port: port(&tcp.port, c)? });
     }
     if let Some(exec) = &p.exec {
-        return Ok(Handler::Exec(exec.command.clone().unwrap_or_default()));
+        // As upstream: `$(VAR)` from the container's static env only (no
+        // valueFrom, no image env), since the probe runs outside its shell.
+        let env: Vec<(String, String)> =
+            c.env.iter().flatten().filter(|e| e.value_from.is_none()).map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect();
+        return Ok(Handler::Exec(exec.command.iter().flatten().map(|arg| expand(arg, &env)).collect()));
     }
     if p.grpc.is_some() {
         return Err("gRPC probes are not run by kubelab's kubelet yet".into());
@@ -159,7 +165,7 @@ fn port(given: &IntOrString, c: &Container) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerPort, ExecAction, HTTPGetAction, HTTPHeader, TCPSocketAction};
+    use k8s_openapi::api::core::v1::{ContainerPort, EnvVar, ExecAction, HTTPGetAction, HTTPHeader, TCPSocketAction};
 
     fn container() -> Container {
         Container {
@@ -221,5 +227,16 @@ mod tests {
         let exec = Probe { exec: Some(ExecAction { command: Some(vec!["cat".into(), "/tmp/ready".into()]) }), ..Default::default() };
         assert_eq!(handler(&exec, &container(), "10.0.0.1"), Ok(Handler::Exec(vec!["cat".into(), "/tmp/ready".into()])));
         assert!(handler(&Probe::default(), &container(), "10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn exec_commands_expand_the_static_env() {
+        let mut c = container();
+        c.env = Some(vec![
+            EnvVar { name: "FILE".into(), value: Some("/tmp/ready".into()), ..Default::default() },
+            EnvVar { name: "FROM".into(), value_from: Some(Default::default()), ..Default::default() },
+        ]);
+        let exec = Probe { exec: Some(ExecAction { command: Some(vec!["cat".into(), "$(FILE)".into(), "$(FROM)".into()]) }), ..Default::default() };
+        assert_eq!(handler(&exec, &c, "10.0.0.1"), Ok(Handler::Exec(vec!["cat".into(), "/tmp/ready".into(), "$(FROM)".into()])));
     }
 }
