@@ -3,7 +3,8 @@
 //! every pod and every node reaches every pod (the connectivity matrix, a
 //! snapshot), logs and exec work through the apiserver, restarts follow
 //! the restart policy with back-off, deletion delivers SIGTERM and leaves
-//! nothing on the node, and a killed kubelet adopts its running pods.
+//! nothing on the node, a killed kubelet adopts its running pods, and
+//! probes (`probes`) gate readiness and restart what fails liveness.
 //! One lab for all of it: `lab up` is paid once.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,8 @@ use std::collections::BTreeMap;
 use kubelab_scenarios::cluster::{kubectl, kubectl_stdin, pods_of, s, Cluster as Lab};
 use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
+
+mod probes;
 
 #[tokio::test]
 async fn pods_run_on_three_nodes() {
@@ -22,6 +25,7 @@ async fn pods_run_on_three_nodes() {
     connectivity_matrix(&lab, &pods).await;
     logs_and_exec(&lab, &pods).await;
     restarts_follow_the_policy(&lab).await;
+    probes::probes(&lab).await;
     deletion_stops_and_cleans(&lab).await;
     kubelet_restart_adopts(&lab, &pods).await;
 }

@@ -14,4 +14,5 @@ pub mod logging;
 pub mod quantity;
 pub mod serving;
 pub mod taints;
+pub mod tls;
 pub mod watch;

@@ -20,8 +20,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::componentstatus::AnyCertificate;
 use crate::status::ApiError;
+use component_base::tls::AnyCertificate;
 
 /// The kubelet's port when its Node does not report one (upstream's default).
 pub const DEFAULT_PORT: u16 = 10250;

@@ -4,7 +4,14 @@
 //! workers of their pods, so a restarted kubelet adopts what still runs;
 //! what belongs to no pod of the first full list is removed.
 
+pub mod backoff;
 pub mod config;
+pub mod duration;
+pub mod env;
+pub mod events;
+pub mod files;
+pub mod ids;
+pub mod probe;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -50,7 +57,7 @@ impl Manager {
         let found = tokio::task::spawn_blocking(move || k.runtime.containers()).await??;
         let mut adopted: HashMap<String, Vec<Attempt>> = HashMap::new();
         for c in found {
-            let restart = worker::restart_of(&c.config.id).unwrap_or(0);
+            let restart = ids::restart_of(&c.config.id).unwrap_or(0);
             adopted.entry(c.config.sandbox_id.clone()).or_default().push(Attempt { id: c.config.id.clone(), restart, state: c.state });
         }
         if !adopted.is_empty() {

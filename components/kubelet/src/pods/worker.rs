@@ -5,7 +5,6 @@
 //! `gracePeriodSeconds=0` so `kubectl delete pod` returns.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,27 +15,20 @@ use nix::sys::signal::Signal;
 use runtime::container::ContainerState as Run;
 use tokio::sync::watch;
 
-use super::config::{self, EnvValues, Inputs};
+use super::backoff::{run_time, Backoff, BACKOFF_MAX, BACKOFF_RESET, BACKOFF_START};
+use super::config::{self, Inputs};
+use super::duration::go_seconds;
+use super::events::{missing_image, name};
+use super::ids::container_name;
+use super::probe::{ContainerProbes, Found, PodContext};
 use super::status::{self, Attempt, Observed, PodObserved};
-use super::{volumes, Shared};
+use super::{env, files, volumes, Shared};
 use crate::{paths, Kubelet};
 
-/// upstream's crash-loop back-off: 10 s doubling to 5 min, forgotten after
-/// a container ran 10 min without failing.
-const BACKOFF_START: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
-const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// How often a live pod is looked at without a change (container exits).
 const RESYNC: Duration = Duration::from_millis(500);
 /// Kill grace for a pod removed from the API without its own (a force delete).
 const GONE_GRACE: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone)]
-struct Backoff {
-    delay: Duration,
-    /// When the container may start again.
-    until: Instant,
-}
 
 pub struct Worker {
     kubelet: Arc<Kubelet>,
@@ -54,6 +46,8 @@ pub struct Worker {
     pod_ips: Vec<String>,
     initialized: bool,
     terminal: Option<&'static str>,
+    /// The probes of each app container's running attempt.
+    probes: BTreeMap<String, ContainerProbes>,
 }
 
 impl Worker {
@@ -68,7 +62,7 @@ impl Worker {
             list.sort_by_key(|a| a.restart);
         }
         let recorder = component_base::events::Recorder::new(kubelet.client.clone(), "kubelet", Some(kubelet.settings.node_name.clone()));
-        let pod_ips = read_ips(&kubelet, &uid);
+        let pod_ips = files::read_ips(&kubelet, &uid);
         Worker {
             kubelet,
             uid,
@@ -82,6 +76,7 @@ impl Worker {
             pod_ips,
             initialized: false,
             terminal: None,
+            probes: BTreeMap::new(),
         }
     }
 
@@ -114,9 +109,11 @@ impl Worker {
                 }
             }
             self.refresh().await;
+            self.sync_probes(pod);
             self.terminal = self.decide_terminal(pod);
             if self.terminal.is_some() {
                 // Done for good: no restarts; the address goes back.
+                self.probes.clear();
                 self.teardown_network().await;
             }
         }
@@ -183,12 +180,7 @@ impl Worker {
             }
         };
         self.pod_ips = ips;
-        let dir = paths::pod_dir(&self.kubelet.settings.root_dir, &self.uid);
-        config::write_file(&dir.join("ips"), &self.pod_ips.join("\n"))?;
-        let s = &self.kubelet.settings;
-        config::write_file(&dir.join("etc-hosts"), &config::hosts_file(pod, &self.pod_ips, &s.cluster_domain))?;
-        config::write_file(&dir.join("resolv.conf"), &config::resolv_conf(pod, &s.cluster_dns.to_string(), &s.cluster_domain))?;
-        config::write_file(&dir.join("hostname"), &format!("{}\n", spec.hostname.clone().or_else(|| pod.metadata.name.clone()).unwrap_or_default()))?;
+        files::write_pod_files(&self.kubelet, &self.uid, pod, &self.pod_ips)?;
         Ok(())
     }
 
@@ -340,7 +332,7 @@ impl Worker {
         let s = &self.kubelet.settings;
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let volumes = volumes::prepare(&self.kubelet.client, &s.root_dir, pod).await?;
-        let env_values = self.env_values(&ns, c).await?;
+        let env_values = env::env_values(&self.kubelet.client, &ns, c).await?;
         let dir = paths::pod_dir(&s.root_dir, &self.uid);
         let termination_log = dir.join("containers").join(&c.name).join(id);
         config::write_file(&termination_log, "").map_err(|e| config::ConfigError(format!("creating the termination log: {e}")))?;
@@ -349,7 +341,7 @@ impl Worker {
             ("/etc/resolv.conf".to_string(), dir.join("resolv.conf")),
             ("/etc/hostname".to_string(), dir.join("hostname")),
         ];
-        let service_env = kubernetes_service_env(&s.kubernetes_service_host.to_string());
+        let service_env = env::kubernetes_service_env(&s.kubernetes_service_host.to_string());
         let inputs = Inputs {
             pod,
             container: c,
@@ -369,38 +361,36 @@ impl Worker {
         config::container_config(&inputs)
     }
 
-    /// The ConfigMaps and Secrets a container's env names.
-    async fn env_values(&self, ns: &str, c: &Container) -> Result<EnvValues, config::ConfigError> {
-        let mut wanted: Vec<(String, bool)> = vec![];
-        for from in c.env_from.iter().flatten() {
-            if let Some(cm) = &from.config_map_ref {
-                wanted.push((cm.name.clone(), false));
-            }
-            if let Some(s) = &from.secret_ref {
-                wanted.push((s.name.clone(), true));
-            }
-        }
-        for e in c.env.iter().flatten() {
-            if let Some(from) = &e.value_from {
-                if let Some(r) = &from.config_map_key_ref {
-                    wanted.push((r.name.clone(), false));
-                }
-                if let Some(r) = &from.secret_key_ref {
-                    wanted.push((r.name.clone(), true));
-                }
-            }
-        }
-        let mut values = EnvValues::default();
-        for (name, secret) in wanted {
-            let map = if secret { &mut values.secrets } else { &mut values.config_maps };
-            if map.contains_key(&name) {
+    /// Probes run for each app container's running attempt, from when
+    /// the worker first sees it running until it is not the running one.
+    fn sync_probes(&mut self, pod: &Pod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        for c in spec.containers.iter().filter(|c| ContainerProbes::has_probes(c)) {
+            let running = self.latest(&c.name).and_then(|a| a.running().map(|s| (a.id.clone(), s.started_at.clone())));
+            let Some((id, started_at)) = running else {
+                self.probes.remove(&c.name);
+                continue;
+            };
+            if self.probes.get(&c.name).is_some_and(|p| p.attempt == id) {
                 continue;
             }
-            if let Some(v) = volumes::env_source(&self.kubelet.client, ns, &name, secret).await? {
-                map.insert(name, v);
-            }
+            let ctx = PodContext {
+                kubelet: self.kubelet.clone(),
+                recorder: self.recorder.clone(),
+                pod: pod.clone(),
+                pod_ip: self.pod_ips.first().cloned().unwrap_or_default(),
+            };
+            self.probes.insert(c.name.clone(), ContainerProbes::start(&ctx, c, &id, &started_at));
         }
-        Ok(values)
+    }
+
+    /// What the probes of `c`'s current attempt found.
+    fn probed(&self, c: &Container) -> Found {
+        let current = self.latest(&c.name).map(|a| a.id.as_str());
+        match self.probes.get(&c.name) {
+            Some(p) if Some(p.attempt.as_str()) == current => p.found(),
+            _ => Found::initial(c),
+        }
     }
 
     fn decide_terminal(&self, pod: &Pod) -> Option<&'static str> {
@@ -443,12 +433,13 @@ impl Worker {
         let observe = |c: &Container| {
             let list = self.attempts.get(&c.name).cloned().unwrap_or_default();
             let n = list.len();
+            let probed = self.probed(c);
             Observed {
                 current: list.last().cloned(),
                 previous: (n >= 2).then(|| list[n - 2].clone()),
                 waiting: self.waiting.get(&c.name).cloned(),
-                readiness: None,
-                started: true,
+                readiness: probed.ready,
+                started: probed.started,
                 image: shared.image_ids.get(&c.name).cloned(),
             }
         };
@@ -547,7 +538,7 @@ impl Worker {
             tracing::warn!(pod = %self.uid, "removing the sandbox: {e:#}");
         }
         self.pod_ips.clear();
-        let _ = std::fs::remove_file(paths::pod_dir(&self.kubelet.settings.root_dir, &self.uid).join("ips"));
+        files::remove_ips(&self.kubelet, &self.uid);
     }
 
     /// The pod is being deleted (or was removed from the API): stop it,
@@ -560,6 +551,7 @@ impl Worker {
             None => GONE_GRACE,
         };
         let placeholder = pod.clone().unwrap_or_default();
+        self.probes.clear();
         self.refresh().await;
         self.stop_all(grace, &placeholder).await;
         self.teardown_network().await;
@@ -601,73 +593,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> runtime::Result<T> + Se
     Ok(tokio::task::spawn_blocking(f).await??)
 }
 
-fn name(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default())
-}
-
-/// `<uid>-<name>-<restart>` → name.
-pub fn container_name(uid: &str, id: &str) -> Option<String> {
-    let rest = id.strip_prefix(uid)?.strip_prefix('-')?;
-    let (name, restart) = rest.rsplit_once('-')?;
-    restart.parse::<u32>().ok().map(|_| name.to_string())
-}
-
-pub fn restart_of(id: &str) -> Option<u32> {
-    id.rsplit_once('-').and_then(|(_, r)| r.parse().ok())
-}
-
-fn run_time(a: &Attempt) -> Option<Duration> {
-    match &a.state {
-        Run::Exited { started: Some(s), exited } => {
-            let start = chrono::DateTime::parse_from_rfc3339(&s.started_at).ok()?;
-            let end = chrono::DateTime::parse_from_rfc3339(&exited.finished_at).ok()?;
-            (end - start).to_std().ok()
-        }
-        _ => None,
-    }
-}
-
-/// Go's Duration text for whole seconds: `10s`, `1m20s`, `5m0s`.
-fn go_seconds(d: Duration) -> String {
-    let s = d.as_secs();
-    if s < 60 {
-        format!("{s}s")
-    } else {
-        format!("{}m{}s", s / 60, s % 60)
-    }
-}
-
-/// The wait for an image the node's store does not hold: no registry can
-/// be reached, so `lab load image` is the way to bring one.
-fn missing_image(image: &str, policy: Option<&str>) -> (String, String) {
-    let tag_latest = !image.rsplit('/').next().unwrap_or(image).contains(':') || image.ends_with(":latest");
-    let policy = policy.map(str::to_string).unwrap_or_else(|| if tag_latest { "Always".into() } else { "IfNotPresent".into() });
-    if policy == "Never" {
-        return ("ErrImageNeverPull".into(), format!("Container image {image:?} is not present with pull policy of Never"));
-    }
-    (
-        "ImagePullBackOff".into(),
-        format!("Back-off pulling image {image:?}: kubelab's nodes reach no registry; load it into the lab's nodes with `lab load image {image}`"),
-    )
-}
-
-/// The variables of the `kubernetes` Service, as upstream's service links.
-fn kubernetes_service_env(host: &str) -> Vec<(String, String)> {
-    [
-        ("KUBERNETES_SERVICE_HOST", host.to_string()),
-        ("KUBERNETES_SERVICE_PORT", "443".into()),
-        ("KUBERNETES_SERVICE_PORT_HTTPS", "443".into()),
-        ("KUBERNETES_PORT", format!("tcp://{host}:443")),
-        ("KUBERNETES_PORT_443_TCP", format!("tcp://{host}:443")),
-        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp".into()),
-        ("KUBERNETES_PORT_443_TCP_PORT", "443".into()),
-        ("KUBERNETES_PORT_443_TCP_ADDR", host.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
 fn host_ports(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<crate::cni::PortMapping> {
     spec.containers
         .iter()
@@ -681,49 +606,4 @@ fn host_ports(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<crate::cni::Por
             })
         })
         .collect()
-}
-
-fn read_ips(kubelet: &Kubelet, uid: &str) -> Vec<String> {
-    std::fs::read_to_string(paths::pod_dir(&kubelet.settings.root_dir, uid).join("ips"))
-        .map(|t| t.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-pub fn log_path_of(pod: &Pod, container: &str, restart: u32) -> PathBuf {
-    paths::container_log(
-        &pod.metadata.namespace.clone().unwrap_or_default(),
-        &pod.metadata.name.clone().unwrap_or_default(),
-        &pod.metadata.uid.clone().unwrap_or_default(),
-        container,
-        restart,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_ids_name_their_container_and_attempt() {
-        let uid = "0b7e-11";
-        assert_eq!(container_name(uid, "0b7e-11-web-server-3").as_deref(), Some("web-server"));
-        assert_eq!(restart_of("0b7e-11-web-server-3"), Some(3));
-        assert_eq!(container_name(uid, "other-web-0"), None);
-    }
-
-    #[test]
-    fn a_missing_image_names_lab_load_image() {
-        let (reason, message) = missing_image("nginx:1.27", Some("Never"));
-        assert_eq!(reason, "ErrImageNeverPull");
-        assert_eq!(message, "Container image \"nginx:1.27\" is not present with pull policy of Never");
-        let (reason, message) = missing_image("nginx", None);
-        assert_eq!(reason, "ImagePullBackOff");
-        assert!(message.contains("lab load image nginx"), "{message}");
-    }
-
-    #[test]
-    fn back_off_reads_as_go_prints_it() {
-        assert_eq!(go_seconds(Duration::from_secs(10)), "10s");
-        assert_eq!(go_seconds(Duration::from_secs(300)), "5m0s");
-    }
 }

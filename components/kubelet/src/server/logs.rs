@@ -14,7 +14,7 @@ use bytes::Bytes;
 use runtime::logs;
 
 use super::{text, Ctx, Params, PodPath};
-use crate::pods::worker::log_path_of;
+use crate::pods::files::log_path_of;
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Options {

@@ -1,0 +1,218 @@
+//! Liveness, readiness and startup probes, as upstream's kubelet runs
+//! them: one task per probe of a running container attempt, each on its
+//! own period, so probing never waits on the pod's worker nor the worker
+//! on a probe. The worker starts them when it sees an attempt running and
+//! drops them (which cancels the tasks) when the attempt is no longer
+//! the running one or the pod goes; it reads what they found when it
+//! computes the status.
+//!
+//! - `settings` — a probe's timing with upstream's defaults and its
+//!   handler's target (pure);
+//! - `tracker` — when probes run and what results count (thresholds,
+//!   startup holding the others back), on tokio's clock;
+//! - `http`, `tcp`, `exec` — the handlers.
+
+pub mod exec;
+pub mod http;
+pub mod settings;
+pub mod tcp;
+pub mod tracker;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
+use nix::sys::signal::Signal;
+use runtime::container::ContainerState as Run;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::Kubelet;
+use settings::{Handler, Kind, Settings};
+use tracker::{Action, Probed};
+
+const KINDS: [Kind; 3] = [Kind::Startup, Kind::Liveness, Kind::Readiness];
+
+/// What a container attempt's probes have found so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// The readiness probe's result (None: no readiness probe).
+    pub ready: Option<bool>,
+    /// The startup probe has succeeded (or there is none).
+    pub started: bool,
+}
+
+impl Found {
+    /// Before any probe ran: not ready with a readiness probe (upstream's
+    /// initial readiness is failure), not started with a startup probe.
+    pub fn initial(c: &Container) -> Found {
+        Found { ready: c.readiness_probe.as_ref().map(|_| false), started: c.startup_probe.is_none() }
+    }
+}
+
+/// What the probe tasks need of the pod.
+#[derive(Clone)]
+pub struct PodContext {
+    pub kubelet: Arc<Kubelet>,
+    pub recorder: component_base::events::Recorder,
+    pub pod: Pod,
+    pub pod_ip: String,
+}
+
+/// The probes of one container attempt; dropping it stops them.
+pub struct ContainerProbes {
+    /// The attempt (container id) probed.
+    pub attempt: String,
+    found: Arc<Mutex<Found>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for ContainerProbes {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl ContainerProbes {
+    pub fn has_probes(c: &Container) -> bool {
+        KINDS.iter().any(|k| k.of(c).is_some())
+    }
+
+    /// Starts the probes of `c`'s attempt `attempt`, running since `started_at` (RFC 3339).
+    pub fn start(ctx: &PodContext, c: &Container, attempt: &str, started_at: &str) -> ContainerProbes {
+        let found = Arc::new(Mutex::new(Found::initial(c)));
+        let (started_tx, started_rx) = watch::channel(c.startup_probe.is_none());
+        let started_tx = Arc::new(started_tx);
+        let since = chrono::DateTime::parse_from_rfc3339(started_at).ok().and_then(|t| (chrono::Utc::now() - t.to_utc()).to_std().ok()).unwrap_or_default();
+        let started_at = tokio::time::Instant::now().checked_sub(since).unwrap_or_else(tokio::time::Instant::now);
+        let mut tasks = vec![];
+        for kind in KINDS {
+            let Some(probe) = kind.of(c) else { continue };
+            let settings = Settings::of(kind, probe);
+            let target = settings::handler(probe, c, &ctx.pod_ip);
+            let one = OneProbe { ctx: ctx.clone(), container: c.name.clone(), attempt: attempt.to_string(), kind, settings, found: found.clone() };
+            let (rx, tx) = (started_rx.clone(), started_tx.clone());
+            tasks.push(tokio::spawn(async move { one.run(target, started_at, rx, tx).await }));
+        }
+        ContainerProbes { attempt: attempt.to_string(), found, tasks }
+    }
+
+    pub fn found(&self) -> Found {
+        *self.found.lock().expect("not poisoned")
+    }
+}
+
+/// One probe of one container attempt.
+struct OneProbe {
+    ctx: PodContext,
+    container: String,
+    attempt: String,
+    kind: Kind,
+    settings: Settings,
+    found: Arc<Mutex<Found>>,
+}
+
+impl OneProbe {
+    async fn run(
+        self,
+        target: Result<Handler, String>,
+        started_at: tokio::time::Instant,
+        started: watch::Receiver<bool>,
+        started_tx: Arc<watch::Sender<bool>>,
+    ) {
+        let reference = self.reference();
+        let handler = match target {
+            Ok(h) => h,
+            Err(e) => {
+                self.unhealthy(&reference, &Probed::Error(e));
+                return;
+            }
+        };
+        let probe_once = || {
+            let (kubelet, handler, attempt, timeout) = (self.ctx.kubelet.clone(), handler.clone(), self.attempt.clone(), self.settings.timeout);
+            async move { check(&kubelet, &handler, &attempt, timeout).await }
+        };
+        let report = |probed: &Probed, action: Option<Action>| {
+            self.unhealthy(&reference, probed);
+            if let Some(Action::Ready(ready)) = action {
+                self.found.lock().expect("not poisoned").ready = Some(ready);
+            }
+        };
+        match tracker::run(self.kind, &self.settings, started_at, started, probe_once, report).await {
+            Some(Action::Started) => {
+                self.found.lock().expect("not poisoned").started = true;
+                let _ = started_tx.send(true);
+            }
+            Some(Action::Kill) => self.kill(&reference).await,
+            _ => {}
+        }
+    }
+
+    /// The container, as upstream's container events name it.
+    fn reference(&self) -> ObjectReference {
+        ObjectReference { field_path: Some(format!("spec.containers{{{}}}", self.container)), ..component_base::events::reference(&self.ctx.pod) }
+    }
+
+    /// upstream's Unhealthy events: every failed probe, and every probe
+    /// that could not be run.
+    fn unhealthy(&self, reference: &ObjectReference, probed: &Probed) {
+        let message = match probed {
+            Probed::Success(_) => return,
+            Probed::Failure(output) => format!("{} probe failed: {output}", self.kind.title()),
+            Probed::Error(e) => format!("{} probe errored and resulted in unknown state: {e}", self.kind.title()),
+        };
+        self.ctx.recorder.warning(reference.clone(), "Unhealthy", message);
+    }
+
+    /// A failed liveness or startup probe: SIGTERM, then SIGKILL after the
+    /// probe's own grace period or else the pod's. The worker then sees
+    /// the attempt ended and restarts it per restartPolicy, with back-off.
+    async fn kill(&self, reference: &ObjectReference) {
+        let spec = self.ctx.pod.spec.clone().unwrap_or_default();
+        let restarts = spec.restart_policy.as_deref() != Some("Never");
+        let message = format!("Container {} failed {} probe{}", self.container, self.kind.lower(), if restarts { ", will be restarted" } else { "" });
+        self.ctx.recorder.normal(reference.clone(), "Killing", message);
+        let pods = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+        stop(&self.ctx.kubelet, &self.attempt, self.settings.termination_grace.unwrap_or(pods)).await;
+    }
+}
+
+/// One run of the probe.
+async fn check(kubelet: &Arc<Kubelet>, handler: &Handler, attempt: &str, timeout: Duration) -> Probed {
+    match handler {
+        Handler::Http(get) => http::probe(get, timeout).await,
+        Handler::Tcp { host, port } => tcp::probe(host, *port, timeout).await,
+        Handler::Exec(argv) => match kubelet.runtime.exec_command(attempt, argv, false) {
+            Ok(command) => exec::probe(command, argv, timeout).await,
+            Err(e) => Probed::Error(e.to_string()),
+        },
+    }
+}
+
+/// SIGTERM to the attempt, SIGKILL once `grace` has passed while it runs.
+async fn stop(kubelet: &Arc<Kubelet>, id: &str, grace: Duration) {
+    let running = |kubelet: Arc<Kubelet>, id: String| async move {
+        tokio::task::spawn_blocking(move || kubelet.runtime.container(&id))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten()
+            .is_some_and(|c| matches!(c.state, Run::Running(_)))
+    };
+    let signal = |kubelet: Arc<Kubelet>, id: String, signal: Signal| async move {
+        let _ = tokio::task::spawn_blocking(move || kubelet.runtime.signal(&id, signal)).await;
+    };
+    signal(kubelet.clone(), id.to_string(), if grace.is_zero() { Signal::SIGKILL } else { Signal::SIGTERM }).await;
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        if !running(kubelet.clone(), id.to_string()).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if running(kubelet.clone(), id.to_string()).await {
+        signal(kubelet.clone(), id.to_string(), Signal::SIGKILL).await;
+    }
+}
