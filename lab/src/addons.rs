@@ -114,8 +114,12 @@ fn dns_deployment(image: &str) -> Deployment {
             failure_threshold: Some(5),
             ..Default::default()
         }),
+        // kubeadm leaves the period at its default (10 s); `lab up` waits for
+        // these pods to be ready, and a first probe that comes before the
+        // zone is built would cost it 10 s, so ours asks every second.
         readiness_probe: Some(Probe {
             http_get: Some(HTTPGetAction { path: Some("/ready".into()), port: IntOrString::Int(8181), scheme: Some("HTTP".into()), ..Default::default() }),
+            period_seconds: Some(1),
             ..Default::default()
         }),
         ..Default::default()

@@ -88,9 +88,21 @@ pub async fn up(engine: &Engine, repo: &Repo, source: &Source, name: &str, optio
     let state = state::state_dir(name)?;
     let state_existed = state.exists();
     let pki = plan::load_pki(&pki::dir(name)?, name, &source.topology)?;
-    let subnet = lab_subnet(engine, &network, &source.topology).await?;
-    let plan = plan::plan(name, &source.topology, subnet, &images, &pki);
-    let applied = apply(engine, source, &plan, options, progress, cancel).await;
+    // A subnet chosen here is free when chosen, but another `lab up` (a
+    // parallel test, another terminal) may take it before our network
+    // exists: Docker refuses the second network, and we choose again.
+    let mut taken_meanwhile = Vec::new();
+    let (plan, applied) = loop {
+        let subnet = lab_subnet_besides(engine, &network, &source.topology, &taken_meanwhile).await?;
+        let plan = plan::plan(name, &source.topology, subnet, &images, &pki);
+        match apply(engine, source, &plan, options, progress, cancel).await {
+            Err(e) if source.topology.networking.lab_subnet.is_none() && is_pool_overlap(&e) && taken_meanwhile.len() < 8 => {
+                eprintln!("lab subnet {subnet} was taken meanwhile; choosing another");
+                taken_meanwhile.push(subnet);
+            }
+            applied => break (plan, applied),
+        }
+    };
     if applied.is_err() && !state_existed && !options.keep_on_failure {
         let _ = std::fs::remove_dir_all(&state);
     }
@@ -103,6 +115,18 @@ pub async fn up(engine: &Engine, repo: &Repo, source: &Source, name: &str, optio
 /// /24 chosen here, because the network's `--ip-range` (which keeps
 /// Docker's addresses off the load balancer pool) needs a named subnet.
 pub async fn lab_subnet(engine: &Engine, network: &str, topology: &topology::Topology) -> Result<Ipv4Net> {
+    lab_subnet_besides(engine, network, topology, &[]).await
+}
+
+/// Docker's refusal of a network whose subnet another network has (its
+/// message, which bollard passes on as text).
+fn is_pool_overlap(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| cause.to_string().contains("Pool overlaps with other one on this address space"))
+}
+
+/// [`lab_subnet`], never choosing one of `taken` (subnets another lab took
+/// between our look and our network's creation).
+async fn lab_subnet_besides(engine: &Engine, network: &str, topology: &topology::Topology, taken: &[Ipv4Net]) -> Result<Ipv4Net> {
     if let Some(subnet) = &topology.networking.lab_subnet {
         return Ok(subnet.net());
     }
@@ -117,7 +141,7 @@ pub async fn lab_subnet(engine: &Engine, network: &str, topology: &topology::Top
         }
         return Ok(existing.subnet);
     }
-    let used: Vec<Ipv4Net> = subnets.iter().map(|s| s.subnet).collect();
+    let used: Vec<Ipv4Net> = subnets.iter().map(|s| s.subnet).chain(taken.iter().copied()).collect();
     topology::free_lab_subnet(&used, &topology.networking)
         .ok_or_else(|| anyhow!("no /24 of {} is free for the lab network; name one with networking.labSubnet in the topology", topology::AUTO_LAB_SUBNETS))
 }
@@ -503,4 +527,16 @@ pub async fn list(engine: &Engine) -> Result<Vec<LabSummary>> {
         out.push(LabSummary { name, topology, running: containers.iter().filter(|c| c.running).count(), containers: containers.len() });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_subnet_is_told_from_other_failures() {
+        let taken = anyhow!("Docker responded with status code 403: Pool overlaps with other one on this address space").context("creating network kubelab-x");
+        assert!(is_pool_overlap(&taken));
+        assert!(!is_pool_overlap(&anyhow!("Docker responded with status code 500: no space left on device").context("creating network kubelab-x")));
+    }
 }

@@ -175,10 +175,24 @@ async fn startup_holds_liveness_back(lab: &Lab) {
 
 async fn http_and_tcp_probes_pass(lab: &Lab) {
     lab.ok(&["wait", "--for=condition=Ready", "pod/healthy", "--timeout=60s"]);
-    holds_for("healthy to stay Ready, unrestarted, without Unhealthy events", Duration::from_secs(3), || async {
+    // Probes that came before labhost listened may have failed (as upstream's
+    // would, with no initial delay): only failures once it is Ready count.
+    let before = unhealthy_count(lab, "healthy");
+    holds_for("healthy to stay Ready, unrestarted, without new Unhealthy events", Duration::from_secs(3), || async {
         let c = container(lab, "healthy");
-        let unhealthy = events(lab, "healthy").into_iter().filter(|e| e.contains("Unhealthy")).collect::<Vec<_>>();
-        holds(c["ready"] == true && c["restartCount"] == 0 && unhealthy.is_empty(), || format!("{c}; {unhealthy:?}"))
+        let unhealthy = unhealthy_count(lab, "healthy");
+        holds(c["ready"] == true && c["restartCount"] == 0 && unhealthy == before, || {
+            format!("{c}; Unhealthy events {before} -> {unhealthy}: {:?}", events(lab, "healthy"))
+        })
     })
     .await;
+}
+
+/// How many Unhealthy events `pod` has had (an aggregated event counts its repeats).
+fn unhealthy_count(lab: &Lab, pod: &str) -> i64 {
+    pods_of(&lab.json(&["get", "events"]))
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == pod && e["reason"] == "Unhealthy")
+        .map(|e| e["count"].as_i64().unwrap_or(1))
+        .sum()
 }

@@ -1,7 +1,8 @@
 //! Cluster DNS on the services lab: the `coredns` Deployment that `lab up`
 //! applies answers, behind `kube-dns` (10.96.0.10), for every Service kind,
 //! as the pods' resolvers ask it (their resolv.conf is ClusterFirst's),
-//! also while one replica is killed and replaced. The whole answers to a
+//! also while one replica is killed and replaced; a headless name follows
+//! its pods' readiness probes. The whole answers to a
 //! fixed set of questions (`labhost dig`: codes, TTLs, authority) are a
 //! snapshot, with each address replaced by the name of what owns it.
 
@@ -144,6 +145,8 @@ pub async fn cluster_dns_answers(lab: &Cluster, pods: &[Pod], web_ip: &str) {
     until_answer(lab, client, &["-type=a", fresh], |code, out| code != 0 && out.contains("NXDOMAIN")).await;
     lab.ok(&["delete", "service", "web-headless", "alias"]);
 
+    headless_follows_readiness(lab, client).await;
+
     // A replica killed: names resolve through the other one meanwhile,
     // and the Deployment brings a second one back.
     let killed = &dns[0];
@@ -154,6 +157,67 @@ pub async fn cluster_dns_answers(lab: &Cluster, pods: &[Pod], web_ip: &str) {
     let back = dns_pods(lab).await;
     assert!(back.iter().all(|p| p.name != killed.name), "the killed replica {} was replaced: {back:?}", killed.name);
     until_answer(lab, client, &["-type=a", web], |code, out| code == 0 && addresses(out) == BTreeSet::from([web_ip.to_string()])).await;
+}
+
+/// Two pods whose readiness probe passes while /tmp/ready exists, behind a
+/// headless Service: its name answers with the ready pods only, and loses
+/// one as soon as it turns unready.
+const FLIP: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: flip}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: flip}}
+  template:
+    metadata: {labels: {app: flip}}
+    spec:
+      containers:
+      - name: flip
+        image: kubelab/labhost
+        readinessProbe:
+          exec: {command: [cat, /tmp/ready]}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: flip}
+spec:
+  clusterIP: None
+  selector: {app: flip}
+  ports: [{port: 8080}]
+"#;
+
+async fn headless_follows_readiness(lab: &Cluster, client: &Pod) {
+    let (code, out) = kubectl_stdin(&lab.kubeconfig, &["apply", "-f", "-"], FLIP);
+    assert_eq!(code, 0, "{out}");
+    let flips: Vec<(String, String)> = until("two running flip pods with addresses", || async {
+        let pods: Vec<(String, String)> = pods_of(&lab.json(&["get", "pods", "-l", "app=flip"]))
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running" && !s(&p["status"]["podIP"]).is_empty())
+            .map(|p| (s(&p["metadata"]["name"]), s(&p["status"]["podIP"])))
+            .collect();
+        if pods.len() == 2 {
+            Ok(pods)
+        } else {
+            Err(format!("running: {pods:?}"))
+        }
+    })
+    .await;
+    let name = "flip.default.svc.cluster.local.";
+    // Neither is ready yet: the name exists (its Service does) with no address.
+    let (_, out) = nslookup(lab, client, &["-type=a", name]);
+    assert!(addresses(&out).is_empty(), "{name} before any flip pod is ready: {out}");
+    for (pod, _) in &flips {
+        lab.ok(&["exec", pod, "--", "touch", "/tmp/ready"]);
+    }
+    let both: BTreeSet<String> = flips.iter().map(|(_, ip)| ip.clone()).collect();
+    until_answer(lab, client, &["-type=a", name], |code, out| code == 0 && addresses(out) == both).await;
+    lab.ok(&["exec", &flips[0].0, "--", "rm", "/tmp/ready"]);
+    let one = BTreeSet::from([flips[1].1.clone()]);
+    until_answer(lab, client, &["-type=a", name], |code, out| code == 0 && addresses(out) == one).await;
+    lab.ok(&["delete", "deployment", "flip"]);
+    lab.ok(&["delete", "service", "flip"]);
 }
 
 /// The questions of the snapshot: each record kind, NODATA, NXDOMAIN, a
