@@ -497,7 +497,6 @@ fn kubelet_flags(t: &Topology, node: &crate::topology::Node) -> Vec<String> {
         format!("--register-with-taints={}", taints.join(",")),
         format!("--capacity=cpu={},memory={},pods={}", node.capacity.cpu.0, node.capacity.memory.0, node.capacity.pods),
         format!("--cluster-dns={}", nth_address(&service, 10)),
-        format!("--kubernetes-service-host={}", nth_address(&service, 1)),
         format!("--cluster-cidr={}", t.networking.pod_subnet.net()),
         format!("--port={KUBELET_PORT}"),
         format!("--healthz-port={KUBELET_HEALTHZ_PORT}"),

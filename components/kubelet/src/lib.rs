@@ -40,7 +40,6 @@ pub struct Settings {
     pub cluster_dns: IpAddr,
     pub cluster_domain: String,
     pub cluster_cidr: ipnet::IpNet,
-    pub kubernetes_service_host: IpAddr,
     pub root_dir: PathBuf,
     pub image_dir: PathBuf,
     pub cni_conf_dir: PathBuf,
@@ -57,6 +56,10 @@ pub struct Kubelet {
     pub runtime: runtime::Runtime,
     pub images: runtime::images::ImageStore,
     pub network: cni::Network,
+    /// Every Service, kept by a watch: the variables containers are
+    /// started with (`pods::service_env`) are read from it, not listed
+    /// per container start.
+    pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
 }
 
 pub async fn run(client: kube::Client, settings: Settings, server: server::ServerSettings) -> Result<()> {
@@ -74,7 +77,8 @@ pub async fn run(client: kube::Client, settings: Settings, server: server::Serve
         tracing::info!("{} built-in images ready in {:?}", imported.len(), started.elapsed());
     }
     let network = cni::Network::new(&settings);
-    let kubelet = Arc::new(Kubelet { client, settings, runtime, images, network });
+    let services = component_base::watch::all(client.clone(), || {});
+    let kubelet = Arc::new(Kubelet { client, settings, runtime, images, network, services });
 
     let pods = pods::Manager::start(kubelet.clone()).await?;
     server::start(kubelet.clone(), pods.clone(), server).await?;

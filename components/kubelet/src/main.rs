@@ -42,9 +42,6 @@ struct Args {
     /// masqueraded behind the node's address.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: ipnet::IpNet,
-    /// The first address of the service network (KUBERNETES_SERVICE_HOST).
-    #[arg(long, default_value = "10.96.0.1")]
-    kubernetes_service_host: IpAddr,
     #[arg(long, default_value = "/var/lib/kubelet")]
     root_dir: PathBuf,
     /// Images every node has, as `docker save` archives.
@@ -143,7 +140,6 @@ async fn run(args: Args) -> Result<()> {
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain,
         cluster_cidr: args.cluster_cidr,
-        kubernetes_service_host: args.kubernetes_service_host,
         root_dir: args.root_dir,
         image_dir: args.image_dir,
         cni_conf_dir: args.cni_conf_dir,

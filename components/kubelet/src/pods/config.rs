@@ -1,6 +1,6 @@
 //! From a pod's spec to what the runtime is asked to run: argv (command
 //! and args over the image's entrypoint and cmd, as upstream), the
-//! environment (the image's, the `kubernetes` Service's variables, then
+//! environment (the image's, the Services' variables, then
 //! the container's own with `$(VAR)` expanded), the user, the working
 //! directory, the pod's files and volumes as mounts, and cgroup limits.
 
@@ -34,7 +34,8 @@ pub struct Inputs<'a> {
     pub termination_log: PathBuf,
     /// Values of env `valueFrom` and `envFrom`, looked up by the worker.
     pub env_values: &'a EnvValues,
-    /// `KUBERNETES_SERVICE_*` and the other Services' variables.
+    /// The Services' variables (`service_env`), which the container's own
+    /// env overrides and may refer to with `$(VAR)`.
     pub service_env: &'a [(String, String)],
     pub pod_ip: String,
     pub host_ip: String,
@@ -437,6 +438,44 @@ mod tests {
         assert_eq!(argv(&container(None, Some(&["pause"])), &ep, &cmd), ["/labhost", "pause"]);
         assert_eq!(argv(&container(Some(&["sh", "-c"]), None), &ep, &cmd), ["sh", "-c"]);
         assert_eq!(argv(&container(Some(&["sh"]), Some(&["-c", "x"])), &ep, &cmd), ["sh", "-c", "x"]);
+    }
+
+    /// The environment of container `c` in a pod of namespace `dev`,
+    /// given the Services' variables.
+    fn environment_of(c: &Container, service_env: &[(String, String)]) -> Vec<(String, String)> {
+        let pod = Pod::default();
+        let image = Image { id: String::new(), names: vec![], layers: vec![], config: Default::default() };
+        let inputs = Inputs {
+            pod: &pod,
+            container: c,
+            image: &image,
+            id: "c".into(),
+            sandbox_id: "uid".into(),
+            log_path: PathBuf::new(),
+            volumes: &BTreeMap::new(),
+            etc: &[],
+            termination_log: PathBuf::new(),
+            env_values: &EnvValues::default(),
+            service_env,
+            pod_ip: String::new(),
+            host_ip: String::new(),
+            node_name: String::new(),
+        };
+        environment(&inputs).expect("an environment")
+    }
+
+    #[test]
+    fn the_containers_env_overrides_and_refers_to_service_variables() {
+        let var = |k: &str, v: &str| k8s_openapi::api::core::v1::EnvVar { name: k.into(), value: Some(v.into()), ..Default::default() };
+        let mut c = container(None, None);
+        c.env = Some(vec![var("WEB_SERVICE_PORT", "8080"), var("WEB_URL", "http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)/")]);
+        let services = vec![("WEB_SERVICE_HOST".to_string(), "10.96.0.30".to_string()), ("WEB_SERVICE_PORT".to_string(), "80".to_string())];
+        let env = environment_of(&c, &services);
+        let get = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("WEB_SERVICE_HOST"), Some("10.96.0.30"));
+        assert_eq!(get("WEB_SERVICE_PORT"), Some("8080"));
+        assert_eq!(get("WEB_URL"), Some("http://10.96.0.30:8080/"));
+        assert_eq!(env.iter().filter(|(k, _)| k == "WEB_SERVICE_PORT").count(), 1);
     }
 
     #[test]

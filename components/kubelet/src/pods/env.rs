@@ -1,6 +1,6 @@
 //! What a container's environment needs from the API: the ConfigMaps and
-//! Secrets its `env` and `envFrom` name, and the `kubernetes` Service's
-//! variables.
+//! Secrets its `env` and `envFrom` name (the Services' variables are in
+//! `service_env`).
 
 use k8s_openapi::api::core::v1::Container;
 
@@ -39,21 +39,4 @@ pub async fn env_values(client: &kube::Client, ns: &str, c: &Container) -> Resul
         }
     }
     Ok(values)
-}
-
-/// The variables of the `kubernetes` Service, as upstream's service links.
-pub fn kubernetes_service_env(host: &str) -> Vec<(String, String)> {
-    [
-        ("KUBERNETES_SERVICE_HOST", host.to_string()),
-        ("KUBERNETES_SERVICE_PORT", "443".into()),
-        ("KUBERNETES_SERVICE_PORT_HTTPS", "443".into()),
-        ("KUBERNETES_PORT", format!("tcp://{host}:443")),
-        ("KUBERNETES_PORT_443_TCP", format!("tcp://{host}:443")),
-        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp".into()),
-        ("KUBERNETES_PORT_443_TCP_PORT", "443".into()),
-        ("KUBERNETES_PORT_443_TCP_ADDR", host.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
 }

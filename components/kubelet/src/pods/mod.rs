@@ -12,6 +12,7 @@ pub mod events;
 pub mod files;
 pub mod ids;
 pub mod probe;
+pub mod service_env;
 pub mod status;
 pub mod volumes;
 pub mod worker;

@@ -22,7 +22,7 @@ use super::events::{missing_image, name};
 use super::ids::container_name;
 use super::probe::{ContainerProbes, Found, PodContext};
 use super::status::{self, Attempt, Observed, PodObserved};
-use super::{env, files, volumes, Shared};
+use super::{env, files, service_env, volumes, Shared};
 use crate::{paths, Kubelet};
 
 /// How often a live pod is looked at without a change (container exits).
@@ -341,7 +341,7 @@ impl Worker {
             ("/etc/resolv.conf".to_string(), dir.join("resolv.conf")),
             ("/etc/hostname".to_string(), dir.join("hostname")),
         ];
-        let service_env = env::kubernetes_service_env(&s.kubernetes_service_host.to_string());
+        let service_env = service_env::from_store(&self.kubelet.services, pod)?;
         let inputs = Inputs {
             pod,
             container: c,
