@@ -13,13 +13,68 @@ use super::names::{sorted_lines, Names};
 use super::workloads::{available, collapse_spaces};
 use super::{text, Context, Scenario};
 
-pub const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "service-kinds",
-    group: "services",
-    topology: "3-node",
-    about: "ClusterIP by address and name, NodePort on every node and LoadBalancer from this machine, ExternalName, headless endpoints, affinity",
-    run: services,
-}];
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "service-kinds",
+        group: "services",
+        topology: "3-node",
+        about: "ClusterIP by address and name, NodePort on every node and LoadBalancer from this machine, ExternalName, headless endpoints, affinity",
+        run: services,
+    },
+    Scenario {
+        name: "service-env",
+        group: "services",
+        topology: "3-node",
+        about: "a pod sees the Services of its namespace as environment variables, unless enableServiceLinks is false",
+        run: service_env,
+    },
+];
+
+/// Two pods started after Service `backend` exists, one without service links.
+const ENV_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: linked}
+spec:
+  containers: [{name: c, image: kubelab/labhost}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unlinked}
+spec:
+  enableServiceLinks: false
+  containers: [{name: c, image: kubelab/labhost}]
+"#;
+
+fn service_env(c: &Context) -> BoxFuture<'_, Result<()>> {
+    Box::pin(async move {
+        c.step("Service backend (port 80 named http, and 53/UDP), then two pods");
+        c.kubectl(&["create", "service", "clusterip", "backend", "--tcp=80:8080"]).await?;
+        c.kubectl(&["patch", "service", "backend", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/ports/0/name","value":"http"},{"op":"add","path":"/spec/ports/-","value":{"name":"dns","port":53,"protocol":"UDP"}}]"#]).await?;
+        let ip = text(&c.json(&["get", "service", "backend"]).await?["spec"]["clusterIP"]);
+        c.apply(ENV_PODS).await?;
+        c.kubectl(&["wait", "--for=condition=Ready", "pod/linked", "pod/unlinked", "--timeout=90s"]).await?;
+
+        c.step("the environment of a pod with service links");
+        let env = c.kubectl(&["exec", "linked", "--", "env"]).await?;
+        let mut names = Names::new();
+        names.insert(ip.as_str(), "<backend ClusterIP>");
+        let ours: Vec<&str> = env.lines().filter(|l| l.starts_with("BACKEND_") || l.starts_with("KUBERNETES_")).collect();
+        let mut kubernetes_ip = String::new();
+        if let Some(line) = env.lines().find(|l| l.starts_with("KUBERNETES_SERVICE_HOST=")) {
+            kubernetes_ip = line.trim_start_matches("KUBERNETES_SERVICE_HOST=").to_string();
+        }
+        names.insert(kubernetes_ip, "<kubernetes ClusterIP>");
+        c.snapshot("linked", &sorted_lines(&names.apply(&ours.join("\n"))))?;
+
+        c.step("enableServiceLinks: false leaves only the kubernetes Service's");
+        let env = c.kubectl(&["exec", "unlinked", "--", "env"]).await?;
+        if env.lines().any(|l| l.starts_with("BACKEND_")) || !env.lines().any(|l| l.starts_with("KUBERNETES_SERVICE_HOST=")) {
+            bail!("the unlinked pod's environment:\n{env}");
+        }
+        Ok(())
+    })
+}
 
 const EXTRA: &str = r#"
 apiVersion: v1
