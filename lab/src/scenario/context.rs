@@ -51,16 +51,18 @@ impl Context {
 
     /// kubectl in the scenario's namespace; it must succeed. Its stdout.
     pub async fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let (code, stdout, stderr) = self.kubectl_raw(&self.in_namespace(args), None, &[]).await?;
-        if code != 0 {
-            bail!("kubectl {} exited {code}: {}", args.join(" "), stderr.trim());
-        }
-        Ok(stdout)
+        self.kubectl_in_namespace(args, None).await
     }
 
     /// kubectl in the namespace with `input` on stdin (apply -f -, ...).
     pub async fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<String> {
-        let (code, stdout, stderr) = self.kubectl_raw(&self.in_namespace(args), Some(input), &[]).await?;
+        self.kubectl_in_namespace(args, Some(input)).await
+    }
+
+    async fn kubectl_in_namespace(&self, args: &[&str], input: Option<&str>) -> Result<String> {
+        let mut all = vec!["--namespace".to_string(), self.namespace.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let (code, stdout, stderr) = self.kubectl_raw(&all, input, &[]).await?;
         if code != 0 {
             bail!("kubectl {} exited {code}: {}", args.join(" "), stderr.trim());
         }
@@ -128,11 +130,5 @@ impl Context {
             bail!("snapshot {full} differs (the diff is above; the new text is in {}/{full}.snap.new)", self.snapshots.display());
         }
         Ok(())
-    }
-
-    fn in_namespace(&self, args: &[&str]) -> Vec<String> {
-        let mut all = vec!["--namespace".to_string(), self.namespace.clone()];
-        all.extend(args.iter().map(|a| a.to_string()));
-        all
     }
 }

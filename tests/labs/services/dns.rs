@@ -6,7 +6,9 @@
 //! fixed set of questions (`labhost dig`: codes, TTLs, authority) are a
 //! snapshot, with each address replaced by the name of what owns it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use kubelab::scenario::names::Names;
 
 use kubelab_scenarios::cluster::{kubectl_stdin, pods_of, s, Cluster};
 use kubelab_scenarios::wait::until;
@@ -241,11 +243,10 @@ const QUESTIONS: [(&str, &str); 11] = [
 /// serial (the zone's build time) by a placeholder, and each section's
 /// records sorted (a headless answer's order is not part of it).
 async fn answers_snapshot(lab: &Cluster, client: &Pod, pods: &[Pod], web_ip: &str) {
-    let mut owners: BTreeMap<String, String> = BTreeMap::from([
-        (web_ip.to_string(), "<Service web>".to_string()),
-        ("10.96.0.1".to_string(), "<Service kubernetes>".to_string()),
-        (DNS_IP.to_string(), "<Service kube-dns>".to_string()),
-    ]);
+    let mut owners = Names::new();
+    owners.insert(web_ip, "<Service web>");
+    owners.insert("10.96.0.1", "<Service kubernetes>");
+    owners.insert(DNS_IP, "<Service kube-dns>");
     let mut by_ip: Vec<&Pod> = pods.iter().collect();
     by_ip.sort_by_key(|p| p.ip.parse::<std::net::Ipv4Addr>().expect("a pod IPv4 address"));
     // The client apart, so the others' numbers do not depend on where its address falls.
@@ -265,16 +266,10 @@ async fn answers_snapshot(lab: &Cluster, client: &Pod, pods: &[Pod], web_ip: &st
     insta::assert_snapshot!("cluster_dns_answers", shown.join("\n"));
 }
 
-fn normalized(text: &str, owners: &BTreeMap<String, String>) -> String {
-    // Longest first, so 10.244.1.10 is never rewritten as 10.244.1.1's owner and a 0.
-    let mut by_length: Vec<(&String, &String)> = owners.iter().collect();
-    by_length.sort_by_key(|(address, _)| std::cmp::Reverse(address.len()));
+fn normalized(text: &str, owners: &Names) -> String {
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
-    for line in text.lines() {
+    for line in owners.apply(text).lines() {
         let mut line = line.to_string();
-        for (address, owner) in &by_length {
-            line = line.replace(address.as_str(), owner);
-        }
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.get(3) == Some(&"SOA") && fields.len() == 11 {
             let mut fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
