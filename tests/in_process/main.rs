@@ -4,11 +4,13 @@
 //! module per subject; each test starts what it needs and stops it.
 
 mod api;
+mod api_breadth;
 mod api_hardening;
 mod api_limits;
 mod daemonsets;
 mod deployments;
 mod garbage_collector;
+mod jobs;
 mod kubectl;
 mod kubectl_create;
 mod kubelet_proxy;

@@ -1,6 +1,6 @@
 //! What the apiserver keeps in every cluster, as upstream's bootstrap
-//! controllers do: the system namespaces and the `kubernetes` Service, whose
-//! endpoints `endpoints_reconciler` keeps.
+//! controllers do: the system namespaces, the default cluster roles, and the
+//! `kubernetes` Service, whose endpoints `endpoints_reconciler` keeps.
 
 use std::net::IpAddr;
 
@@ -10,6 +10,8 @@ use crate::allocator;
 use crate::managed_fields::Writer;
 use crate::registry::Registry;
 use crate::resources;
+
+const RBAC: &str = crate::strategy::rbac::GROUP;
 
 /// The namespaces every cluster starts with.
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -37,6 +39,12 @@ pub fn writer(res: &resources::Resource) -> Writer {
 pub async fn run(registry: &Registry, address: Option<(IpAddr, u16)>, api_port: u16) -> anyhow::Result<()> {
     for name in SYSTEM_NAMESPACES {
         create_once(registry, "", "namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await?;
+    }
+    for role in crate::default_roles::cluster_roles() {
+        create_once(registry, RBAC, "clusterroles", None, role).await?;
+    }
+    for binding in crate::default_roles::cluster_role_bindings() {
+        create_once(registry, RBAC, "clusterrolebindings", None, binding).await?;
     }
     let service = allocator::kubernetes_service(&registry.services, api_port);
     create_once(registry, "", "services", Some("default"), service).await?;

@@ -779,12 +779,21 @@ pub fn list_options(q: &Query, watch: bool) -> ApiResult<ListOptions> {
 
 /// The autoscaling/v1 Scale of a workload.
 fn to_scale(obj: &Value) -> ApiResult<Value> {
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(|s| crate::strategy::apps::label_selector(s).map(|sel| sel.to_string()))
-        .transpose()
-        .map_err(ApiError::internal)?
-        .unwrap_or_default();
+    // A ReplicationController selects by a plain label map.
+    let selector = if obj["kind"] == "ReplicationController" {
+        let labels = crate::strategy::map_string(obj, "/spec/selector");
+        if labels == "<none>" {
+            String::new()
+        } else {
+            labels
+        }
+    } else {
+        obj.pointer("/spec/selector")
+            .map(|s| crate::strategy::apps::label_selector(s).map(|sel| sel.to_string()))
+            .transpose()
+            .map_err(ApiError::internal)?
+            .unwrap_or_default()
+    };
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
     let metadata: serde_json::Map<String, Value> =

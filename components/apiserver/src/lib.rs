@@ -5,6 +5,7 @@ pub mod allocator;
 pub mod auth;
 pub mod bootstrap;
 pub mod componentstatus;
+pub mod default_roles;
 pub mod discovery;
 pub mod endpoints_reconciler;
 pub mod fields;

@@ -6,6 +6,7 @@
 //! crate; what two of them need lives here.
 
 pub mod client;
+pub mod cron;
 pub mod events;
 pub mod flags;
 pub mod label_selector;

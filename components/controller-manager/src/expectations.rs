@@ -7,6 +7,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::Event;
+use kube::ResourceExt;
+
 /// After this long, expectations are given up on and the cache trusted
 /// again (upstream's ExpectationsTimeout), so a lost watch event cannot
 /// stall a controller for ever.
@@ -72,6 +77,27 @@ impl Expectations {
     /// Forgets `key` (its controller object is gone).
     pub fn forget(&self, key: &str) {
         self.pending.lock().expect("not poisoned").remove(key);
+    }
+}
+
+/// Counts what a pod watch shows of a controller's own writes: a pod seen
+/// for the first time is an observed creation, a pod deleted (or newly
+/// marked for deletion) an observed deletion. `owner_key` gives the
+/// expectations key of the pod's controller when it is this controller's
+/// kind; `seen` is the cache as it was before the event.
+pub fn observe_pod(expectations: &Expectations, seen: &Store<Pod>, event: &Event<Pod>, owner_key: impl Fn(&Pod) -> Option<String>) {
+    let (pod, deleted) = match event {
+        Event::Apply(pod) | Event::InitApply(pod) => (pod, false),
+        Event::Delete(pod) => (pod, true),
+        Event::Init | Event::InitDone => return,
+    };
+    let Some(key) = owner_key(pod) else { return };
+    let uid = pod.uid().unwrap_or_default();
+    let before = seen.get(&ObjectRef::from_obj(pod));
+    if deleted || (pod.metadata.deletion_timestamp.is_some() && before.as_ref().is_some_and(|b| b.metadata.deletion_timestamp.is_none())) {
+        expectations.deletion_observed(&key, &uid);
+    } else if before.is_none() {
+        expectations.creation_observed(&key);
     }
 }
 

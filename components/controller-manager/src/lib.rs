@@ -4,6 +4,7 @@
 //! binary picks which run.
 
 pub mod conditions;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
@@ -11,12 +12,14 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
 pub mod pods;
 pub mod replicaset;
+pub mod retries;
 pub mod service_backends;
 pub mod service_lb;
 pub mod serviceaccount;
@@ -56,6 +59,10 @@ pub struct Settings {
     pub node_timings: node_lifecycle::Timings,
     /// `--concurrent-daemonset-syncs`.
     pub daemonset_syncs: u16,
+    /// `--concurrent-job-syncs`.
+    pub job_syncs: u16,
+    /// `--concurrent-cron-job-syncs`.
+    pub cronjob_syncs: u16,
     /// `--load-balancer-pool` (ours: upstream leaves addresses to a cloud
     /// provider): where LoadBalancer Services' addresses come from; empty,
     /// the service-lb controller does nothing.
@@ -74,6 +81,8 @@ impl Default for Settings {
             endpointslice_syncs: endpointslice::DEFAULT_CONCURRENCY,
             node_timings: node_lifecycle::Timings::default(),
             daemonset_syncs: daemonset::DEFAULT_CONCURRENCY,
+            job_syncs: job::DEFAULT_CONCURRENCY,
+            cronjob_syncs: cronjob::DEFAULT_CONCURRENCY,
             load_balancer_pool: service_lb::Pool::default(),
         }
     }
@@ -89,6 +98,7 @@ pub struct ControllerRow {
 
 /// Every controller this controller-manager has, all on by default.
 pub const CONTROLLERS: &[ControllerRow] = &[
+    ControllerRow { name: "cronjob-controller", aliases: &["cronjob"], run: |cx| Box::pin(cronjob::run(cx.client, cx.settings.cronjob_syncs)) },
     ControllerRow { name: "daemonset-controller", aliases: &["daemonset"], run: |cx| Box::pin(daemonset::run(cx.client, cx.settings.daemonset_syncs)) },
     ControllerRow { name: "endpoints-controller", aliases: &["endpoint"], run: |cx| Box::pin(endpoints::run(cx.client, cx.settings.endpoint_syncs)) },
     ControllerRow {
@@ -96,6 +106,7 @@ pub const CONTROLLERS: &[ControllerRow] = &[
         aliases: &["endpointslice"],
         run: |cx| Box::pin(endpointslice::run(cx.client, cx.settings.endpointslice_syncs)),
     },
+    ControllerRow { name: "job-controller", aliases: &["job"], run: |cx| Box::pin(job::run(cx.client, cx.settings.job_syncs)) },
     ControllerRow { name: "namespace-controller", aliases: &["namespace"], run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)) },
     ControllerRow { name: "deployment-controller", aliases: &["deployment"], run: |cx| Box::pin(deployment::run(cx.client, cx.settings.deployment_syncs)) },
     ControllerRow {

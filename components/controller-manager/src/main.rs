@@ -74,6 +74,12 @@ struct Args {
     /// DaemonSets synced at once.
     #[arg(long, default_value_t = controller_manager::daemonset::DEFAULT_CONCURRENCY)]
     concurrent_daemonset_syncs: u16,
+    /// Jobs synced at once.
+    #[arg(long, default_value_t = controller_manager::job::DEFAULT_CONCURRENCY)]
+    concurrent_job_syncs: u16,
+    /// CronJobs synced at once.
+    #[arg(long, default_value_t = controller_manager::cronjob::DEFAULT_CONCURRENCY)]
+    concurrent_cron_job_syncs: u16,
     /// Addresses for LoadBalancer Services (the service-lb controller):
     /// ranges `first-last`, CIDRs or addresses, comma-separated, IPv4;
     /// empty: LoadBalancer Services get no address.
@@ -115,6 +121,8 @@ async fn main() -> Result<()> {
             startup_grace_period: args.node_startup_grace_period,
         },
         daemonset_syncs: args.concurrent_daemonset_syncs,
+        job_syncs: args.concurrent_job_syncs,
+        cronjob_syncs: args.concurrent_cron_job_syncs,
         load_balancer_pool: args.load_balancer_pool,
     };
     let context = controller_manager::Context { client: client.clone(), settings };

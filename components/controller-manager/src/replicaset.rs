@@ -7,7 +7,6 @@
 //! seen in the watch is not scaled again until they are (its status is
 //! still written), so it never creates twice for one missing pod.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,9 +24,10 @@ use kube::{Client, ResourceExt};
 use component_base::events::{self, Recorder};
 use component_base::label_selector::Selector;
 
-use crate::expectations::Expectations;
+use crate::expectations::{observe_pod, Expectations};
 use crate::ownership::{claim, controller_reference};
 use crate::pods::{self, controller_of};
+use crate::retries::Retries;
 
 /// Upstream's `--concurrent-replicaset-syncs` default.
 pub const DEFAULT_CONCURRENCY: u16 = 5;
@@ -35,9 +35,6 @@ pub const DEFAULT_CONCURRENCY: u16 = 5;
 /// At most this many pods are created or deleted in one sync (upstream's
 /// BurstReplicas).
 const BURST: usize = 500;
-
-const BACKOFF_BASE: Duration = Duration::from_millis(5);
-const BACKOFF_MAX: Duration = Duration::from_secs(1000);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,7 +50,7 @@ struct Context {
     sets: Store<ReplicaSet>,
     expectations: Arc<Expectations>,
     recorder: Recorder,
-    failures: std::sync::Mutex<BTreeMap<String, u32>>,
+    retries: Retries,
 }
 
 /// `namespace/name`, the key of expectations.
@@ -67,23 +64,6 @@ fn owning_set(pod: &Pod) -> Option<(String, &OwnerReference)> {
     Some((key_of(&pod.namespace().unwrap_or_default(), &reference.name), reference))
 }
 
-/// Counts what the watch shows of this controller's own writes.
-fn observe(expectations: &Expectations, seen: &Store<Pod>, event: &watcher::Event<Pod>) {
-    let (pod, deleted) = match event {
-        watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => (pod, false),
-        watcher::Event::Delete(pod) => (pod, true),
-        watcher::Event::Init | watcher::Event::InitDone => return,
-    };
-    let Some((key, _)) = owning_set(pod) else { return };
-    let uid = pod.uid().unwrap_or_default();
-    let before = seen.get(&ObjectRef::from_obj(pod));
-    if deleted || (pod.metadata.deletion_timestamp.is_some() && before.as_ref().is_some_and(|b| b.metadata.deletion_timestamp.is_none())) {
-        expectations.deletion_observed(&key, &uid);
-    } else if before.is_none() {
-        expectations.creation_observed(&key);
-    }
-}
-
 /// Runs the replicaset controller until its watches end.
 pub async fn run(client: Client, concurrency: u16) {
     let (pods, pod_writer) = reflector::store::<Pod>();
@@ -93,7 +73,7 @@ pub async fn run(client: Client, concurrency: u16) {
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .map_ok(move |event| {
-            observe(&observed, &seen, &event);
+            observe_pod(&observed, &seen, &event, |pod| owning_set(pod).map(|(key, _)| key));
             event
         })
         .reflect(pod_writer)
@@ -107,7 +87,7 @@ pub async fn run(client: Client, concurrency: u16) {
         sets,
         expectations,
         recorder: Recorder::new(client, "replicaset-controller", None),
-        failures: Default::default(),
+        retries: Retries::default(),
     });
     controller
         .with_config(Config::default().concurrency(concurrency))
@@ -144,18 +124,14 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
     let namespace = set.namespace().unwrap_or_default();
     let key = key_of(&namespace, &set.name_any());
     let action = sync(&set, &context).await?;
-    context.failures.lock().expect("not poisoned").remove(&key);
+    context.retries.succeeded(&key);
     Ok(action)
 }
 
 fn error_policy(set: Arc<ReplicaSet>, error: &Error, context: Arc<Context>) -> Action {
     let key = key_of(&set.namespace().unwrap_or_default(), &set.name_any());
     tracing::warn!(replicaset = %key, "sync failed: {error}");
-    let mut failures = context.failures.lock().expect("not poisoned");
-    let count = failures.entry(key).or_insert(0);
-    let delay = BACKOFF_BASE.saturating_mul(1u32 << (*count).min(20)).min(BACKOFF_MAX);
-    *count += 1;
-    Action::requeue(delay)
+    Action::requeue(context.retries.failed(&key))
 }
 
 async fn sync(set: &ReplicaSet, context: &Context) -> Result<Action, Error> {
@@ -298,7 +274,7 @@ fn is_namespace_terminating(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(s) if s.code == 403 && s.message.contains("because it is being terminated"))
 }
 
-fn message_of(error: &kube::Error) -> String {
+pub(crate) fn message_of(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),

@@ -45,7 +45,7 @@ fn validate_workload_update(new: &Value, old: &Value) -> Vec<Cause> {
 }
 
 /// The selector is required, non-empty, and must match the template's labels.
-fn validate_workload(obj: &Value) -> Vec<Cause> {
+pub(super) fn validate_workload(obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     match obj.pointer("/spec/selector") {
         None | Some(Value::Null) => causes.push(Cause::required("spec.selector")),
@@ -70,7 +70,7 @@ fn validate_workload(obj: &Value) -> Vec<Cause> {
     causes
 }
 
-fn containers_images(obj: &Value) -> (String, String) {
+pub(super) fn containers_images(obj: &Value) -> (String, String) {
     let cs = array_at(obj, "/spec/template/spec/containers");
     let names: Vec<&str> = cs.iter().filter_map(|c| c["name"].as_str()).collect();
     let images: Vec<&str> = cs.iter().filter_map(|c| c["image"].as_str()).collect();
@@ -78,15 +78,15 @@ fn containers_images(obj: &Value) -> (String, String) {
 }
 
 /// The workload's selector as kubectl's SELECTOR column shows it.
-fn selector_string(obj: &Value) -> String {
+pub(super) fn selector_string(obj: &Value) -> String {
     match obj.pointer("/spec/selector").map(label_selector) {
         Some(Ok(s)) if !s.is_empty() => s.to_string(),
         _ => "<none>".into(),
     }
 }
 
-const CONTAINERS: super::Column = wide("Containers", "string", "Names of each container in the template.");
-const IMAGES: super::Column = wide("Images", "string", "Images referenced by each container in the template.");
+pub(super) const CONTAINERS: super::Column = wide("Containers", "string", "Names of each container in the template.");
+pub(super) const IMAGES: super::Column = wide("Images", "string", "Images referenced by each container in the template.");
 const SELECTOR: super::Column =
     wide("Selector", "string", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
 
@@ -224,5 +224,142 @@ impl Strategy for DaemonSets {
             json!(images),
             json!(selector_string(obj)),
         ]
+    }
+}
+
+/// What an update of a StatefulSet's spec may change (upstream's list).
+const STATEFULSET_MUTABLE: &[&str] = &["replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds"];
+
+pub struct StatefulSets;
+impl Strategy for StatefulSets {
+    fn default(&self, obj: &mut Value) {
+        if !obj.get("spec").is_some_and(Value::is_object) {
+            return;
+        }
+        default_at(obj, &["spec", "replicas"], json!(1));
+        default_at(obj, &["spec", "podManagementPolicy"], json!("OrderedReady"));
+        default_at(obj, &["spec", "updateStrategy", "type"], json!("RollingUpdate"));
+        if obj.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
+            default_at(obj, &["spec", "updateStrategy", "rollingUpdate", "partition"], json!(0));
+        }
+        default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
+        default_at(obj, &["spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted"], json!("Retain"));
+        default_at(obj, &["spec", "persistentVolumeClaimRetentionPolicy", "whenScaled"], json!("Retain"));
+        default_template(obj);
+        if let Some(claims) = obj.pointer_mut("/spec/volumeClaimTemplates").and_then(Value::as_array_mut) {
+            for claim in claims.iter_mut().filter(|c| c.is_object()) {
+                default_at(claim, &["apiVersion"], json!("v1"));
+                default_at(claim, &["kind"], json!("PersistentVolumeClaim"));
+                super::storage::default_claim(claim);
+            }
+        }
+    }
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        let mut causes = validate_workload(obj);
+        if let Some(policy) = obj.pointer("/spec/template/spec/restartPolicy") {
+            if policy != "Always" {
+                causes.push(Cause::not_supported("spec.template.spec.restartPolicy", policy, &["Always"]));
+            }
+        }
+        if let Some(p) = obj.pointer("/spec/podManagementPolicy") {
+            if !matches!(p.as_str(), Some("OrderedReady" | "Parallel")) {
+                causes.push(Cause::not_supported("spec.podManagementPolicy", p, &["OrderedReady", "Parallel"]));
+            }
+        }
+        if let Some(t) = obj.pointer("/spec/updateStrategy/type") {
+            if !matches!(t.as_str(), Some("RollingUpdate" | "OnDelete")) {
+                causes.push(Cause::not_supported("spec.updateStrategy.type", t, &["OnDelete", "RollingUpdate"]));
+            }
+        }
+        if let Some(p) = obj.pointer("/spec/updateStrategy/rollingUpdate/partition") {
+            if p.as_i64().is_none_or(|n| n < 0) {
+                causes.push(Cause::invalid("spec.updateStrategy.rollingUpdate.partition", p, "must be greater than or equal to 0"));
+            }
+        }
+        for (i, claim) in array_at(obj, "/spec/volumeClaimTemplates").iter().enumerate() {
+            if claim.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                causes.push(Cause::required(format!("spec.volumeClaimTemplates[{i}].metadata.name")));
+            }
+            super::storage::validate_claim_spec(claim.get("spec"), &format!("spec.volumeClaimTemplates[{i}].spec"), &mut causes);
+        }
+        causes
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let fixed = |o: &Value| {
+            let mut spec = o.get("spec").cloned().unwrap_or(json!({}));
+            if let Some(m) = spec.as_object_mut() {
+                for k in STATEFULSET_MUTABLE {
+                    m.remove(*k);
+                }
+            }
+            spec
+        };
+        if fixed(new) != fixed(old) {
+            return vec![Cause::forbidden(
+                "spec",
+                "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+            )];
+        }
+        Vec::new()
+    }
+    fn columns(&self) -> &'static [Column] {
+        const { &[NAME, col("Ready", "string", "Number of the pod with ready state"), AGE, CONTAINERS, IMAGES] }
+    }
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        let (containers, images) = containers_images(obj);
+        vec![
+            json!(name(obj)),
+            json!(format!("{}/{}", int_at(obj, "/status/readyReplicas"), int_at(obj, "/spec/replicas"))),
+            json!(age(obj, now)),
+            json!(containers),
+            json!(images),
+        ]
+    }
+}
+
+/// `kind.group/name` of an object's controller, as kubectl names resources.
+pub(super) fn controller_name(obj: &Value) -> String {
+    let owner = array_at(obj, "/metadata/ownerReferences").iter().find(|r| r["controller"] == true);
+    match owner {
+        None => "<none>".into(),
+        Some(r) => {
+            let kind = r["kind"].as_str().unwrap_or("").to_lowercase();
+            let group = r["apiVersion"].as_str().and_then(|v| v.split_once('/')).map(|(g, _)| g).unwrap_or("");
+            let name = r["name"].as_str().unwrap_or("");
+            if group.is_empty() {
+                format!("{kind}/{name}")
+            } else {
+                format!("{kind}.{group}/{name}")
+            }
+        }
+    }
+}
+
+pub struct ControllerRevisions;
+impl Strategy for ControllerRevisions {
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        match obj.get("revision") {
+            Some(r) if r.as_i64().is_some_and(|n| n >= 0) => Vec::new(),
+            Some(r) => vec![Cause::invalid("revision", r, "must be greater than or equal to 0")],
+            None => vec![Cause::required("revision")],
+        }
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        updates::immutable(new, old, "/data", "data", &mut causes);
+        causes
+    }
+    fn columns(&self) -> &'static [Column] {
+        const {
+            &[
+                NAME,
+                col("Controller", "string", "Controller of the object"),
+                col("Revision", "string", "Revision indicates the revision of the state represented by Data."),
+                AGE,
+            ]
+        }
+    }
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        vec![json!(name(obj)), json!(controller_name(obj)), json!(int_at(obj, "/revision")), json!(age(obj, now))]
     }
 }

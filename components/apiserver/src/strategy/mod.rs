@@ -3,8 +3,15 @@
 //! without special needs uses the trait's defaults.
 
 pub mod apps;
+pub mod autoscaling;
+pub mod batch;
 pub mod core;
+pub mod networking;
 pub mod other;
+pub mod policy;
+pub mod rbac;
+pub mod replication;
+pub mod storage;
 pub mod updates;
 
 use chrono::{DateTime, Utc};
@@ -36,6 +43,17 @@ pub const AGE: Column = Column {
     description: "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
     priority: 0,
 };
+
+/// The second column of upstream's default table, for kinds kubectl has no
+/// printer for (Roles, LimitRanges): the creation time itself.
+pub const CREATED_AT: Column = Column { name: "Created At", kind: "date", ..AGE };
+
+/// Name and Created At, upstream's default table.
+pub const DEFAULT_COLUMNS: &[Column] = &[NAME, CREATED_AT];
+
+pub fn default_cells(obj: &Value) -> Vec<Value> {
+    vec![json!(name(obj)), json!(str_at(obj, "/metadata/creationTimestamp").unwrap_or(""))]
+}
 
 pub const fn col(name: &'static str, kind: &'static str, description: &'static str) -> Column {
     Column { name, kind, format: "", description, priority: 0 }

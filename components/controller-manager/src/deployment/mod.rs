@@ -32,15 +32,13 @@ use component_base::label_selector::Selector;
 
 use crate::ownership::{claim, controller_reference};
 use crate::pods::controller_of;
+use crate::retries::Retries;
 
 use revisions::{REVISION, TEMPLATE_HASH};
 use status::{PROGRESSING, REPLICA_FAILURE};
 
 /// Upstream's `--concurrent-deployment-syncs` default.
 pub const DEFAULT_CONCURRENCY: u16 = 5;
-
-const BACKOFF_BASE: Duration = Duration::from_millis(5);
-const BACKOFF_MAX: Duration = Duration::from_secs(1000);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,7 +52,7 @@ struct Context {
     client: Client,
     pods: Store<Pod>,
     recorder: Recorder,
-    failures: std::sync::Mutex<BTreeMap<String, u32>>,
+    retries: Retries,
 }
 
 /// Runs the deployment controller until its watches end.
@@ -68,7 +66,7 @@ pub async fn run(client: Client, concurrency: u16) {
     let deployments_for_pods = deployments.clone();
     let sets_for_pods = sets;
     let context =
-        Arc::new(Context { client: client.clone(), pods, recorder: Recorder::new(client, "deployment-controller", None), failures: Default::default() });
+        Arc::new(Context { client: client.clone(), pods, recorder: Recorder::new(client, "deployment-controller", None), retries: Retries::default() });
     controller
         .with_config(Config::default().concurrency(concurrency))
         .watches_stream(set_events, move |set: ReplicaSet| deployments_for(&deployments, &set.metadata))
@@ -117,7 +115,7 @@ async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result
     let api: Api<Deployment> = Api::namespaced(context.client.clone(), &deployment.namespace().unwrap_or_default());
     let Some(deployment) = api.get_opt(&deployment.name_any()).await? else { return Ok(Action::await_change()) };
     let action = Sync::new(&deployment, &context).run().await?;
-    context.failures.lock().expect("not poisoned").remove(&key);
+    context.retries.succeeded(&key);
     Ok(action)
 }
 
@@ -127,11 +125,7 @@ fn error_policy(deployment: Arc<Deployment>, error: &Error, context: Arc<Context
         Error::Api(kube::Error::Api(s)) if s.is_conflict() => tracing::debug!(deployment = %key, "sync raced another writer: {error}"),
         _ => tracing::warn!(deployment = %key, "sync failed: {error}"),
     }
-    let mut failures = context.failures.lock().expect("not poisoned");
-    let count = failures.entry(key).or_insert(0);
-    let delay = BACKOFF_BASE.saturating_mul(1u32 << (*count).min(20)).min(BACKOFF_MAX);
-    *count += 1;
-    Action::requeue(delay)
+    Action::requeue(context.retries.failed(&key))
 }
 
 /// One sync of one Deployment: the Deployment as read (changed locally as

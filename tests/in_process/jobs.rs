@@ -1,0 +1,220 @@
+//! The job controller against the real apiserver. There is no kubelet
+//! here: the test plays it, moving pods to Succeeded or Failed.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kubelab_scenarios::apiserver::TestApi;
+use kubelab_scenarios::wait::until;
+
+const TRACKING: &str = "batch.kubernetes.io/job-tracking";
+
+fn job(name: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n{extra_spec}  template:\n    spec:\n      restartPolicy: Never\n      \
+         containers:\n      - name: work\n        image: busybox:1.36\n        command: [\"true\"]\n"
+    )
+}
+
+/// The Job's pods that have not finished, as the kubelet would see them.
+async fn running(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
+    let all = pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"))).await.unwrap().items;
+    all.into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
+        .collect()
+}
+
+/// Ends `pod` as a kubelet would report it.
+async fn finish(pods: &Api<Pod>, pod: &Pod, phase: &str) {
+    let patch = serde_json::json!({"status": {"phase": phase}});
+    pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+fn condition(job: &Job, kind: &str) -> Option<(String, String)> {
+    let c = job.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == kind && c.status == "True")?;
+    Some((c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_completions_two_at_a_time() {
+    let api = TestApi::start();
+    let client = api.client().await;
+    let _controllers = api.controller_manager_with(&["job"], Default::default());
+    api.kubectl_stdin(&["apply", "-f", "-"], &job("pi", "  completions: 3\n  parallelism: 2\n")).succeeded();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    for round in 0..3 {
+        // Never more pods than parallelism or than completions left.
+        let want = if round == 2 { 1 } else { 2 };
+        let now = until(&format!("{want} running pods in round {round}"), || async {
+            let now = running(&pods, "pi").await;
+            assert!(now.len() <= want, "round {round}: {} pods run, at most {want} may", now.len());
+            (now.len() == want).then_some(now.clone()).ok_or(format!("{} running", now.len()))
+        })
+        .await;
+        assert!(now.iter().all(|p| p.finalizers().iter().any(|f| f == TRACKING)), "every pod carries the tracking finalizer");
+        finish(&pods, &now[0], "Succeeded").await;
+        until(&format!("{} succeeded", round + 1), || async {
+            let s = jobs.get("pi").await.unwrap().status.unwrap_or_default();
+            (s.succeeded == Some(round + 1)).then_some(()).ok_or(format!("{s:?}"))
+        })
+        .await;
+    }
+    let waited = api.kubectl(&["wait", "--for=condition=complete", "job/pi", "--timeout=30s"]);
+    assert_eq!(waited.succeeded().trim(), "job.batch/pi condition met");
+    let done = jobs.get("pi").await.unwrap();
+    assert_eq!(condition(&done, "Complete"), Some(("CompletionsReached".into(), "Reached expected number of succeeded pods".into())));
+    let status = done.status.unwrap();
+    assert!(status.completion_time.is_some() && status.start_time.is_some());
+    assert_eq!((status.succeeded, status.failed, status.active), (Some(3), None, None));
+    // Counted pods lose the finalizer; the rest of the second round's pod
+    // is left to finish as it is (kubectl shows it), none is tracked.
+    until("no pod still tracked", || async {
+        let all = pods.list(&ListParams::default().labels("job-name=pi")).await.unwrap().items;
+        let tracked: Vec<String> = all
+            .iter()
+            .filter(|p| p.finalizers().iter().any(|f| f == TRACKING) && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
+            .map(|p| p.name_any())
+            .collect();
+        tracked.is_empty().then_some(()).ok_or(format!("{tracked:?}"))
+    })
+    .await;
+    let table = api.kubectl(&["get", "job", "pi"]).succeeded();
+    assert!(table.contains("Complete") && table.contains("3/3"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_stop_at_the_backoff_limit() {
+    let api = TestApi::start();
+    let client = api.client().await;
+    let _controllers = api.controller_manager_with(&["job"], Default::default());
+    api.kubectl_stdin(&["apply", "-f", "-"], &job("flaky", "  backoffLimit: 1\n")).succeeded();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    // Two pods fail (the second after the controller's 10 s backoff): one
+    // more than backoffLimit allows.
+    for attempt in 1..=2 {
+        let now = until(&format!("attempt {attempt} running"), || async {
+            let now = running(&pods, "flaky").await;
+            (now.len() == 1).then_some(now.clone()).ok_or(format!("{} running", now.len()))
+        })
+        .await;
+        finish(&pods, &now[0], "Failed").await;
+    }
+    let failed = until("the Failed condition", || async {
+        let j = jobs.get("flaky").await.unwrap();
+        condition(&j, "Failed").ok_or(format!("{:?}", j.status))
+    })
+    .await;
+    assert_eq!(failed, ("BackoffLimitExceeded".into(), "Job has reached the specified backoff limit".into()));
+    let j = jobs.get("flaky").await.unwrap();
+    assert!(condition(&j, "FailureTarget").is_some());
+    assert_eq!(j.status.unwrap().failed, Some(2));
+    let all = pods.list(&ListParams::default().labels("job-name=flaky")).await.unwrap().items;
+    assert_eq!(all.len(), 2, "no pod after the limit: {:?}", all.iter().map(|p| p.name_any()).collect::<Vec<_>>());
+    let table = api.kubectl(&["get", "job", "flaky"]).succeeded();
+    assert!(table.contains("Failed") && table.contains("0/1"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_resume_and_expire() {
+    let api = TestApi::start();
+    let client = api.client().await;
+    let _controllers = api.controller_manager_with(&["job", "garbagecollector"], Default::default());
+    api.kubectl_stdin(&["apply", "-f", "-"], &job("batch", "  parallelism: 2\n  completions: 2\n  ttlSecondsAfterFinished: 0\n")).succeeded();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    until("two running", || async {
+        let n = running(&pods, "batch").await.len();
+        (n == 2).then_some(()).ok_or(format!("{n}"))
+    })
+    .await;
+    // Suspended: its pods go (their finalizers with them) and it says so.
+    api.kubectl(&["patch", "job", "batch", "--type=merge", "-p", r#"{"spec":{"suspend":true}}"#]).succeeded();
+    until("no pods and Suspended", || async {
+        let left = pods.list(&ListParams::default().labels("job-name=batch")).await.unwrap().items.len();
+        let j = jobs.get("batch").await.unwrap();
+        (left == 0 && condition(&j, "Suspended").is_some()).then_some(()).ok_or(format!("{left} pods, {:?}", j.status))
+    })
+    .await;
+    api.kubectl(&["patch", "job", "batch", "--type=merge", "-p", r#"{"spec":{"suspend":false}}"#]).succeeded();
+    let now = until("two running again", || async {
+        let now = running(&pods, "batch").await;
+        (now.len() == 2).then_some(now.clone()).ok_or(format!("{}", now.len()))
+    })
+    .await;
+    for pod in &now {
+        finish(&pods, pod, "Succeeded").await;
+    }
+    // ttlSecondsAfterFinished: 0 deletes it as soon as it completed.
+    until("the finished Job deleted", || async {
+        match jobs.get_opt("batch").await.unwrap() {
+            None => Ok(()),
+            Some(j) => Err(format!("{:?}", j.status)),
+        }
+    })
+    .await;
+
+    // A Job deleted while its pods run: their finalizers go, so they go.
+    api.kubectl_stdin(&["apply", "-f", "-"], &job("gone", "")).succeeded();
+    until("one running", || async {
+        let n = running(&pods, "gone").await.len();
+        (n == 1).then_some(()).ok_or(format!("{n}"))
+    })
+    .await;
+    jobs.delete("gone", &DeleteParams::background()).await.unwrap();
+    until("the orphan pod deleted", || async {
+        let left: Vec<String> = pods.list(&ListParams::default().labels("job-name=gone")).await.unwrap().items.iter().map(|p| p.name_any()).collect();
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjobs_make_jobs_on_schedule() {
+    use k8s_openapi::api::batch::v1::CronJob;
+    let api = TestApi::start();
+    let client = api.client().await;
+    let _controllers = api.controller_manager_with(&["cronjob", "job"], Default::default());
+    let manifest = "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: tick\nspec:\n  schedule: \"* * * * *\"\n  jobTemplate:\n    spec:\n      \
+                    template:\n        spec:\n          restartPolicy: Never\n          containers:\n          - name: work\n            image: busybox:1.36\n";
+    api.kubectl_stdin(&["apply", "-f", "-"], manifest).succeeded();
+    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // Rather than wait for the next minute, say the last run was three
+    // minutes ago: a scheduled time is due now.
+    let earlier = chrono::Utc::now() - chrono::Duration::minutes(3);
+    let patch = serde_json::json!({"status": {"lastScheduleTime": earlier.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}});
+    cronjobs.patch_status("tick", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let job = until("a scheduled Job", || async {
+        let list = jobs.list(&ListParams::default()).await.unwrap().items;
+        list.into_iter().find(|j| j.name_any().starts_with("tick-")).ok_or("no Job yet".to_string())
+    })
+    .await;
+    let scheduled = job.annotations()["batch.kubernetes.io/cronjob-scheduled-timestamp"].clone();
+    let minutes = chrono::DateTime::parse_from_rfc3339(&scheduled).unwrap().timestamp() / 60;
+    assert_eq!(job.name_any(), format!("tick-{minutes}"), "named after its scheduled minute");
+    assert_eq!(job.owner_references()[0].kind, "CronJob");
+    until("the CronJob lists it as active", || async {
+        let s = cronjobs.get("tick").await.unwrap().status.unwrap_or_default();
+        let active: Vec<String> = s.active.iter().flatten().filter_map(|a| a.name.clone()).collect();
+        let last = s.last_schedule_time.map(|t| t.0.as_second());
+        (active == [job.name_any()] && last == Some(minutes * 60)).then_some(()).ok_or(format!("active {active:?}, last schedule {last:?}"))
+    })
+    .await;
+    let pod = until("its pod", || async {
+        let now = running(&pods, &job.name_any()).await;
+        now.into_iter().next().ok_or("no pod".to_string())
+    })
+    .await;
+    finish(&pods, &pod, "Succeeded").await;
+    until("no active Job and a last success", || async {
+        let s = cronjobs.get("tick").await.unwrap().status.unwrap_or_default();
+        (s.active.is_none() && s.last_successful_time.is_some()).then_some(()).ok_or(format!("{s:?}"))
+    })
+    .await;
+    let table = api.kubectl(&["get", "cronjob", "tick"]).succeeded();
+    assert!(table.contains("* * * * *") && table.contains("False"), "{table}");
+}
