@@ -23,3 +23,4 @@ mod service_lb;
 mod serviceaccount;
 mod topology;
 mod watch_limits;
+mod zero_values;
