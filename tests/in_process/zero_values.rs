@@ -125,3 +125,50 @@ async fn every_served_kind_reads_back_through_typed_structs_and_python_models() 
     assert!(read.contains(&"DaemonSet") && read.contains(&"ReplicaSet") && read.contains(&"Deployment"));
     insta::assert_snapshot!(crate::python_client::python(&api, "typed_read.py"));
 }
+
+/// The check above has teeth: a DaemonSet as k8s-openapi would send it
+/// back without the counters is caught.
+#[test]
+fn a_missing_counter_is_what_the_typed_check_finds() {
+    let ds = RESOURCES.iter().find(|r| r.kind == "DaemonSet").unwrap();
+    let sent = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d"}, "status": {"numberReady": 0}});
+    let mut lacking = Vec::new();
+    missing(&(ds.decode_check)(&sent).unwrap(), &sent, "", &mut lacking);
+    lacking.sort();
+    assert_eq!(lacking, [".status.currentNumberScheduled", ".status.desiredNumberScheduled", ".status.numberMisscheduled"]);
+}
+
+/// An object written before the server filled zero values in (straight
+/// into etcd here) has them in a get, a list from etcd, a list from the
+/// watch cache and a watch event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_stored_before_are_filled_on_every_read() {
+    let api = TestApi::start();
+    let etcd = apiserver::storage::Etcd::connect(std::slice::from_ref(&api.etcd_url)).await.unwrap();
+    let key = "/registry/daemonsets/default/old";
+    let stored = |image: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "old", "namespace": "default", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"selector": {"matchLabels": {"app": "old"}}, "template": {"metadata": {"labels": {"app": "old"}}, "spec": {"containers": [{"name": "c", "image": image}]}}},
+            "status": {}})
+        .to_string()
+        .into_bytes()
+    };
+    let revision = etcd.create(key, stored("busybox"), &[], None).await.unwrap();
+    let filled = |obj: &Value, how: &str| {
+        assert_eq!(obj["status"]["numberReady"], 0, "{how}: {obj:#}");
+        assert_eq!(obj["spec"]["template"]["spec"]["containers"][0]["resources"], json!({}), "{how}: {obj:#}");
+    };
+    let path = "/apis/apps/v1/namespaces/default/daemonsets";
+    let (_, got) = api.raw("GET", &format!("{path}/old"), "", Vec::new()).await;
+    filled(&got, "get");
+    let (_, paged) = api.raw("GET", &format!("{path}?limit=1"), "", Vec::new()).await;
+    filled(&paged["items"][0], "list from etcd");
+    let (_, cached) = api.raw("GET", path, "", Vec::new()).await;
+    filled(&cached["items"][0], "list from the watch cache");
+    let rv = cached["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let writer = tokio::spawn(async move { etcd.update(key, stored("nginx"), revision, &[], &[], None).await.unwrap() });
+    let lines = api.watch_lines(&format!("{path}?watch=1&resourceVersion={rv}"), 1, std::time::Duration::from_secs(10)).await;
+    writer.await.unwrap();
+    assert_eq!(lines[0]["type"], "MODIFIED");
+    filled(&lines[0]["object"], "watch event");
+}
