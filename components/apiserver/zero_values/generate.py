@@ -5,9 +5,12 @@ structs of k8s.io/api and k8s.io/apimachinery.
 
     generate.py --api DIR --apimachinery DIR [--label TEXT] [-o table.json]
 
-DIR is a checkout of each repository (the version the apiserver claims to
-be: v0.33.x for Kubernetes 1.33). Only this script reads the Go source; the
-apiserver reads the table it writes, which is checked in.
+DIR is a checkout of each repository at the version the apiserver claims
+to be (v0.33.x for Kubernetes 1.33), e.g. `git clone --depth 1 --branch
+v0.33.13 https://github.com/kubernetes/api`. Only this script reads the Go
+source; the apiserver reads the table it writes, which is checked in (CI
+never runs this). The kinds are those each package's scheme registers
+(register.go) that have metadata, lists left out.
 
 How Go writes a field of a struct (encoding/json):
   - a number, bool or string without `omitempty` is always written: its
