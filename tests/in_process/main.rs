@@ -25,3 +25,4 @@ mod service_lb;
 mod serviceaccount;
 mod topology;
 mod watch_limits;
+mod zero_values;

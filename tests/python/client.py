@@ -54,6 +54,23 @@ scaled = apps.patch_namespaced_deployment_scale("pyweb", "default", {"spec": {"r
 assert scaled.spec.replicas == 4, scaled
 print("deployment scaled to", apps.read_namespaced_deployment("pyweb", "default").spec.replicas)
 
+# A fresh DaemonSet read back through the typed model, which requires the
+# status counters Go always writes.
+ds = client.V1DaemonSet(
+    metadata=client.V1ObjectMeta(name="pyagent"),
+    spec=client.V1DaemonSetSpec(
+        selector=client.V1LabelSelector(match_labels={"app": "pyagent"}),
+        template=client.V1PodTemplateSpec(
+            metadata=client.V1ObjectMeta(labels={"app": "pyagent"}),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="agent", image="busybox")]),
+        ),
+    ),
+)
+apps.create_namespaced_daemon_set("default", ds)
+status = apps.read_namespaced_daemon_set("pyagent", "default").status
+print("daemonset status: desired", status.desired_number_scheduled, "current", status.current_number_scheduled,
+      "ready", status.number_ready, "misscheduled", status.number_misscheduled)
+
 try:
     core.read_namespaced_config_map("nope", "default")
     sys.exit("reading a missing configmap did not fail")
@@ -63,4 +80,5 @@ except ApiException as e:
 
 core.delete_namespaced_config_map("py", "default")
 apps.delete_namespaced_deployment("pyweb", "default")
+apps.delete_namespaced_daemon_set("pyagent", "default")
 print("deleted; configmaps left with lang=python:", len(core.list_namespaced_config_map("default", label_selector="lang=python").items))

@@ -31,6 +31,7 @@ pub mod table;
 pub mod validation;
 pub mod watch;
 pub mod watch_cache;
+pub mod zero_values;
 
 use std::sync::Arc;
 

@@ -20,6 +20,7 @@ use crate::storage::{Etcd, ExpiringLeases, ReadError, Stored, WriteError};
 pub const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 use crate::validation;
 use crate::watch_cache::WatchCache;
+use crate::zero_values;
 
 pub struct Registry {
     pub etcd: Etcd,
@@ -86,9 +87,12 @@ fn read_failed(e: ReadError) -> ApiError {
     }
 }
 
-/// An object as clients see it: the stored JSON with resourceVersion set.
+/// An object as clients see it: the stored JSON with resourceVersion set,
+/// and the zero values Go writes (for objects stored before they were
+/// filled in on write).
 pub fn decode(stored: &Stored) -> ApiResult<Value> {
     let mut v: Value = serde_json::from_slice(&stored.value).map_err(|e| internal(format!("object at {} is not JSON: {e}", stored.key)))?;
+    zero_values::fill(&mut v);
     meta_mut(&mut v).insert("resourceVersion".into(), json!(stored.mod_revision.to_string()));
     Ok(v)
 }
@@ -360,6 +364,7 @@ impl Registry {
             obj["status"] = json!({});
         }
         res.strategy.default(&mut obj);
+        zero_values::fill(&mut obj);
         if let Some(w) = writer {
             managed_fields::record_update(None, &mut obj, w)?;
         }
@@ -555,6 +560,7 @@ impl Registry {
             m.insert("resourceVersion".into(), json!(current.mod_revision.to_string()));
         }
         res.strategy.default(&mut obj);
+        zero_values::fill(&mut obj);
         self.allocate(res, &mut obj, Some(&old)).await?;
         if tracks_generation(res) && part == Part::Main && obj.get("spec") != old.get("spec") {
             let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
@@ -723,6 +729,7 @@ impl Registry {
             let before = decode(&current)?;
             let mut obj = before.clone();
             change(&mut obj)?;
+            zero_values::fill(&mut obj);
             if obj == before {
                 // Nothing to write: no new version, no watch event.
                 return Ok(obj);

@@ -90,14 +90,6 @@ pub struct Attrs {
 }
 
 impl Attrs {
-    /// Reads them from an object's JSON (one parse).
-    pub fn read(res: &Resource, object: &[u8]) -> Attrs {
-        let Ok(obj) = serde_json::from_slice::<Value>(object) else {
-            return Attrs::default();
-        };
-        Attrs::of(res, &obj)
-    }
-
     pub fn of(res: &Resource, obj: &Value) -> Attrs {
         let mut text = String::new();
         let mut labels = Vec::new();
@@ -462,8 +454,18 @@ impl WatchCache {
         Ok(cache)
     }
 
+    /// An object as the cache keeps it: with the zero values Go writes
+    /// (an object stored before they were filled in on write gets them
+    /// here, in the one parse its attributes need anyway).
     fn entry(&self, bytes: Bytes) -> Arc<Entry> {
-        let attrs = Arc::new(Attrs::read(self.resource, &bytes));
+        let Ok(mut obj) = serde_json::from_slice::<Value>(&bytes) else {
+            return Arc::new(Entry { bytes, attrs: Arc::new(Attrs::default()) });
+        };
+        let bytes = match crate::zero_values::fill(&mut obj) {
+            true => serde_json::to_vec(&obj).map(Bytes::from).unwrap_or(bytes),
+            false => bytes,
+        };
+        let attrs = Arc::new(Attrs::of(self.resource, &obj));
         Arc::new(Entry { bytes, attrs })
     }
 
