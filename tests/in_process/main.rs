@@ -23,6 +23,7 @@ mod scheduler;
 mod service_endpoints;
 mod service_lb;
 mod serviceaccount;
+mod statefulsets;
 mod topology;
 mod watch_limits;
 mod zero_values;

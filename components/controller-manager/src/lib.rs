@@ -23,6 +23,7 @@ pub mod retries;
 pub mod service_backends;
 pub mod service_lb;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod taint_eviction;
 
 use anyhow::{bail, Result};
@@ -63,6 +64,8 @@ pub struct Settings {
     pub job_syncs: u16,
     /// `--concurrent-cron-job-syncs`.
     pub cronjob_syncs: u16,
+    /// `--concurrent-statefulset-syncs`.
+    pub statefulset_syncs: u16,
     /// `--load-balancer-pool` (ours: upstream leaves addresses to a cloud
     /// provider): where LoadBalancer Services' addresses come from; empty,
     /// the service-lb controller does nothing.
@@ -83,6 +86,7 @@ impl Default for Settings {
             daemonset_syncs: daemonset::DEFAULT_CONCURRENCY,
             job_syncs: job::DEFAULT_CONCURRENCY,
             cronjob_syncs: cronjob::DEFAULT_CONCURRENCY,
+            statefulset_syncs: statefulset::DEFAULT_CONCURRENCY,
             load_balancer_pool: service_lb::Pool::default(),
         }
     }
@@ -115,6 +119,7 @@ pub const CONTROLLERS: &[ControllerRow] = &[
         run: |cx| Box::pin(node_lifecycle::run(cx.client, cx.settings.node_timings)),
     },
     ControllerRow { name: "replicaset-controller", aliases: &["replicaset"], run: |cx| Box::pin(replicaset::run(cx.client, cx.settings.replicaset_syncs)) },
+    ControllerRow { name: "statefulset-controller", aliases: &["statefulset"], run: |cx| Box::pin(statefulset::run(cx.client, cx.settings.statefulset_syncs)) },
     ControllerRow { name: "taint-eviction-controller", aliases: &[], run: |cx| Box::pin(taint_eviction::run(cx.client)) },
     ControllerRow {
         name: "garbage-collector-controller",

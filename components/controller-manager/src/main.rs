@@ -80,6 +80,9 @@ struct Args {
     /// CronJobs synced at once.
     #[arg(long, default_value_t = controller_manager::cronjob::DEFAULT_CONCURRENCY)]
     concurrent_cron_job_syncs: u16,
+    /// StatefulSets synced at once.
+    #[arg(long, default_value_t = controller_manager::statefulset::DEFAULT_CONCURRENCY)]
+    concurrent_statefulset_syncs: u16,
     /// Addresses for LoadBalancer Services (the service-lb controller):
     /// ranges `first-last`, CIDRs or addresses, comma-separated, IPv4;
     /// empty: LoadBalancer Services get no address.
@@ -123,6 +126,7 @@ async fn main() -> Result<()> {
         daemonset_syncs: args.concurrent_daemonset_syncs,
         job_syncs: args.concurrent_job_syncs,
         cronjob_syncs: args.concurrent_cron_job_syncs,
+        statefulset_syncs: args.concurrent_statefulset_syncs,
         load_balancer_pool: args.load_balancer_pool,
     };
     let context = controller_manager::Context { client: client.clone(), settings };
