@@ -9,6 +9,7 @@ pub mod names;
 pub mod runner;
 
 mod basics;
+mod batch;
 mod services;
 mod workloads;
 
@@ -38,7 +39,7 @@ impl std::fmt::Debug for Scenario {
 
 /// Every scenario, in the order `lab run all` runs them.
 pub fn catalog() -> Vec<Scenario> {
-    [basics::SCENARIOS, workloads::SCENARIOS, services::SCENARIOS].concat()
+    [basics::SCENARIOS, workloads::SCENARIOS, batch::SCENARIOS, services::SCENARIOS].concat()
 }
 
 /// What `target` names in `catalog`: `all`, a group, or one scenario.
