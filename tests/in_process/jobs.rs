@@ -215,6 +215,12 @@ async fn cronjobs_make_jobs_on_schedule() {
         (s.active.is_none() && s.last_successful_time.is_some()).then_some(()).ok_or(format!("{s:?}"))
     })
     .await;
+    // A run by hand: kubectl sends the Job as protobuf.
+    let created = api.kubectl(&["create", "job", "by-hand", "--from=cronjob/tick"]).succeeded();
+    assert_eq!(created.trim(), "job.batch/by-hand created");
+    let by_hand = jobs.get("by-hand").await.unwrap();
+    assert_eq!(by_hand.annotations().get("cronjob.kubernetes.io/instantiate").map(String::as_str), Some("manual"));
+    assert_eq!(by_hand.owner_references()[0].name, "tick");
     let table = api.kubectl(&["get", "cronjob", "tick"]).succeeded();
     assert!(table.contains("* * * * *") && table.contains("False"), "{table}");
 }

@@ -271,3 +271,106 @@ fn run_pod() {
     let cmd = create(&api, &["run", "cmd", "--image=busybox", "--restart=Never", "--command", "--", "sh", "-c", "echo hi"], &["pod", "cmd"], Sends::Json);
     assert_eq!(cmd["spec"]["containers"][0]["command"], json!(["sh", "-c", "echo hi"]));
 }
+
+#[test]
+fn jobs_and_cronjobs() {
+    let api = TestApi::start();
+
+    let job = create(&api, &["create", "job", "once", "--image=busybox", "--", "echo", "hi"], &["job", "once"], Sends::Protobuf);
+    let spec = &job["spec"]["template"]["spec"];
+    assert_eq!(spec["containers"][0]["image"], "busybox");
+    assert_eq!(spec["containers"][0]["command"], json!(["echo", "hi"]));
+    assert_eq!(spec["restartPolicy"], "Never");
+
+    let cron = create(
+        &api,
+        &["create", "cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *", "--restart=OnFailure", "--", "date"],
+        &["cronjob", "tick"],
+        Sends::Protobuf,
+    );
+    assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+    let template = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(template["containers"][0]["command"], json!(["date"]));
+    assert_eq!(template["restartPolicy"], "OnFailure");
+
+    // A Job made by hand from the CronJob's template, owned by it.
+    let manual = create(&api, &["create", "job", "manual", "--from=cronjob/tick"], &["job", "manual"], Sends::Protobuf);
+    assert_eq!(manual["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"], "manual");
+    assert_eq!(manual["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert_eq!(manual["metadata"]["ownerReferences"][0]["name"], "tick");
+    assert_eq!(manual["spec"]["template"]["spec"]["containers"][0]["command"], json!(["date"]));
+}
+
+#[test]
+fn roles_and_bindings() {
+    let api = TestApi::start();
+
+    let role = create(&api, &["create", "role", "pod-reader", "--verb=get,list,watch", "--resource=pods,pods/log"], &["role", "pod-reader"], Sends::Protobuf);
+    assert_eq!(role["rules"], json!([{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}]));
+
+    let binding = create(
+        &api,
+        &["create", "rolebinding", "read-pods", "--role=pod-reader", "--user=alice", "--serviceaccount=default:robot"],
+        &["rolebinding", "read-pods"],
+        Sends::Protobuf,
+    );
+    assert_eq!(binding["roleRef"], json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"}));
+    let subjects = &binding["subjects"];
+    assert_eq!(subjects[0], json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}));
+    assert_eq!((&subjects[1]["kind"], &subjects[1]["name"], &subjects[1]["namespace"]), (&json!("ServiceAccount"), &json!("robot"), &json!("default")));
+
+    let cluster_role = create(
+        &api,
+        &["create", "clusterrole", "deployment-scaler", "--verb=get", "--resource=deployments.apps/scale", "--non-resource-url=/healthz"],
+        &["clusterrole", "deployment-scaler"],
+        Sends::Protobuf,
+    );
+    assert_eq!(
+        cluster_role["rules"],
+        json!([
+            {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get"]},
+            {"nonResourceURLs": ["/healthz"], "verbs": ["get"]},
+        ])
+    );
+
+    let cluster_binding =
+        create(&api, &["create", "clusterrolebinding", "ops-view", "--clusterrole=view", "--group=ops"], &["clusterrolebinding", "ops-view"], Sends::Protobuf);
+    assert_eq!(cluster_binding["roleRef"], json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}));
+    assert_eq!(cluster_binding["subjects"], json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "ops"}]));
+}
+
+#[test]
+fn pdb_quota_ingress() {
+    let api = TestApi::start();
+
+    let pdb =
+        create(&api, &["create", "poddisruptionbudget", "web", "--selector=app=web", "--min-available=1"], &["poddisruptionbudget", "web"], Sends::Protobuf);
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(pdb["spec"]["selector"], json!({"matchLabels": {"app": "web"}}));
+
+    let percent = create(&api, &["create", "pdb", "half", "--selector=app=half", "--max-unavailable=50%"], &["pdb", "half"], Sends::Protobuf);
+    assert_eq!(percent["spec"]["maxUnavailable"], "50%");
+
+    let quota =
+        create(&api, &["create", "quota", "small", "--hard=pods=10,cpu=2,memory=1Gi", "--scopes=NotTerminating"], &["resourcequota", "small"], Sends::Protobuf);
+    assert_eq!(quota["spec"]["hard"], json!({"pods": "10", "cpu": "2", "memory": "1Gi"}));
+    assert_eq!(quota["spec"]["scopes"], json!(["NotTerminating"]));
+
+    let ingress = create(
+        &api,
+        &["create", "ingress", "web", "--class=default", "--rule=example.com/=web:80", "--rule=example.com/api*=api:http,tls=example-cert"],
+        &["ingress", "web"],
+        Sends::Protobuf,
+    );
+    assert_eq!(ingress["spec"]["ingressClassName"], "default");
+    let rule = &ingress["spec"]["rules"][0];
+    assert_eq!(rule["host"], "example.com");
+    assert_eq!(
+        rule["http"]["paths"],
+        json!([
+            {"path": "/", "pathType": "Exact", "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+            {"path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"name": "http"}}}},
+        ])
+    );
+    assert_eq!(ingress["spec"]["tls"], json!([{"hosts": ["example.com"], "secretName": "example-cert"}]));
+}

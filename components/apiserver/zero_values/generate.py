@@ -10,7 +10,8 @@ to be (v0.33.x for Kubernetes 1.33), e.g. `git clone --depth 1 --branch
 v0.33.13 https://github.com/kubernetes/api`. Only this script reads the Go
 source; the apiserver reads the table it writes, which is checked in (CI
 never runs this). The kinds are those each package's scheme registers
-(register.go) that have metadata, lists left out.
+(register.go) that have metadata, lists left out. Its Go reader (Package,
+Universe, parse_tag) is also used by ../protobuf/generate.py.
 
 How Go writes a field of a struct (encoding/json):
   - a number, bool or string without `omitempty` is always written: its
@@ -180,6 +181,17 @@ def parse_tag(tag):
     return (parts[0] or None), set(parts[1:]), False
 
 
+def split_map(expr):
+    """map[K]V -> (K, V), K possibly holding brackets itself."""
+    depth, i = 0, 3
+    while i < len(expr):
+        depth += {"[": 1, "]": -1}.get(expr[i], 0)
+        if depth == 0:
+            break
+        i += 1
+    return expr[4:i], expr[i + 1:]
+
+
 FIELD = re.compile(r"^\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s+([^`]+?)\s*(`[^`]*`)?\s*$")
 EMBEDDED = re.compile(r"^\s*(\*?[A-Za-z_][\w.]*)\s*(`[^`]*`)?\s*$")
 
@@ -213,13 +225,7 @@ class Universe:
         if m:
             return ("slice", self.resolve(pkg, file, m.group(1)))
         if expr.startswith("map["):
-            depth, i = 0, 3
-            while i < len(expr):
-                depth += {"[": 1, "]": -1}.get(expr[i], 0)
-                if depth == 0:
-                    break
-                i += 1
-            return ("map", self.resolve(pkg, file, expr[i + 1:]))
+            return ("map", self.resolve(pkg, file, split_map(expr)[1]))
         if expr in NUMBERS:
             return ("zero", 0)
         if expr == "bool":
