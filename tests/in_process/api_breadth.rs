@@ -470,6 +470,16 @@ fn wrong_objects_are_refused_as_upstream_refuses_them() {
 fn default_cluster_roles_are_there() {
     let api = TestApi::start();
     insta::assert_snapshot!("default_cluster_roles", ok(api.kubectl(&["get", "clusterroles,clusterrolebindings", "-o", "wide"])));
+    // kubectl explain reads the new kinds' OpenAPI as the older ones'.
+    for (field, says) in [
+        ("job.spec.completions", "<integer>"),
+        ("cronjob.spec.schedule", "<string>"),
+        ("statefulset.spec.serviceName", "<string>"),
+        ("rolebinding.roleRef", "<RoleRef>"),
+    ] {
+        let explained = ok(api.kubectl(&["explain", field]));
+        assert!(explained.contains(says), "kubectl explain {field}: {explained}");
+    }
     let view = ok(api.kubectl(&["describe", "clusterrole", "view"]));
     assert!(view.contains("deployments.apps") && !view.contains("secrets"), "{view}");
 }
