@@ -15,38 +15,14 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kubelab_scenarios::apiserver::{Output, TestApi};
-use regex::Regex;
-
-/// Output with what changes from run to run replaced, and table columns
-/// joined by two spaces (their widths follow the ages).
-fn normalize(text: &str) -> String {
-    let ages = Regex::new(r"\b\d+(s|m\d*s?|h\d*m?|d\d*h?)\b").unwrap();
-    let columns = Regex::new(r" {2,}").unwrap();
-    let text = ages.replace_all(&stable(text), "<age>").into_owned();
-    text.lines().map(|l| columns.replace_all(l.trim_end(), "  ").into_owned()).collect::<Vec<_>>().join("\n")
-}
-
-/// Output with what changes from run to run replaced (but ages, which
-/// only tables show), its layout kept.
-fn stable(text: &str) -> String {
-    let rules = [
-        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>"),
-        (r#"(resourceVersion"?:\s*)"?\d+"?"#, "${1}<rv>"),
-        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>"),
-    ];
-    let mut out = text.to_string();
-    for (pattern, with) in rules {
-        out = Regex::new(pattern).unwrap().replace_all(&out, with).into_owned();
-    }
-    out
-}
+use kubelab_scenarios::kubectl::{stable, table};
 
 fn ok(out: Output) -> String {
-    normalize(&out.succeeded())
+    table(&out.succeeded())
 }
 
 fn failed(out: Output) -> String {
-    normalize(&out.failed())
+    table(&out.failed())
 }
 
 /// One object of every kind this test covers, in the order kubectl applies them.

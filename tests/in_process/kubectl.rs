@@ -4,26 +4,7 @@
 use std::time::{Duration, Instant};
 
 use kubelab_scenarios::apiserver::{Output, TestApi};
-use regex::Regex;
-
-/// Output with what changes from run to run replaced, and table columns
-/// joined by two spaces (their widths follow the ages).
-fn normalize(text: &str) -> String {
-    // Uids first: a run of digits in one could read as an age.
-    let rules = [
-        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>"),
-        (r"\b\d+(s|m\d*s?|h\d*m?|d\d*h?)\b", "<age>"),
-        (r#"(resourceVersion"?:\s*)"?\d+"?"#, "${1}<rv>"),
-        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>"),
-        (r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", "<time>"),
-    ];
-    let mut out = text.to_string();
-    for (pattern, with) in rules {
-        out = Regex::new(pattern).unwrap().replace_all(&out, with).into_owned();
-    }
-    let columns = Regex::new(r" {2,}").unwrap();
-    out.lines().map(|l| columns.replace_all(l.trim_end(), "  ").into_owned()).collect::<Vec<_>>().join("\n")
-}
+use kubelab_scenarios::kubectl::table as normalize;
 
 fn ok(out: Output) -> String {
     normalize(&out.succeeded())

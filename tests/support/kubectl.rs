@@ -75,3 +75,30 @@ pub fn run(kubeconfig: &Path, args: &[&str], how: Run) -> Output {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// kubectl's output with what changes from run to run replaced: uids,
+/// resourceVersions, RFC 3339 and HTTP dates. Its layout stays (YAML keeps
+/// its indentation).
+pub fn stable(text: &str) -> String {
+    // Uids first: a run of digits in one could read as something else.
+    let rules = [
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>"),
+        (r#"(resourceVersion"?:\s*)"?\d+"?"#, "${1}<rv>"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>"),
+        (r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", "<time>"),
+    ];
+    let mut out = text.to_string();
+    for (pattern, with) in rules {
+        out = regex::Regex::new(pattern).expect("a valid pattern").replace_all(&out, with).into_owned();
+    }
+    out
+}
+
+/// [`stable`], with ages replaced too and table columns joined by two
+/// spaces (their widths follow the ages).
+pub fn table(text: &str) -> String {
+    let ages = regex::Regex::new(r"\b\d+(s|m\d*s?|h\d*m?|d\d*h?)\b").expect("a valid pattern");
+    let columns = regex::Regex::new(r" {2,}").expect("a valid pattern");
+    let text = ages.replace_all(&stable(text), "<age>").into_owned();
+    text.lines().map(|l| columns.replace_all(l.trim_end(), "  ").into_owned()).collect::<Vec<_>>().join("\n")
+}

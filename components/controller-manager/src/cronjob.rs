@@ -17,8 +17,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 
 use component_base::cron::Schedule;
@@ -58,12 +58,8 @@ fn owning_cronjob(job: &Job) -> Option<ObjectRef<CronJob>> {
 
 /// Runs the cronjob controller until its watches end.
 pub async fn run(client: Client, concurrency: u16) {
-    let job_watch = watcher(Api::<Job>::all(client.clone()), watcher::Config::default());
-    let (jobs, job_writer) = kube::runtime::reflector::store::<Job>();
-    let job_events = kube::runtime::WatchStreamExt::touched_objects(kube::runtime::WatchStreamExt::reflect(
-        kube::runtime::WatchStreamExt::default_backoff(job_watch),
-        job_writer,
-    ));
+    let (jobs, job_writer) = reflector::store::<Job>();
+    let job_events = watcher(Api::<Job>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(job_writer).touched_objects();
     let context =
         Arc::new(Context { client: client.clone(), jobs, recorder: Recorder::new(client.clone(), "cronjob-controller", None), retries: Retries::default() });
     Controller::new(Api::<CronJob>::all(client), watcher::Config::default())

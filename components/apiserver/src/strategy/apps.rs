@@ -44,6 +44,16 @@ fn validate_workload_update(new: &Value, old: &Value) -> Vec<Cause> {
     causes
 }
 
+/// A pod template's labels (`<path>.template.metadata.labels` of `spec`)
+/// must match its owner's selector.
+pub(super) fn check_template_labels(selector: &Selector, spec: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let labels = spec.pointer("/template/metadata/labels");
+    if !selector.matches_labels(labels.and_then(Value::as_object)) {
+        let shown = labels.cloned().unwrap_or(json!({}));
+        causes.push(Cause::invalid(format!("{path}.template.metadata.labels"), &json!(shown.to_string()), "`selector` does not match template `labels`"));
+    }
+}
+
 /// The selector is required, non-empty, and must match the template's labels.
 pub(super) fn validate_workload(obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
@@ -52,13 +62,7 @@ pub(super) fn validate_workload(obj: &Value) -> Vec<Cause> {
         Some(sel) => match label_selector(sel) {
             Err(why) => causes.push(Cause::invalid("spec.selector", sel, why)),
             Ok(s) if s.is_empty() => causes.push(Cause::invalid("spec.selector", sel, "empty selector is invalid for deployment")),
-            Ok(s) => {
-                let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
-                if !s.matches_labels(labels) {
-                    let shown = obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
-                    causes.push(Cause::invalid("spec.template.metadata.labels", &json!(shown.to_string()), "`selector` does not match template `labels`"));
-                }
-            }
+            Ok(s) => check_template_labels(&s, &obj["spec"], "spec", &mut causes),
         },
     }
     if let Some(r) = obj.pointer("/spec/replicas") {

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::apps::{containers_images, label_selector, selector_string, CONTAINERS, IMAGES};
+use super::apps::{check_template_labels, containers_images, label_selector, selector_string, CONTAINERS, IMAGES};
 use super::core::{default_pod_spec, validate_pod_spec};
 use super::{age, array_at, col, default_at, human_duration, int_at, name, str_at, updates, wide, Column, Strategy, AGE, NAME};
 use crate::status::Cause;
@@ -61,17 +61,7 @@ fn validate_job_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) 
         None => {}
         Some(sel) => match label_selector(sel) {
             Err(why) => causes.push(Cause::invalid(format!("{path}.selector"), sel, why)),
-            Ok(s) => {
-                let labels = spec.pointer("/template/metadata/labels").and_then(Value::as_object);
-                if !s.matches_labels(labels) {
-                    let shown = spec.pointer("/template/metadata/labels").cloned().unwrap_or(json!({}));
-                    causes.push(Cause::invalid(
-                        format!("{path}.template.metadata.labels"),
-                        &json!(shown.to_string()),
-                        "`selector` does not match template `labels`",
-                    ));
-                }
-            }
+            Ok(s) => check_template_labels(&s, spec, path, causes),
         },
     }
     let pod_path = format!("{path}.template.spec");

@@ -258,7 +258,7 @@ async fn sync(cached: &Job, context: &Context) -> Result<Action, Error> {
     let finished = condition_true(job.status.as_ref(), "Complete").or_else(|| condition_true(job.status.as_ref(), "Failed"));
 
     let active: Vec<&Pod> = claimed.iter().filter(|p| !tracking::is_finished(p)).collect();
-    let terminating = claimed.iter().filter(|p| p.metadata.deletion_timestamp.is_some() && !matches!(phase(p), "Succeeded" | "Failed")).count() as i32;
+    let terminating = claimed.iter().filter(|p| p.metadata.deletion_timestamp.is_some() && !matches!(pods::phase(p), "Succeeded" | "Failed")).count() as i32;
     let mut requeue: Option<Duration> = None;
     let mut active_after = active.len() as i32;
     let mut failure = None;
@@ -270,7 +270,7 @@ async fn sync(cached: &Job, context: &Context) -> Result<Action, Error> {
         }
         let was_suspended = condition_true(job.status.as_ref(), "Suspended").is_some();
         let restarts =
-            if spec.restarts_in_place { active.iter().filter(|p| matches!(phase(p), "Running" | "Pending")).map(|p| restart_count(p)).sum() } else { 0 };
+            if spec.restarts_in_place { active.iter().filter(|p| matches!(pods::phase(p), "Running" | "Pending")).map(|p| restart_count(p)).sum() } else { 0 };
         let running_for = next.start_time.as_ref().map(|t| now.as_second() - t.0.as_second());
         let seen = Seen { succeeded, failed, active: active.len() as i32, restarts, running_for };
         match decide::decide(&spec, &seen) {
@@ -351,10 +351,6 @@ async fn sync(cached: &Job, context: &Context) -> Result<Action, Error> {
         return expire(&job, &done, &jobs, now).await;
     }
     Ok(requeue.map(Action::requeue).unwrap_or_else(Action::await_change))
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
 }
 
 fn restart_count(pod: &Pod) -> i32 {

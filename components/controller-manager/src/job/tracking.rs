@@ -13,14 +13,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 
+use crate::pods::phase;
+
 pub const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
 pub fn is_tracked(pod: &Pod) -> bool {
     pod.finalizers().iter().any(|f| f == FINALIZER)
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
 }
 
 /// Will not run again: it ended, or it is being deleted (upstream counts a

@@ -103,16 +103,12 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
     format!("{template}-{set}-{ordinal}")
 }
 
-fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
-}
-
 fn member(set: &str, pod: &Pod) -> Option<Member> {
     Some(Member {
         ordinal: ordinal_of(set, &pod.name_any())?,
-        ready: phase(pod) == "Running" && pods::is_ready(pod),
+        ready: pods::phase(pod) == "Running" && pods::is_ready(pod),
         terminating: pod.metadata.deletion_timestamp.is_some(),
-        ended: matches!(phase(pod), "Succeeded" | "Failed"),
+        ended: matches!(pods::phase(pod), "Succeeded" | "Failed"),
         revision: pod.labels().get(REVISION_LABEL).cloned().unwrap_or_default(),
     })
 }
