@@ -110,6 +110,46 @@ async fn many_writers_lose_no_update() {
     assert_eq!(n, (writers * each).to_string(), "every increment landed ({conflicts} conflicts retried)");
 }
 
+/// Writes that name no resourceVersion (a delete without preconditions, a
+/// replace of an object without one) never answer Conflict however busy
+/// the object is: the server reads again and writes on the newer version,
+/// as upstream's store does. A controller that took such a 409 as final
+/// (the garbage collector does, rightly, for a uid precondition) would
+/// leave the object behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconditional_writes_race_busy_objects_without_conflict() {
+    let api = TestApi::start();
+    let cms: Api<ConfigMap> = Api::namespaced(api.client().await, "default");
+    for round in 0..20 {
+        let name = format!("busy-{round}");
+        cms.create(&PostParams::default(), &configmap(&name, json!({}))).await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..3)
+            .map(|w| {
+                let (cms, name, stop) = (cms.clone(), name.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        n += 1;
+                        let patch = json!({"data": {format!("w{w}"): n.to_string()}});
+                        if cms.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_err() {
+                            break; // deleted
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut replacement = configmap(&name, json!({"replaced": "yes"}));
+        replacement.metadata.resource_version = None;
+        cms.replace(&name, &PostParams::default(), &replacement).await.unwrap_or_else(|e| panic!("round {round}: replace without a resourceVersion: {e}"));
+        cms.delete(&name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("round {round}: delete without preconditions: {e}"));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in writers {
+            w.await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn selectors_and_consistent_pages() {
     let api = TestApi::start();

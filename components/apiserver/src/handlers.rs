@@ -371,7 +371,17 @@ impl Ctx {
         let warnings = self.check_fields(&mut obj)?;
         let writer = self.writer("UpdateOptions")?;
         let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
-        let updated = self.registry().update(res, self.ns(), self.name(), obj, part, self.dry_run(), Some(&writer)).await?;
+        // Without a resourceVersion the update is unconditional: a writer
+        // that came first is no conflict, so write again on its version.
+        let unconditional = meta::resource_version(&obj).is_none_or(str::is_empty);
+        let mut attempt = 0;
+        let updated = loop {
+            attempt += 1;
+            match self.registry().update(res, self.ns(), self.name(), obj.clone(), part, self.dry_run(), Some(&writer)).await {
+                Err(e) if unconditional && attempt < 5 && e.code == 409 && e.reason == "Conflict" => continue,
+                done => break done?,
+            }
+        };
         Ok(self.respond_warned(StatusCode::OK, &updated, &warnings))
     }
 

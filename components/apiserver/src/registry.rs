@@ -619,7 +619,19 @@ impl Registry {
     /// bound pods with a grace period and namespaces get a
     /// deletionTimestamp and stay until their finalizers and owners are done.
     /// Returns the object and whether it is gone.
+    /// A writer that came first between the read and the write makes it
+    /// read again and decide anew (preconditions included), as upstream's
+    /// store does: a delete without preconditions never answers Conflict.
     pub async fn delete(&self, res: &Resource, namespace: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<(Value, bool)> {
+        loop {
+            if let Some(done) = self.delete_once(res, namespace, name, opts).await? {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// One try of `delete`; `None` when the object changed meanwhile.
+    async fn delete_once(&self, res: &Resource, namespace: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Option<(Value, bool)>> {
         let current = self.read(res, namespace, name).await?;
         let mut obj = decode(&current)?;
         let subject = res.subject(name);
@@ -669,30 +681,31 @@ impl Registry {
                 }
             }
             if already && obj == decode(&current)? {
-                return Ok((obj, false));
+                return Ok(Some((obj, false)));
             }
             if opts.dry_run {
-                return Ok((obj, false));
+                return Ok(Some((obj, false)));
             }
             let lease = self.expiry(res).await?;
-            let revision = self.etcd.update(&res.key(namespace, name), encode(&obj), current.mod_revision, &[], &[], lease).await.map_err(|e| match e {
-                WriteError::Changed(_) => ApiError::stale(&subject),
-                WriteError::Missing => ApiError::not_found(&subject),
-                other => internal(format!("etcd: {other:?}")),
-            })?;
+            let revision = match self.etcd.update(&res.key(namespace, name), encode(&obj), current.mod_revision, &[], &[], lease).await {
+                Ok(revision) => revision,
+                Err(WriteError::Changed(_)) => return Ok(None),
+                Err(WriteError::Missing) => return Err(ApiError::not_found(&subject)),
+                Err(other) => return Err(internal(format!("etcd: {other:?}"))),
+            };
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
-            return Ok((obj, false));
+            return Ok(Some((obj, false)));
         }
         if opts.dry_run {
-            return Ok((obj, true));
+            return Ok(Some((obj, true)));
         }
         let claims = allocator::claims(res, &obj);
-        self.etcd.delete(&res.key(namespace, name), current.mod_revision, &claims).await.map_err(|e| match e {
-            WriteError::Changed(_) => ApiError::stale(&subject),
-            WriteError::Missing => ApiError::not_found(&subject),
-            other => internal(format!("etcd: {other:?}")),
-        })?;
-        Ok((obj, true))
+        match self.etcd.delete(&res.key(namespace, name), current.mod_revision, &claims).await {
+            Ok(_) => Ok(Some((obj, true))),
+            Err(WriteError::Changed(_)) => Ok(None),
+            Err(WriteError::Missing) => Err(ApiError::not_found(&subject)),
+            Err(other) => Err(internal(format!("etcd: {other:?}"))),
+        }
     }
 
     /// Deletes every object a list with `list_opts` returns.
