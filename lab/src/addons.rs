@@ -1,6 +1,7 @@
 //! Add-ons: what `lab up` creates through the API once the containers are
-//! healthy, as kubeadm installs CoreDNS. Today that is cluster DNS: the
-//! `coredns` Deployment (two replicas of `kubelab/dns`) behind the `kube-dns`
+//! healthy, as kubeadm installs CoreDNS and kind its default StorageClass
+//! (`standard`, whose claims the controller-manager's local-path
+//! provisioner serves). Cluster DNS is the `coredns` Deployment (two replicas of `kubelab/dns`) behind the `kube-dns`
 //! Service at the tenth address of the service subnet, which every pod's
 //! resolv.conf names. Applied server-side with one field manager, so a
 //! second `lab up` changes nothing and a changed image rolls the pods.
@@ -17,6 +18,7 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Service, ServicePort, ServiceSpec, Toleration, Volume,
     VolumeMount,
 };
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
@@ -41,6 +43,8 @@ pub const DNS_KUBECONFIG_SECRET: &str = "coredns-kubeconfig";
 pub const TASK: &str = "add-ons";
 /// The field manager of everything the lab applies.
 const FIELD_MANAGER: &str = "kubelab-lab";
+/// The default StorageClass, kind's name for it.
+pub const STORAGE_CLASS: &str = "standard";
 /// The cluster domain every kubelet is started with (its default).
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
@@ -51,11 +55,12 @@ pub struct Addons {
     pub secrets: Vec<Secret>,
     pub deployments: Vec<Deployment>,
     pub services: Vec<Service>,
+    pub storage_classes: Vec<StorageClass>,
 }
 
 impl Addons {
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty() && self.deployments.is_empty() && self.services.is_empty()
+        self.secrets.is_empty() && self.deployments.is_empty() && self.services.is_empty() && self.storage_classes.is_empty()
     }
 }
 
@@ -80,6 +85,24 @@ pub fn addons(t: &Topology, images: &Images, pki: &Pki) -> Addons {
         }],
         deployments: vec![dns_deployment(images.pod_image("dns"))],
         services: vec![dns_service(&nth(10).to_string())],
+        storage_classes: vec![standard_storage_class()],
+    }
+}
+
+/// kind's default StorageClass: claims that name no class get a directory
+/// on the node their first pod goes to (the controller-manager's
+/// local-path provisioner, under the provisioner name kind's uses).
+fn standard_storage_class() -> StorageClass {
+    StorageClass {
+        metadata: ObjectMeta {
+            name: Some(STORAGE_CLASS.into()),
+            annotations: Some(BTreeMap::from([("storageclass.kubernetes.io/is-default-class".to_string(), "true".to_string())])),
+            ..Default::default()
+        },
+        provisioner: "rancher.io/local-path".into(),
+        volume_binding_mode: Some("WaitForFirstConsumer".into()),
+        reclaim_policy: Some("Delete".into()),
+        ..Default::default()
     }
 }
 
@@ -195,6 +218,9 @@ pub async fn install(client: &kube::Client, addons: &Addons) -> Result<()> {
     for secret in &addons.secrets {
         apply(&Api::<Secret>::namespaced(client.clone(), NAMESPACE), secret, &secret.metadata, &params).await?;
     }
+    for class in &addons.storage_classes {
+        apply(&Api::<StorageClass>::all(client.clone()), class, &class.metadata, &params).await?;
+    }
     // The Service first: its address is the one every kubelet names, and
     // nothing else may take it while the Deployment is being created.
     for service in &addons.services {
@@ -290,6 +316,10 @@ where
 {
     let name = meta.name.as_deref().unwrap_or_default();
     let kind = K::kind(&K::DynamicType::default()).to_string();
-    api.patch(name, params, &Patch::Apply(object)).await.with_context(|| format!("applying {kind} {NAMESPACE}/{name}"))?;
+    let at = match &meta.namespace {
+        Some(namespace) => format!("{namespace}/{name}"),
+        None => name.to_string(),
+    };
+    api.patch(name, params, &Patch::Apply(object)).await.with_context(|| format!("applying {kind} {at}"))?;
     Ok(())
 }

@@ -25,5 +25,6 @@ mod service_lb;
 mod serviceaccount;
 mod statefulsets;
 mod topology;
+mod volumes;
 mod watch_limits;
 mod zero_values;

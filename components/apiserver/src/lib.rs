@@ -1,6 +1,7 @@
 //! kubelab's apiserver: the Kubernetes API over etcd. See ARCHITECTURE.md
 //! for the path of a request through these modules.
 
+pub mod admission;
 pub mod allocator;
 pub mod auth;
 pub mod bootstrap;

@@ -364,6 +364,7 @@ impl Registry {
             obj["status"] = json!({});
         }
         res.strategy.default(&mut obj);
+        crate::admission::on_create(self, res, &mut obj).await?;
         zero_values::fill(&mut obj);
         if let Some(w) = writer {
             managed_fields::record_update(None, &mut obj, w)?;

@@ -25,6 +25,7 @@ pub mod service_lb;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod taint_eviction;
+pub mod volume;
 
 use anyhow::{bail, Result};
 use futures_util::future::BoxFuture;
@@ -70,6 +71,8 @@ pub struct Settings {
     /// provider): where LoadBalancer Services' addresses come from; empty,
     /// the service-lb controller does nothing.
     pub load_balancer_pool: service_lb::Pool,
+    /// `--local-path-helper-image` (ours).
+    pub local_path: volume::local_path::Settings,
 }
 
 impl Default for Settings {
@@ -88,6 +91,7 @@ impl Default for Settings {
             cronjob_syncs: cronjob::DEFAULT_CONCURRENCY,
             statefulset_syncs: statefulset::DEFAULT_CONCURRENCY,
             load_balancer_pool: service_lb::Pool::default(),
+            local_path: volume::local_path::Settings::default(),
         }
     }
 }
@@ -128,6 +132,17 @@ pub const CONTROLLERS: &[ControllerRow] = &[
     },
     ControllerRow { name: "node-ipam-controller", aliases: &["nodeipam"], run: |cx| Box::pin(node_ipam::run(cx.client, cx.settings.node_ipam)) },
     ControllerRow { name: "serviceaccount-controller", aliases: &["serviceaccount"], run: |cx| Box::pin(serviceaccount::run(cx.client)) },
+    ControllerRow {
+        name: "persistentvolume-binder-controller",
+        aliases: &["persistentvolume-binder"],
+        run: |cx| Box::pin(volume::binder::run(cx.client, volume::binder::DEFAULT_CONCURRENCY)),
+    },
+    ControllerRow {
+        name: "persistentvolume-protection-controller",
+        aliases: &["pv-protection", "pvc-protection", "persistentvolumeclaim-protection-controller"],
+        run: |cx| Box::pin(volume::protection::run(cx.client)),
+    },
+    ControllerRow { name: "local-path-provisioner", aliases: &[], run: |cx| Box::pin(volume::local_path::run(cx.client, cx.settings.local_path)) },
     ControllerRow { name: "service-lb-controller", aliases: &["service"], run: |cx| Box::pin(service_lb::run(cx.client, cx.settings.load_balancer_pool)) },
 ];
 

@@ -88,6 +88,11 @@ struct Args {
     /// empty: LoadBalancer Services get no address.
     #[arg(long, default_value = "", value_parser = |s: &str| s.parse::<controller_manager::service_lb::Pool>())]
     load_balancer_pool: controller_manager::service_lb::Pool,
+    /// The image of the local-path provisioner's helper pods, which remove
+    /// a deleted volume's directory on its node (ours: kind's provisioner
+    /// runs apart, with its own helper image).
+    #[arg(long, default_value = "busybox")]
+    local_path_helper_image: String,
 }
 
 #[tokio::main]
@@ -128,6 +133,7 @@ async fn main() -> Result<()> {
         cronjob_syncs: args.concurrent_cron_job_syncs,
         statefulset_syncs: args.concurrent_statefulset_syncs,
         load_balancer_pool: args.load_balancer_pool,
+        local_path: controller_manager::volume::local_path::Settings { helper_image: args.local_path_helper_image },
     };
     let context = controller_manager::Context { client: client.clone(), settings };
     if args.leader_election.leader_elect {

@@ -1,4 +1,5 @@
-//! What the scheduler writes: the binding (`pods/binding`, upstream's
+//! What the scheduler writes: the chosen node on claims that wait for
+//! their first consumer, the binding (`pods/binding`, upstream's
 //! DefaultBinder), the `Scheduled` event, and for a pod no node fits its
 //! PodScheduled=False condition and `FailedScheduling` event. Writes run
 //! beside the scheduling loop, so the next decision never waits for one;
@@ -8,12 +9,17 @@
 use std::sync::Arc;
 
 use component_base::events::Recorder;
-use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::model::PodInfo;
+
+/// How long a pod waits for its claims to be bound (upstream's `bindTimeoutSeconds`).
+const VOLUME_BIND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// The annotation that tells a claim's provisioner the node its first pod goes to.
+const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 
 /// The component name events carry (upstream's default profile name).
 pub const COMPONENT: &str = "default-scheduler";
@@ -62,6 +68,32 @@ async fn write_conditions(client: kube::Client, mut conditions: mpsc::UnboundedR
     }
 }
 
+/// Upstream's PreBind of VolumeBinding: each claim gets the chosen node in
+/// its `volume.kubernetes.io/selected-node` annotation, for its
+/// provisioner; the pod is bound once they all are (upstream waits up to
+/// its bind timeout, 600 s).
+async fn bind_volumes(client: &kube::Client, namespace: &str, claims: &[String], node: &str) -> Result<(), String> {
+    if claims.is_empty() {
+        return Ok(());
+    }
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({"metadata": {"annotations": {SELECTED_NODE: node}}});
+    for claim in claims {
+        api.patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("binding volumes: selecting node for claim {claim:?}: {e}"))?;
+    }
+    for claim in claims {
+        let bound = |c: Option<&PersistentVolumeClaim>| c.and_then(|c| c.spec.as_ref()).and_then(|s| s.volume_name.as_deref()).is_some_and(|v| !v.is_empty());
+        match tokio::time::timeout(VOLUME_BIND_TIMEOUT, kube::runtime::wait::await_condition(api.clone(), claim, bound)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("binding volumes: watching claim {claim:?}: {e}")),
+            Err(_) => return Err(format!("binding volumes: claim {claim:?} was not bound within {VOLUME_BIND_TIMEOUT:?}")),
+        }
+    }
+    Ok(())
+}
+
 fn reference(pod: &PodInfo) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
@@ -83,11 +115,17 @@ impl Writer {
         Writer { client, recorder, permits: Arc::new(Semaphore::new(parallel.max(1))), failed, conditions }
     }
 
-    /// Binds `pod` to `node` in the background.
-    pub fn bind(&self, pod: PodInfo, node: String) {
+    /// Binds `pod` to `node` in the background, once the claims in
+    /// `to_select` (waiting for their first consumer) are bound on it.
+    pub fn bind(&self, pod: PodInfo, node: String, to_select: Vec<String>) {
         let writer = self.clone();
         tokio::spawn(async move {
             let _permit = writer.permits.acquire().await.expect("the semaphore is never closed");
+            if let Err(error) = bind_volumes(&writer.client, &pod.namespace, &to_select, &node).await {
+                tracing::warn!("binding the volumes of {}/{} on {node} failed: {error}", pod.namespace, pod.name);
+                let _ = writer.failed.send(BindFailed { pod, error });
+                return;
+            }
             let binding = Binding {
                 metadata: ObjectMeta { name: Some(pod.name.clone()), namespace: Some(pod.namespace.clone()), uid: Some(pod.uid.clone()), ..Default::default() },
                 target: ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: Some(node.clone()), ..Default::default() },

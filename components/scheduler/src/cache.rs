@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::model::{HostPort, NodeInfo, PodInfo, Resources, SharedPod};
+use crate::volumes::Volumes;
 
 /// A node and the pods on it.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +72,8 @@ pub struct Cache {
     /// Bound or assumed pods by key, with the node they are on.
     placed: HashMap<String, (String, SharedPod)>,
     assumed: HashSet<String>,
+    /// Claims, volumes and classes, for the VolumeBinding filter.
+    pub volumes: Volumes,
 }
 
 impl Cache {

@@ -1,7 +1,7 @@
 //! Filters: whether a pod may go on a node, and if not, why, in upstream's
 //! words. They run in upstream's plugin order (NodeUnschedulable,
 //! TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
-//! InterPodAffinity) and the first that fails gives the node's reasons, as
+//! VolumeBinding, InterPodAffinity) and the first that fails gives the node's reasons, as
 //! upstream's framework stops at the first failing filter.
 
 use std::borrow::Cow;
@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Taint;
 use crate::cache::{Cache, NodeState};
 use crate::labels::{self, NodeFields};
 use crate::model::{tolerates, NodeInfo, PodInfo, TAINT_UNSCHEDULABLE};
+use crate::volumes::{self, Needs};
 
 pub const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
 pub const REASON_NODE_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
@@ -43,17 +44,28 @@ impl Failure {
 /// What the filters of one pod share across nodes, computed once per
 /// attempt (upstream's PreFilter): the topology domains its anti-affinity
 /// rules out, and those other pods' anti-affinity rules out for it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PreFilter {
     /// (topology key, value) pairs holding a pod this pod must avoid.
     own_anti_affinity: HashSet<(String, String)>,
     /// (topology key, value) pairs holding a pod that must avoid this pod.
     existing_anti_affinity: HashSet<(String, String)>,
+    /// What its claims ask of a node, or why none can take it.
+    volumes: Result<Needs, Cow<'static, str>>,
+}
+
+impl Default for PreFilter {
+    fn default() -> Self {
+        PreFilter { own_anti_affinity: HashSet::new(), existing_anti_affinity: HashSet::new(), volumes: Ok(Needs::default()) }
+    }
 }
 
 impl PreFilter {
     pub fn new(pod: &PodInfo, cache: &Cache) -> PreFilter {
         let mut pre = PreFilter::default();
+        if !pod.claims.is_empty() {
+            pre.volumes = cache.volumes.needs(&pod.namespace, &pod.claims);
+        }
         for state in cache.nodes() {
             let Some(node) = &state.info else { continue };
             if state.with_anti_affinity == 0 && pod.required_anti_affinity.is_empty() {
@@ -166,7 +178,17 @@ pub fn run(pod: &PodInfo, pre: &PreFilter, state: &NodeState) -> Result<(), Fail
     node_affinity(pod, node)?;
     node_ports(pod, state)?;
     resources_fit(pod, node, state)?;
+    volume_binding(pre, node)?;
     inter_pod_anti_affinity(pod, pre, node)
+}
+
+/// Upstream's VolumeBinding: the PreFilter's verdict on the pod's claims,
+/// then whether this node can use the volumes they are bound to.
+fn volume_binding(pre: &PreFilter, node: &NodeInfo) -> Result<(), Failure> {
+    match &pre.volumes {
+        Err(why) => Err(Failure::unresolvable(why.clone())),
+        Ok(needs) => volumes::fits(needs, node).map_err(Failure::unresolvable),
+    }
 }
 
 #[cfg(test)]

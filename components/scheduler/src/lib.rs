@@ -1,4 +1,5 @@
-//! kubelab's scheduler: watches Nodes and Pods through the apiserver and
+//! kubelab's scheduler: watches Nodes and Pods (and the claims, volumes and
+//! classes pods' volumes need) through the apiserver and
 //! binds each pending pod to a node, with upstream kube-scheduler's
 //! filters, scores, messages and queue as the specification.
 //!
@@ -16,6 +17,7 @@ pub mod model;
 pub mod queue;
 pub mod schedule;
 pub mod scores;
+pub mod volumes;
 pub mod watch;
 
 use anyhow::Result;
@@ -57,6 +59,8 @@ struct State {
     writer: Writer,
     nodes_synced: bool,
     pods_synced: bool,
+    /// Which of the claims, volumes and classes have been listed.
+    volume_lists: [bool; 3],
 }
 
 impl State {
@@ -96,6 +100,37 @@ impl State {
                 self.pods_synced = true;
                 self.queue.retry_waiting();
             }
+            // Pods waiting for a claim, a bound volume or a class may fit now.
+            Change::Claim(claim) => {
+                self.cache.volumes.set_claim(claim);
+                self.queue.retry_waiting();
+            }
+            Change::ClaimGone(key) => self.cache.volumes.remove_claim(&key),
+            Change::Claims(claims) => {
+                self.cache.volumes.replace_claims(claims);
+                self.volume_lists[0] = true;
+                self.queue.retry_waiting();
+            }
+            Change::Volume(volume) => {
+                self.cache.volumes.set_volume(volume);
+                self.queue.retry_waiting();
+            }
+            Change::VolumeGone(name) => self.cache.volumes.remove_volume(&name),
+            Change::Volumes(volumes) => {
+                self.cache.volumes.replace_volumes(volumes);
+                self.volume_lists[1] = true;
+                self.queue.retry_waiting();
+            }
+            Change::Class(class) => {
+                self.cache.volumes.set_class(class);
+                self.queue.retry_waiting();
+            }
+            Change::ClassGone(name) => self.cache.volumes.remove_class(&name),
+            Change::Classes(classes) => {
+                self.cache.volumes.replace_classes(classes);
+                self.volume_lists[2] = true;
+                self.queue.retry_waiting();
+            }
         }
     }
 
@@ -128,7 +163,7 @@ impl State {
 
     /// Decides the next pod in the queue, if any is due.
     fn schedule_next(&mut self) -> bool {
-        if !(self.nodes_synced && self.pods_synced) {
+        if !(self.nodes_synced && self.pods_synced && self.volume_lists.iter().all(|l| *l)) {
             return false;
         }
         self.queue.release_due(Instant::now());
@@ -136,9 +171,12 @@ impl State {
         self.cache.refresh_order();
         match self.scheduler.decide(&pod, &self.cache) {
             Decision::Bind(node) => {
+                // Claims that wait for their first consumer learn its node
+                // before the pod is bound (upstream's PreBind).
+                let to_select = self.cache.volumes.needs(&pod.namespace, &pod.claims).map(|n| n.to_select).unwrap_or_default();
                 self.cache.assume(&pod, &node);
                 self.queue.done(&pod.key());
-                self.writer.bind(pod, node);
+                self.writer.bind(pod, node, to_select);
             }
             Decision::Unschedulable(message) => {
                 tracing::debug!("{} is unschedulable: {message}", pod.key());
@@ -157,9 +195,20 @@ pub async fn run(client: kube::Client, settings: Settings) -> Result<()> {
     let (failed_tx, mut failed) = mpsc::unbounded_channel::<BindFailed>();
     let writer = Writer::new(client.clone(), settings.parallel_writes, failed_tx);
     tokio::spawn(watch::nodes(client.clone(), changes_tx.clone()));
+    tokio::spawn(watch::claims(client.clone(), changes_tx.clone()));
+    tokio::spawn(watch::volumes(client.clone(), changes_tx.clone()));
+    tokio::spawn(watch::classes(client.clone(), changes_tx.clone()));
     tokio::spawn(watch::pods(client, changes_tx));
-    let mut state =
-        State { settings, cache: Cache::default(), queue: Queue::default(), scheduler: Scheduler::default(), writer, nodes_synced: false, pods_synced: false };
+    let mut state = State {
+        settings,
+        cache: Cache::default(),
+        queue: Queue::default(),
+        scheduler: Scheduler::default(),
+        writer,
+        nodes_synced: false,
+        pods_synced: false,
+        volume_lists: [false; 3],
+    };
     tracing::info!("scheduling pods of scheduler {:?}", state.settings.scheduler_name);
     loop {
         // Take in everything that has happened before the next decision,

@@ -101,6 +101,8 @@ pub struct PodInfo {
     /// The uid of the controller that owns it (a ReplicaSet, a StatefulSet):
     /// pods of one owner are spread across nodes.
     pub owner: Option<String>,
+    /// The PersistentVolumeClaims its volumes name, in its namespace.
+    pub claims: Vec<String>,
 }
 
 impl PodInfo {
@@ -190,6 +192,7 @@ impl PodInfo {
             tolerations: spec.tolerations.unwrap_or_default(),
             required_anti_affinity: affinity.pod_anti_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution).unwrap_or_default(),
             owner: meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| o.uid.clone()),
+            claims: crate::volumes::claims_of(pod),
         }
     }
 

@@ -1,16 +1,18 @@
-//! The watches of Nodes and Pods (kube-rs watchers: list, then watch,
+//! The watches of Nodes, Pods, claims, volumes and classes (kube-rs watchers: list, then watch,
 //! relisting when the watch expires), turned into the changes the
 //! scheduling loop applies. Objects are parsed here, off the loop, and only
 //! what scheduling reads is kept.
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
 use tokio::sync::mpsc;
 
 use crate::model::{NodeInfo, PodInfo};
+use crate::volumes::{ClaimInfo, ClassInfo, VolumeInfo};
 
 /// A change the loop applies to its picture of the cluster.
 #[derive(Debug)]
@@ -24,6 +26,15 @@ pub enum Change {
     PodGone(String),
     /// Every pod that is not finished, after a (re)list.
     Pods(Vec<PodInfo>),
+    Claim(ClaimInfo),
+    ClaimGone(String),
+    Claims(Vec<ClaimInfo>),
+    Volume(VolumeInfo),
+    VolumeGone(String),
+    Volumes(Vec<VolumeInfo>),
+    Class(ClassInfo),
+    ClassGone(String),
+    Classes(Vec<ClassInfo>),
 }
 
 /// Upstream's scheduler watches only pods that are not finished: those
@@ -90,4 +101,29 @@ pub async fn pods(client: kube::Client, changes: mpsc::Sender<Change>) {
     };
     let key = |p: &Pod| format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""));
     forward(api, config, changes, parse, |p| Change::Pod(Box::new(p)), |p| Change::PodGone(key(p)), Change::Pods).await
+}
+
+fn name_of<K: kube::Resource>(object: &K) -> String {
+    object.meta().name.clone().unwrap_or_default()
+}
+
+/// Watches every PersistentVolumeClaim.
+pub async fn claims(client: kube::Client, changes: mpsc::Sender<Change>) {
+    let api: Api<PersistentVolumeClaim> = Api::all(client);
+    let key = |c: &PersistentVolumeClaim| format!("{}/{}", c.metadata.namespace.as_deref().unwrap_or(""), name_of(c));
+    forward(api, watcher::Config::default(), changes, |c| Some(ClaimInfo::from_claim(c)), Change::Claim, |c| Change::ClaimGone(key(c)), Change::Claims).await
+}
+
+/// Watches every PersistentVolume.
+pub async fn volumes(client: kube::Client, changes: mpsc::Sender<Change>) {
+    let api: Api<PersistentVolume> = Api::all(client);
+    forward(api, watcher::Config::default(), changes, |v| Some(VolumeInfo::from_volume(v)), Change::Volume, |v| Change::VolumeGone(name_of(v)), Change::Volumes)
+        .await
+}
+
+/// Watches every StorageClass.
+pub async fn classes(client: kube::Client, changes: mpsc::Sender<Change>) {
+    let api: Api<StorageClass> = Api::all(client);
+    forward(api, watcher::Config::default(), changes, |c| Some(ClassInfo::from_class(c)), Change::Class, |c| Change::ClassGone(name_of(c)), Change::Classes)
+        .await
 }

@@ -1,12 +1,14 @@
 //! A pod's volumes as folders on the node, under upstream's layout
 //! (`pods/<uid>/volumes/kubernetes.io~<plugin>/<name>`): emptyDir,
-//! configMap, secret, downwardAPI, projected (of those three) and hostPath.
+//! configMap, secret, downwardAPI, projected (of those three) and hostPath;
+//! a persistentVolumeClaim is the folder of the hostPath or local volume
+//! it is bound to.
 //! Files are written whole, so a container never reads half of one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume};
 use kube::api::Api;
 
 use super::config::{write_bytes, write_file, ConfigError};
@@ -87,10 +89,57 @@ async fn prepare_one(client: &kube::Client, root: &Path, uid: &str, ns: &str, po
         write_files(&d, &files, p.default_mode.unwrap_or(0o644))?;
         return Ok(d);
     }
+    if let Some(c) = &v.persistent_volume_claim {
+        return claimed_path(client, ns, &c.claim_name).await;
+    }
     Err(ConfigError(format!(
-        "volume {:?} is of a kind kubelab's kubelet does not mount (emptyDir, hostPath, configMap, secret, downwardAPI and projected are)",
+        "volume {:?} is of a kind kubelab's kubelet does not mount (emptyDir, hostPath, configMap, secret, downwardAPI, projected and persistentVolumeClaim are)",
         v.name
     )))
+}
+
+/// The folder a claim's volume is: the claim must be bound, and its
+/// volume a hostPath (as the local-path provisioner makes) or a local
+/// volume. The scheduler placed the pod where the volume's node affinity
+/// allows, so the folder is on this node.
+async fn claimed_path(client: &kube::Client, ns: &str, claim_name: &str) -> Result<PathBuf, ConfigError> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let claim = claims
+        .get_opt(claim_name)
+        .await
+        .map_err(|e| ConfigError(format!("error processing PVC {ns}/{claim_name}: {e}")))?
+        .ok_or_else(|| ConfigError(format!("persistentvolumeclaim {claim_name:?} not found")))?;
+    let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let Some(volume_name) = claim.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty() && bound) else {
+        return Err(ConfigError(format!("error processing PVC {ns}/{claim_name}: PVC is not bound")));
+    };
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let volume = volumes
+        .get_opt(&volume_name)
+        .await
+        .map_err(|e| ConfigError(format!("error processing PVC {ns}/{claim_name}: {e}")))?
+        .ok_or_else(|| ConfigError(format!("error processing PVC {ns}/{claim_name}: persistentvolume {volume_name:?} not found")))?;
+    let spec = volume.spec.unwrap_or_default();
+    if let Some(h) = spec.host_path {
+        let p = PathBuf::from(&h.path);
+        match h.type_.as_deref().unwrap_or("") {
+            "DirectoryOrCreate" => {
+                std::fs::create_dir_all(&p).map_err(|e| ConfigError(format!("persistentvolume {volume_name:?}: hostPath {}: {e}", h.path)))?
+            }
+            "" => {}
+            _ if !p.exists() => return Err(ConfigError(format!("persistentvolume {volume_name:?}: hostPath type check failed: {} does not exist", h.path))),
+            _ => {}
+        }
+        return Ok(p);
+    }
+    if let Some(local) = spec.local {
+        let p = PathBuf::from(&local.path);
+        if !p.exists() {
+            return Err(ConfigError(format!("persistentvolume {volume_name:?}: local path {:?} does not exist", local.path)));
+        }
+        return Ok(p);
+    }
+    Err(ConfigError(format!("persistentvolume {volume_name:?} is of a kind kubelab's kubelet does not mount (hostPath and local are)")))
 }
 
 /// A file of a volume: its path inside the volume, content, mode.
