@@ -1,6 +1,7 @@
 //! Jobs and StatefulSets on real nodes: a Job's pods run to completion
 //! (and a failing one stops at its backoff limit), a StatefulSet's pods
-//! come up in ordinal order and find each other by `<pod>.<service>`.
+//! come up in ordinal order, find each other by `<pod>.<service>`, and
+//! keep what they wrote to their claims' volumes.
 
 use anyhow::{bail, Result};
 use futures_util::future::BoxFuture;
@@ -20,7 +21,7 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "statefulset",
         group: "workloads",
         topology: "3-node",
-        about: "a StatefulSet's pods start in order with stable names and resolve each other as <pod>.<service>",
+        about: "a StatefulSet's pods start in order with stable names, resolve each other as <pod>.<service>, and keep their volumes' data",
         run: statefulset,
     },
 ];
@@ -143,7 +144,44 @@ spec:
           tcpSocket:
             port: 8080
           periodSeconds: 1
+        volumeMounts:
+        - name: data
+          mountPath: /data
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 10Mi
 "#;
+
+/// A pod on `node` that lists the local-path provisioner's directory.
+fn inspector(node: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: inspect-{node}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  containers:
+  - name: ls
+    image: busybox
+    command: ["ls", "/volumes"]
+    volumeMounts:
+    - name: volumes
+      mountPath: /volumes
+  volumes:
+  - name: volumes
+    hostPath:
+      path: /var/local-path-provisioner
+"#
+    )
+}
 
 fn statefulset(c: &Context) -> BoxFuture<'_, Result<()>> {
     Box::pin(async move {
@@ -207,6 +245,90 @@ fn statefulset(c: &Context) -> BoxFuture<'_, Result<()>> {
             .await?;
             report += &format!("web-0 resolves {name}.web.<namespace>.svc.cluster.local to {name}'s pod IP\n");
         }
-        c.snapshot("identities", &report)
+        c.snapshot("identities", &report)?;
+        volumes(c, &items).await
     })
+}
+
+/// The claims of the StatefulSet's pods: one each, bound on the pod's
+/// node; what a pod wrote survives the pod; a deleted claim's directory
+/// is removed from its node.
+async fn volumes(c: &Context, pods: &[Value]) -> Result<()> {
+    c.step("each pod's claim bound to a volume on the pod's node");
+    let mut report = String::new();
+    for pod in pods {
+        let name = text(&pod["metadata"]["name"]);
+        let node = text(&pod["spec"]["nodeName"]);
+        let claim = c.json(&["get", "pvc", &format!("data-{name}")]).await?;
+        let volume = c.json(&["get", "pv", &text(&claim["spec"]["volumeName"])]).await?;
+        let volume_node = text(&volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0]);
+        report += &format!(
+            "data-{name}: {}, class {}, {} {}, volume on the pod's node: {}\n",
+            text(&claim["status"]["phase"]),
+            text(&claim["spec"]["storageClassName"]),
+            text(&claim["status"]["capacity"]["storage"]),
+            text(&volume["spec"]["persistentVolumeReclaimPolicy"]),
+            volume_node == node
+        );
+    }
+
+    c.step("web-1 writes to its volume; deleting web-1; the new web-1 reads it");
+    let old = c.json(&["get", "pod", "web-1"]).await?;
+    c.kubectl(&["exec", "web-1", "--", "sh", "-c", "echo written-by-the-first-web-1 > /data/proof"]).await?;
+    c.kubectl(&["delete", "pod", "web-1", "--wait=false"]).await?;
+    let new = c
+        .until("a new web-1 ready", || async {
+            let p = c.json(&["get", "pod", "web-1"]).await.map_err(|e| e.to_string())?;
+            let ready = p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+            if p["metadata"]["uid"] != old["metadata"]["uid"] && ready && p["metadata"]["deletionTimestamp"].is_null() {
+                Ok(p)
+            } else {
+                Err(format!("uid {}, status {}", p["metadata"]["uid"], p["status"]["phase"]))
+            }
+        })
+        .await?;
+    let read = c.kubectl(&["exec", "web-1", "--", "cat", "/data/proof"]).await?;
+    report += &format!("the new web-1 reads {:?}, on the same node: {}\n", read.trim(), new["spec"]["nodeName"] == old["spec"]["nodeName"]);
+
+    c.step("scaling to 2: data-web-2 stays; deleting it removes its directory");
+    let last = &pods[2];
+    let node = text(&last["spec"]["nodeName"]);
+    let claim = c.json(&["get", "pvc", "data-web-2"]).await?;
+    let volume = text(&claim["spec"]["volumeName"]);
+    c.kubectl(&["scale", "statefulset", "web", "--replicas=2"]).await?;
+    c.until("web-2 gone", || async {
+        let out = c.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"]).await.map_err(|e| e.to_string())?;
+        if out.contains("pod/web-2") {
+            Err(out)
+        } else {
+            Ok(())
+        }
+    })
+    .await?;
+    let kept = c.json(&["get", "pvc", "data-web-2"]).await?;
+    report += &format!("after scaling to 2, data-web-2 is {}\n", text(&kept["status"]["phase"]));
+    c.kubectl(&["delete", "pvc", "data-web-2"]).await?;
+    c.until(&format!("volume {volume} deleted"), || async {
+        let out = c.kubectl(&["get", "pv", "-o", "name"]).await.map_err(|e| e.to_string())?;
+        if out.contains(&volume) {
+            Err(out)
+        } else {
+            Ok(())
+        }
+    })
+    .await?;
+    c.apply(&inspector(&node)).await?;
+    let listing = c
+        .until("the inspector's listing", || async {
+            let p = c.json(&["get", "pod", &format!("inspect-{node}")]).await.map_err(|e| e.to_string())?;
+            if p["status"]["phase"] == "Succeeded" {
+                c.kubectl(&["logs", &format!("inspect-{node}")]).await.map_err(|e| e.to_string())
+            } else {
+                Err(format!("phase {}", p["status"]["phase"]))
+            }
+        })
+        .await?;
+    let directory = format!("{volume}_{}_data-web-2", c.namespace);
+    report += &format!("after deleting data-web-2, its volume is gone and its directory on the node is gone: {}\n", !listing.contains(&directory));
+    c.snapshot("volumes", &report)
 }
