@@ -18,6 +18,7 @@ mod leader_election;
 mod node_ipam;
 mod node_lifecycle;
 mod python_client;
+mod replication_controllers;
 mod request_fuzz;
 mod scheduler;
 mod service_endpoints;

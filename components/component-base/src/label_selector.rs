@@ -43,6 +43,17 @@ impl Selector {
         Ok(Selector::Requirements(requirements))
     }
 
+    /// The selector of an equality map (a Service's or a
+    /// ReplicationController's `selector`; upstream's
+    /// `SelectorFromSet`): every pair must be a label of the object.
+    /// None (absent) selects nothing.
+    pub fn from_set(set: Option<&BTreeMap<String, String>>) -> Selector {
+        match set {
+            Some(set) => Selector::Requirements(set.iter().map(|(k, v)| Requirement::In(k.clone(), vec![v.clone()])).collect()),
+            None => Selector::Nothing,
+        }
+    }
+
     pub fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
         let empty = BTreeMap::new();
         let labels = labels.unwrap_or(&empty);
@@ -123,6 +134,15 @@ mod tests {
         assert!(!Selector::parse(None).unwrap().matches(Some(&labels(&[("a", "b")]))));
         let empty = Selector::parse(Some(&LabelSelector::default())).unwrap();
         assert!(empty.is_everything() && empty.matches(None));
+    }
+
+    #[test]
+    fn a_set_is_equality_on_every_pair() {
+        let s = Selector::from_set(Some(&labels(&[("app", "web"), ("tier", "a")])));
+        assert!(s.matches(Some(&labels(&[("app", "web"), ("tier", "a"), ("x", "y")]))));
+        assert!(!s.matches(Some(&labels(&[("app", "web")]))));
+        assert!(!s.matches(Some(&labels(&[("app", "web"), ("tier", "b")]))));
+        assert!(!Selector::from_set(None).matches(Some(&labels(&[("a", "b")]))));
     }
 
     #[test]

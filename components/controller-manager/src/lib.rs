@@ -46,6 +46,8 @@ pub struct Settings {
     pub namespace_syncs: u16,
     /// `--concurrent-replicaset-syncs`.
     pub replicaset_syncs: u16,
+    /// `--concurrent-rc-syncs`.
+    pub rc_syncs: u16,
     /// `--concurrent-deployment-syncs`.
     pub deployment_syncs: u16,
     /// `--concurrent-gc-syncs`.
@@ -80,6 +82,7 @@ impl Default for Settings {
         Settings {
             namespace_syncs: namespace::DEFAULT_CONCURRENCY,
             replicaset_syncs: replicaset::DEFAULT_CONCURRENCY,
+            rc_syncs: replicaset::DEFAULT_RC_CONCURRENCY,
             deployment_syncs: deployment::DEFAULT_CONCURRENCY,
             gc_syncs: garbage_collector::DEFAULT_CONCURRENCY,
             node_ipam: node_ipam::Settings::default(),
@@ -122,7 +125,16 @@ pub const CONTROLLERS: &[ControllerRow] = &[
         aliases: &["nodelifecycle"],
         run: |cx| Box::pin(node_lifecycle::run(cx.client, cx.settings.node_timings)),
     },
-    ControllerRow { name: "replicaset-controller", aliases: &["replicaset"], run: |cx| Box::pin(replicaset::run(cx.client, cx.settings.replicaset_syncs)) },
+    ControllerRow {
+        name: "replicaset-controller",
+        aliases: &["replicaset"],
+        run: |cx| Box::pin(replicaset::run::<k8s_openapi::api::apps::v1::ReplicaSet>(cx.client, cx.settings.replicaset_syncs)),
+    },
+    ControllerRow {
+        name: "replicationcontroller-controller",
+        aliases: &["replicationcontroller"],
+        run: |cx| Box::pin(replicaset::run::<k8s_openapi::api::core::v1::ReplicationController>(cx.client, cx.settings.rc_syncs)),
+    },
     ControllerRow { name: "statefulset-controller", aliases: &["statefulset"], run: |cx| Box::pin(statefulset::run(cx.client, cx.settings.statefulset_syncs)) },
     ControllerRow { name: "taint-eviction-controller", aliases: &[], run: |cx| Box::pin(taint_eviction::run(cx.client)) },
     ControllerRow {

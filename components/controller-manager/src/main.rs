@@ -34,6 +34,9 @@ struct Args {
     /// ReplicaSets synced at once.
     #[arg(long, default_value_t = controller_manager::replicaset::DEFAULT_CONCURRENCY)]
     concurrent_replicaset_syncs: u16,
+    /// ReplicationControllers synced at once.
+    #[arg(long, default_value_t = controller_manager::replicaset::DEFAULT_RC_CONCURRENCY)]
+    concurrent_rc_syncs: u16,
     /// Deployments synced at once.
     #[arg(long, default_value_t = controller_manager::deployment::DEFAULT_CONCURRENCY)]
     concurrent_deployment_syncs: u16,
@@ -118,6 +121,7 @@ async fn main() -> Result<()> {
     let settings = controller_manager::Settings {
         namespace_syncs: args.concurrent_namespace_syncs,
         replicaset_syncs: args.concurrent_replicaset_syncs,
+        rc_syncs: args.concurrent_rc_syncs,
         deployment_syncs: args.concurrent_deployment_syncs,
         gc_syncs: args.concurrent_gc_syncs,
         node_ipam,

@@ -1,28 +1,37 @@
-//! The replicaset controller, as upstream's: keeps as many active pods as
-//! a ReplicaSet's `spec.replicas`, each with a controller reference to it,
-//! and writes how many exist, are ready and are available to its status.
+//! The replicaset and replicationcontroller controllers, as upstream's
+//! (whose replication controller is its ReplicaSet controller behind an
+//! adapter): keeps as many active pods as a ReplicaSet's or a
+//! ReplicationController's `spec.replicas`, each with a controller
+//! reference to it, and writes how many exist, are ready and are available
+//! to its status. One implementation serves both kinds through
+//! [`Replicated`]: the kinds differ only in their selector (a
+//! `LabelSelector`, an equality map) and their status type.
 //!
 //! One watch of all pods feeds both the cache the controller reads and its
 //! expectations: a ReplicaSet whose own creations or deletions are not yet
 //! seen in the watch is not scaled again until they are (its status is
 //! still written), so it never creates twice for one missing pod.
 
+use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController, ReplicationControllerCondition, ReplicationControllerStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use component_base::events::{self, Recorder};
-use component_base::label_selector::Selector;
+use component_base::label_selector::{Invalid, Selector};
 
 use crate::expectations::{observe_pod, Expectations};
 use crate::ownership::{claim, controller_reference};
@@ -31,6 +40,116 @@ use crate::retries::Retries;
 
 /// Upstream's `--concurrent-replicaset-syncs` default.
 pub const DEFAULT_CONCURRENCY: u16 = 5;
+
+/// Upstream's `--concurrent-rc-syncs` default.
+pub const DEFAULT_RC_CONCURRENCY: u16 = 5;
+
+/// What the controller needs of a kind it keeps replicas of. The status is
+/// computed in the ReplicaSet's shape, which the ReplicationController's
+/// has field for field (but `terminatingReplicas`), and converted back.
+pub trait Replicated:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
+{
+    /// The component its events are recorded as (upstream's).
+    const EVENT_SOURCE: &'static str;
+    /// The selector of its pods.
+    fn selector(&self) -> Result<Selector, Invalid>;
+    fn replicas(&self) -> Option<i32>;
+    fn min_ready_seconds(&self) -> i32;
+    fn template(&self) -> Option<&PodTemplateSpec>;
+    /// Its status, in the ReplicaSet's shape.
+    fn replica_status(&self) -> Option<ReplicaSetStatus>;
+    /// `status` as this kind writes it.
+    fn status_json(status: &ReplicaSetStatus) -> serde_json::Value;
+}
+
+impl Replicated for ReplicaSet {
+    const EVENT_SOURCE: &'static str = "replicaset-controller";
+    fn selector(&self) -> Result<Selector, Invalid> {
+        Selector::parse(self.spec.as_ref().map(|s| &s.selector))
+    }
+    fn replicas(&self) -> Option<i32> {
+        self.spec.as_ref().and_then(|s| s.replicas)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+    fn replica_status(&self) -> Option<ReplicaSetStatus> {
+        self.status.clone()
+    }
+    fn status_json(status: &ReplicaSetStatus) -> serde_json::Value {
+        serde_json::to_value(status).expect("a status serializes")
+    }
+}
+
+impl Replicated for ReplicationController {
+    const EVENT_SOURCE: &'static str = "replication-controller";
+    fn selector(&self) -> Result<Selector, Invalid> {
+        // The apiserver defaults an absent selector to the template's
+        // labels and refuses an empty one.
+        Ok(Selector::from_set(self.spec.as_ref().and_then(|s| s.selector.as_ref()).filter(|s: &&BTreeMap<String, String>| !s.is_empty())))
+    }
+    fn replicas(&self) -> Option<i32> {
+        self.spec.as_ref().and_then(|s| s.replicas)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+    fn replica_status(&self) -> Option<ReplicaSetStatus> {
+        self.status.as_ref().map(|s| ReplicaSetStatus {
+            replicas: s.replicas,
+            fully_labeled_replicas: s.fully_labeled_replicas,
+            ready_replicas: s.ready_replicas,
+            available_replicas: s.available_replicas,
+            observed_generation: s.observed_generation,
+            conditions: s.conditions.as_ref().map(|c| {
+                c.iter()
+                    .map(|c| ReplicaSetCondition {
+                        type_: c.type_.clone(),
+                        status: c.status.clone(),
+                        reason: c.reason.clone(),
+                        message: c.message.clone(),
+                        last_transition_time: c.last_transition_time.clone(),
+                    })
+                    .collect()
+            }),
+            terminating_replicas: None,
+        })
+    }
+    fn status_json(status: &ReplicaSetStatus) -> serde_json::Value {
+        let status = ReplicationControllerStatus {
+            replicas: status.replicas,
+            fully_labeled_replicas: status.fully_labeled_replicas,
+            ready_replicas: status.ready_replicas,
+            available_replicas: status.available_replicas,
+            observed_generation: status.observed_generation,
+            conditions: status.conditions.as_ref().map(|c| {
+                c.iter()
+                    .map(|c| ReplicationControllerCondition {
+                        type_: c.type_.clone(),
+                        status: c.status.clone(),
+                        reason: c.reason.clone(),
+                        message: c.message.clone(),
+                        last_transition_time: c.last_transition_time.clone(),
+                    })
+                    .collect()
+            }),
+        };
+        serde_json::to_value(&status).expect("a status serializes")
+    }
+}
+
+/// Whether `reference` names an object of kind `K` (kind and API group).
+fn refers_to<K: Replicated>(reference: &OwnerReference) -> bool {
+    let group = reference.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    reference.kind == K::kind(&()) && group == K::group(&())
+}
 
 /// At most this many pods are created or deleted in one sync (upstream's
 /// BurstReplicas).
@@ -44,10 +163,10 @@ pub enum Error {
     Manage(String),
 }
 
-struct Context {
+struct Context<K: Replicated> {
     client: Client,
     pods: Store<Pod>,
-    sets: Store<ReplicaSet>,
+    sets: Store<K>,
     expectations: Arc<Expectations>,
     recorder: Recorder,
     retries: Retries,
@@ -58,14 +177,15 @@ fn key_of(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// The ReplicaSet that controls `pod`, if one does.
-fn owning_set(pod: &Pod) -> Option<(String, &OwnerReference)> {
-    let reference = controller_of(&pod.metadata).filter(|r| r.kind == "ReplicaSet" && r.api_version.starts_with("apps/"))?;
+/// The object of kind `K` that controls `pod`, if one does.
+fn owning_set<K: Replicated>(pod: &Pod) -> Option<(String, &OwnerReference)> {
+    let reference = controller_of(&pod.metadata).filter(|r| refers_to::<K>(r))?;
     Some((key_of(&pod.namespace().unwrap_or_default(), &reference.name), reference))
 }
 
-/// Runs the replicaset controller until its watches end.
-pub async fn run(client: Client, concurrency: u16) {
+/// Runs the controller of kind `K` (the replicaset controller, the
+/// replicationcontroller controller) until its watches end.
+pub async fn run<K: Replicated>(client: Client, concurrency: u16) {
     let (pods, pod_writer) = reflector::store::<Pod>();
     let expectations = Arc::new(Expectations::default());
     let observed = expectations.clone();
@@ -73,12 +193,12 @@ pub async fn run(client: Client, concurrency: u16) {
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .map_ok(move |event| {
-            observe_pod(&observed, &seen, &event, |pod| owning_set(pod).map(|(key, _)| key));
+            observe_pod(&observed, &seen, &event, |pod| owning_set::<K>(pod).map(|(key, _)| key));
             event
         })
         .reflect(pod_writer)
         .touched_objects();
-    let controller = Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     let sets_for_pods = sets.clone();
     let context = Arc::new(Context {
@@ -86,7 +206,7 @@ pub async fn run(client: Client, concurrency: u16) {
         pods,
         sets,
         expectations,
-        recorder: Recorder::new(client, "replicaset-controller", None),
+        recorder: Recorder::new(client, K::EVENT_SOURCE, None),
         retries: Retries::default(),
     });
     controller
@@ -96,18 +216,18 @@ pub async fn run(client: Client, concurrency: u16) {
         .for_each(|result| async move {
             match result {
                 Ok(_) | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
-                Err(e) => tracing::warn!("replicaset controller: {e}"),
+                Err(e) => tracing::warn!("{}: {e}", K::EVENT_SOURCE),
             }
         })
         .await;
 }
 
-/// The ReplicaSets a pod's change concerns: its controller, or (for an
-/// orphan) every ReplicaSet of its namespace whose selector matches it.
-fn sets_for(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
+/// The objects of kind `K` a pod's change concerns: its controller, or
+/// (for an orphan) every one of its namespace whose selector matches it.
+fn sets_for<K: Replicated>(sets: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>> {
     let namespace = pod.namespace().unwrap_or_default();
     if let Some(reference) = controller_of(&pod.metadata) {
-        if reference.kind == "ReplicaSet" {
+        if refers_to::<K>(reference) {
             return vec![ObjectRef::new(&reference.name).within(&namespace)];
         }
         return vec![];
@@ -115,30 +235,29 @@ fn sets_for(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
     sets.state()
         .iter()
         .filter(|set| set.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|set| Selector::parse(set.spec.as_ref().map(|s| &s.selector)).is_ok_and(|s| s.matches(pod.metadata.labels.as_ref())))
+        .filter(|set| set.selector().is_ok_and(|s| s.matches(pod.metadata.labels.as_ref())))
         .map(|set| ObjectRef::from_obj(set.as_ref()))
         .collect()
 }
 
-async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile<K: Replicated>(set: Arc<K>, context: Arc<Context<K>>) -> Result<Action, Error> {
     let namespace = set.namespace().unwrap_or_default();
     let key = key_of(&namespace, &set.name_any());
-    let action = sync(&set, &context).await?;
+    let action = sync(set.as_ref(), &context).await?;
     context.retries.succeeded(&key);
     Ok(action)
 }
 
-fn error_policy(set: Arc<ReplicaSet>, error: &Error, context: Arc<Context>) -> Action {
+fn error_policy<K: Replicated>(set: Arc<K>, error: &Error, context: Arc<Context<K>>) -> Action {
     let key = key_of(&set.namespace().unwrap_or_default(), &set.name_any());
-    tracing::warn!(replicaset = %key, "sync failed: {error}");
+    tracing::warn!(kind = %K::kind(&()), object = %key, "sync failed: {error}");
     Action::requeue(context.retries.failed(&key))
 }
 
-async fn sync(set: &ReplicaSet, context: &Context) -> Result<Action, Error> {
+async fn sync<K: Replicated>(set: &K, context: &Context<K>) -> Result<Action, Error> {
     let namespace = set.namespace().unwrap_or_default();
     let key = key_of(&namespace, &set.name_any());
-    let spec = set.spec.clone().unwrap_or_default();
-    let selector = match Selector::parse(Some(&spec.selector)) {
+    let selector = match set.selector() {
         Ok(selector) => selector,
         Err(e) => {
             context.recorder.warning(events::reference(set), "InvalidSelector", e.to_string());
@@ -149,19 +268,19 @@ async fn sync(set: &ReplicaSet, context: &Context) -> Result<Action, Error> {
     let candidates: Vec<Pod> =
         context.pods.state().iter().filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && pods::is_active(p)).map(|p| (**p).clone()).collect();
     let owner = controller_reference(set);
-    let deleting = set.metadata.deletion_timestamp.is_some();
+    let deleting = set.meta().deletion_timestamp.is_some();
     let claimed = claim(&pods_api, &owner, deleting, &selector, candidates).await?;
 
     let mut failure = None;
     if context.expectations.satisfied(&key) && !deleting {
-        let wanted = spec.replicas.unwrap_or(1).max(0) as usize;
+        let wanted = set.replicas().unwrap_or(1).max(0) as usize;
         if let Err(e) = manage(set, &claimed, wanted, context, &pods_api).await {
             failure = Some(e);
         }
     }
 
     let now = Timestamp::now();
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let min_ready = set.min_ready_seconds();
     let status = status_of(set, &claimed, min_ready, now, failure.as_ref());
     write_status(set, status, &context.client).await?;
     if let Some((_, message)) = failure {
@@ -174,13 +293,13 @@ async fn sync(set: &ReplicaSet, context: &Context) -> Result<Action, Error> {
 
 /// Creates or deletes pods so `claimed` has `wanted` active pods. On
 /// failure: the condition reason (FailedCreate, FailedDelete) and message.
-async fn manage(set: &ReplicaSet, claimed: &[Pod], wanted: usize, context: &Context, pods_api: &Api<Pod>) -> Result<(), (&'static str, String)> {
+async fn manage<K: Replicated>(set: &K, claimed: &[Pod], wanted: usize, context: &Context<K>, pods_api: &Api<Pod>) -> Result<(), (&'static str, String)> {
     let key = key_of(&set.namespace().unwrap_or_default(), &set.name_any());
     let reference = events::reference(set);
     if claimed.len() < wanted {
         let missing = (wanted - claimed.len()).min(BURST);
         context.expectations.expect_creations(&key, missing);
-        let template = set.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+        let template = set.template().cloned().unwrap_or_default();
         let pod = pod_from_template(&template, &set.name_any(), controller_reference(set));
         // Slow start, as upstream: batches of 1, 2, 4, ... so a failing
         // template costs one request, not hundreds.
@@ -246,17 +365,17 @@ async fn manage(set: &ReplicaSet, claimed: &[Pod], wanted: usize, context: &Cont
     Ok(())
 }
 
-/// The active pods of every ReplicaSet that shares this one's controller
-/// (the Deployment's other revisions), or this one's alone: how crowded
-/// each node is, for choosing which pods go on scale-down.
-fn related_pods(set: &ReplicaSet, context: &Context) -> Vec<Pod> {
+/// The active pods of every object of its kind that shares this one's
+/// controller (a Deployment's other revisions), or this one's alone: how
+/// crowded each node is, for choosing which pods go on scale-down.
+fn related_pods<K: Replicated>(set: &K, context: &Context<K>) -> Vec<Pod> {
     let namespace = set.namespace();
-    let uids: Vec<String> = match controller_of(&set.metadata) {
+    let uids: Vec<String> = match controller_of(set.meta()) {
         Some(owner) => context
             .sets
             .state()
             .iter()
-            .filter(|s| s.namespace() == namespace && controller_of(&s.metadata).is_some_and(|o| o.uid == owner.uid))
+            .filter(|s| s.namespace() == namespace && controller_of(s.meta()).is_some_and(|o| o.uid == owner.uid))
             .filter_map(|s| s.uid())
             .collect(),
         None => set.uid().into_iter().collect(),
@@ -299,21 +418,20 @@ pub fn pod_from_template(template: &PodTemplateSpec, prefix: &str, owner: OwnerR
     }
 }
 
-/// The status `claimed` gives the ReplicaSet (upstream's calculateStatus).
-fn status_of(set: &ReplicaSet, claimed: &[Pod], min_ready: i32, now: Timestamp, failure: Option<&(&'static str, String)>) -> ReplicaSetStatus {
-    let template_labels =
-        set.spec.as_ref().and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+/// The status `claimed` gives the object (upstream's calculateStatus).
+fn status_of<K: Replicated>(set: &K, claimed: &[Pod], min_ready: i32, now: Timestamp, failure: Option<&(&'static str, String)>) -> ReplicaSetStatus {
+    let template_labels = set.template().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
     let fully_labeled = claimed.iter().filter(|p| template_labels.iter().all(|(k, v)| p.labels().get(k) == Some(v))).count();
-    let old = set.status.clone().unwrap_or_default();
+    let old = set.replica_status().unwrap_or_default();
+    let previous = old.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == "ReplicaFailure")).cloned();
     let mut conditions: Vec<ReplicaSetCondition> = old.conditions.unwrap_or_default().into_iter().filter(|c| c.type_ != "ReplicaFailure").collect();
     if let Some((reason, message)) = failure {
-        let previous = set.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "ReplicaFailure"));
         conditions.push(ReplicaSetCondition {
             type_: "ReplicaFailure".into(),
             status: "True".into(),
             reason: Some((*reason).into()),
             message: Some(message.clone()),
-            last_transition_time: previous.and_then(|p| p.last_transition_time.clone()).or(Some(Time(now))),
+            last_transition_time: previous.and_then(|p| p.last_transition_time).or(Some(Time(now))),
         });
     }
     ReplicaSetStatus {
@@ -321,19 +439,19 @@ fn status_of(set: &ReplicaSet, claimed: &[Pod], min_ready: i32, now: Timestamp, 
         fully_labeled_replicas: Some(fully_labeled as i32),
         ready_replicas: Some(claimed.iter().filter(|p| pods::is_ready(p)).count() as i32),
         available_replicas: Some(claimed.iter().filter(|p| pods::is_available(p, min_ready, now)).count() as i32),
-        observed_generation: set.metadata.generation,
+        observed_generation: set.meta().generation,
         conditions: (!conditions.is_empty()).then_some(conditions),
         terminating_replicas: old.terminating_replicas,
     }
 }
 
-/// Writes `status` if it differs from what the ReplicaSet has.
-async fn write_status(set: &ReplicaSet, status: ReplicaSetStatus, client: &Client) -> Result<(), kube::Error> {
-    if set.status.as_ref() == Some(&status) {
+/// Writes `status` if it differs from what the object has.
+async fn write_status<K: Replicated>(set: &K, status: ReplicaSetStatus, client: &Client) -> Result<(), kube::Error> {
+    if set.replica_status().as_ref() == Some(&status) {
         return Ok(());
     }
-    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
-    let mut status_json = serde_json::to_value(&status).expect("a status serializes");
+    let api: Api<K> = Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
+    let mut status_json = K::status_json(&status);
     // A merge patch leaves out what is absent; conditions that went must
     // be written as null to go.
     if status.conditions.is_none() {
@@ -344,5 +462,76 @@ async fn write_status(set: &ReplicaSet, status: ReplicaSetStatus, client: &Clien
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rc(value: serde_json::Value) -> ReplicationController {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn owner_references_are_told_apart_by_kind_and_group() {
+        let reference = |api_version: &str, kind: &str| OwnerReference { api_version: api_version.into(), kind: kind.into(), ..Default::default() };
+        assert!(refers_to::<ReplicaSet>(&reference("apps/v1", "ReplicaSet")));
+        assert!(!refers_to::<ReplicaSet>(&reference("v1", "ReplicaSet")));
+        assert!(!refers_to::<ReplicaSet>(&reference("apps/v1", "ReplicationController")));
+        assert!(refers_to::<ReplicationController>(&reference("v1", "ReplicationController")));
+        assert!(!refers_to::<ReplicationController>(&reference("example.com/v1", "ReplicationController")));
+    }
+
+    #[test]
+    fn a_replication_controller_selects_by_equality() {
+        let selector = rc(serde_json::json!({"metadata": {"name": "a"}, "spec": {"selector": {"app": "web"}}})).selector().unwrap();
+        assert!(selector.matches(Some(&labels(&[("app", "web"), ("x", "y")]))));
+        assert!(!selector.matches(Some(&labels(&[("app", "db")]))));
+        // Neither absent nor empty selects every pod of the namespace.
+        let empty = rc(serde_json::json!({"metadata": {"name": "a"}, "spec": {"selector": {}}})).selector().unwrap();
+        assert!(!empty.matches(Some(&labels(&[("app", "web")]))));
+        assert!(!rc(serde_json::json!({"metadata": {"name": "a"}})).selector().unwrap().matches(None));
+    }
+
+    #[test]
+    fn a_replication_controller_status_converts_both_ways() {
+        let status = ReplicaSetStatus {
+            replicas: 3,
+            fully_labeled_replicas: Some(3),
+            ready_replicas: Some(2),
+            available_replicas: Some(1),
+            observed_generation: Some(4),
+            conditions: Some(vec![ReplicaSetCondition {
+                type_: "ReplicaFailure".into(),
+                status: "True".into(),
+                reason: Some("FailedCreate".into()),
+                message: Some("quota".into()),
+                last_transition_time: None,
+            }]),
+            terminating_replicas: None,
+        };
+        let json = ReplicationController::status_json(&status);
+        assert_eq!(json["readyReplicas"], 2);
+        assert_eq!(json["conditions"][0]["reason"], "FailedCreate");
+        let back = rc(serde_json::json!({"metadata": {"name": "a"}, "status": json}));
+        assert_eq!(back.replica_status(), Some(status));
+    }
+
+    #[test]
+    fn pods_are_made_from_the_template_and_owned() {
+        let controller = rc(serde_json::json!({
+            "metadata": {"name": "web", "uid": "u1"},
+            "spec": {"replicas": 2, "selector": {"app": "web"}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}}
+        }));
+        let pod = pod_from_template(controller.template().unwrap(), "web", controller_reference(&controller));
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-"));
+        let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.api_version.as_str(), owner.kind.as_str(), owner.uid.as_str()), ("v1", "ReplicationController", "u1"));
+        assert_eq!(controller.replicas(), Some(2));
     }
 }

@@ -52,12 +52,7 @@ pub fn is_headless(service: &Service) -> bool {
 }
 
 fn selector(service: &Service) -> Selector {
-    match service.spec.as_ref().and_then(|s| s.selector.as_ref()) {
-        Some(labels) => {
-            Selector::Requirements(labels.iter().map(|(k, v)| component_base::label_selector::Requirement::In(k.clone(), vec![v.clone()])).collect())
-        }
-        None => Selector::Nothing,
-    }
+    Selector::from_set(service.spec.as_ref().and_then(|s| s.selector.as_ref()))
 }
 
 /// The pod port a Service port sends to, if the pod has it.
