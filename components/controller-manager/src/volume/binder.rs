@@ -324,22 +324,17 @@ async fn sync_volume(volume: &PersistentVolume, context: &Context) -> Result<(),
     let claim = claims.get_opt(&claim_name).await?.filter(|c| c.uid() == claim_ref.uid);
     match claim {
         Some(claim) => {
-            match super::volume_name(&claim) {
-                Some(v) if v == name => {
-                    if phase_of_volume(volume) != "Bound" {
-                        set_phase("Bound", None).await?;
-                    }
+            // A claim without a volume yet is being bound: its sync finishes it.
+            let claimed = super::volume_name(&claim);
+            if claimed == Some(name.as_str()) {
+                if phase_of_volume(volume) != "Bound" {
+                    set_phase("Bound", None).await?;
                 }
-                // Binding is under way: the claim's sync finishes it.
-                None => {}
-                Some(_) => {
-                    // The claim went to another volume: a reservation this
-                    // binder made is taken back.
-                    if annotation(&volume.metadata, BOUND_BY_CONTROLLER).is_some() {
-                        let patch = json!({"metadata": {"resourceVersion": volume.resource_version()}, "spec": {"claimRef": null}});
-                        volumes.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-                    }
-                }
+            } else if claimed.is_some() && annotation(&volume.metadata, BOUND_BY_CONTROLLER).is_some() {
+                // The claim went to another volume: a reservation this
+                // binder made is taken back.
+                let patch = json!({"metadata": {"resourceVersion": volume.resource_version()}, "spec": {"claimRef": null}});
+                volumes.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
             }
         }
         None => {
