@@ -658,3 +658,363 @@ impl Drop for SendStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use tokio::io::{duplex, DuplexStream};
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::frame::SynStream;
+
+    /// Awaits `f`, failing the test with what was awaited after a deadline.
+    async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+        match timeout(Duration::from_secs(30), f).await {
+            Ok(v) => v,
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+
+    fn pattern(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn pair() -> (Session, Session) {
+        let (a, b) = duplex(64 * 1024);
+        (Session::new(a, Role::Client), Session::new(b, Role::Server))
+    }
+
+    fn hdrs(pairs: &[(&str, &str)]) -> Headers {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    async fn read_to_end(r: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.expect("reading a stream");
+        out
+    }
+
+    /// The server side of most tests, per stream by its `mode` header. echo:
+    /// copy back what comes until FIN, then FIN. count: after the peer's
+    /// FIN, say how many bytes came. big: send 8 MiB of `pattern(2, _)`
+    /// while reading 8 MiB, then reset the stream if they were not
+    /// `pattern(1, _)`. reset: reset after one byte.
+    fn serve(server: Session) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Some(stream) = server.accept().await {
+                tokio::spawn(async move {
+                    let mode = stream.headers().get("mode").unwrap_or_default().to_string();
+                    let (mut recv, mut send) = stream.split();
+                    match mode.as_str() {
+                        "echo" => {
+                            tokio::io::copy(&mut recv, &mut send).await.expect("echo");
+                            send.shutdown().await.expect("FIN after echo");
+                        }
+                        "count" => {
+                            // Half-close: answer only after the peer's FIN.
+                            let got = read_to_end(&mut recv).await;
+                            send.write_all(format!("got {} bytes", got.len()).as_bytes()).await.expect("answer");
+                            send.shutdown().await.expect("FIN");
+                        }
+                        "big" => {
+                            let size: usize = 8 << 20;
+                            let (got, sent) = tokio::join!(read_to_end(&mut recv), async {
+                                send.write_all(&pattern(2, size)).await?;
+                                send.shutdown().await
+                            });
+                            sent.expect("sending 8 MiB");
+                            if got != pattern(1, size) {
+                                send.reset(RstStatus::INTERNAL_ERROR);
+                            }
+                        }
+                        "reset" => {
+                            let mut one = [0u8; 1];
+                            recv.read_exact(&mut one).await.expect("a byte before resetting");
+                            send.reset(RstStatus::CANCEL);
+                        }
+                        other => panic!("unknown mode {other:?}"),
+                    }
+                });
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn streams_run_concurrently_both_ways() {
+        let (client, server) = pair();
+        serve(server);
+
+        let big = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let stream = client.open(hdrs(&[("mode", "big")])).await.expect("opening the big stream");
+                let id = stream.id();
+                let (mut recv, mut send) = stream.split();
+                let (got, sent) = tokio::join!(read_to_end(&mut recv), async {
+                    send.write_all(&pattern(1, 8 << 20)).await?;
+                    send.shutdown().await
+                });
+                sent.expect("sending 8 MiB");
+                assert!(got == pattern(2, 8 << 20), "the 8 MiB from the server differ ({} bytes)", got.len());
+                assert_eq!(recv.reset_by_peer(), None, "the server found the 8 MiB it got wrong");
+                id
+            })
+        };
+        let echoes: Vec<_> = (0..6u64)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let stream = client.open(hdrs(&[("mode", "echo"), ("requestid", &i.to_string())])).await.expect("opening an echo stream");
+                    let payload = pattern(10 + i, 100_000 * (i as usize + 1));
+                    let (mut recv, mut send) = stream.split();
+                    let (got, sent) = tokio::join!(read_to_end(&mut recv), async {
+                        send.write_all(&payload).await?;
+                        send.shutdown().await
+                    });
+                    sent.expect("sending");
+                    assert!(got == payload, "echo {i} differs");
+                })
+            })
+            .collect();
+        for echo in echoes {
+            within("the echo streams", echo).await.expect("echo task");
+        }
+        let big_id = within("the 8 MiB both ways", big).await.expect("big task");
+        assert_eq!(big_id % 2, 1, "client stream ids are odd");
+        assert!(within("a ping", client.ping()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn half_close_then_answer() {
+        let (client, server) = pair();
+        serve(server);
+        let mut stream = within("SYN_REPLY", client.open(hdrs(&[("mode", "count")]))).await.expect("open");
+        stream.write_all(&[5u8; 40_000]).await.unwrap();
+        stream.shutdown().await.unwrap();
+        assert!(stream.write_all(b"more").await.is_err(), "writing after FIN fails");
+        let answer = within("the answer after FIN", read_to_end(&mut stream)).await;
+        assert_eq!(answer, b"got 40000 bytes");
+    }
+
+    #[tokio::test]
+    async fn resets_both_ways() {
+        let (client, server) = pair();
+        serve(server.clone());
+
+        // The server resets: the client's reader ends, writes fail.
+        let mut stream = within("SYN_REPLY", client.open(hdrs(&[("mode", "reset")]))).await.expect("open");
+        stream.write_all(b"x").await.unwrap();
+        let rest = within("EOF after the server's RST", read_to_end(&mut stream)).await;
+        assert!(rest.is_empty());
+        assert_eq!(stream.reset_by_peer(), Some(RstStatus::CANCEL));
+        let err = stream.write_all(b"after").await.expect_err("a write after RST");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+
+        // The client resets a stream the server reads: the server's reader ends.
+        let (client2, server2) = pair();
+        let accepted = tokio::spawn(async move { server2.accept().await });
+        let mut mine = within("SYN_REPLY", client2.open(hdrs(&[("mode", "manual")]))).await.expect("open");
+        let mut theirs = within("accept", accepted).await.unwrap().expect("a stream");
+        mine.write_all(b"abc").await.unwrap();
+        let mut three = [0u8; 3];
+        within("data before the RST", theirs.read_exact(&mut three)).await.unwrap();
+        mine.reset(RstStatus::CANCEL);
+        assert!(within("EOF after the client's RST", read_to_end(&mut theirs)).await.is_empty());
+        assert_eq!(theirs.reset_by_peer(), Some(RstStatus::CANCEL));
+        assert_eq!(mine.write_all(b"x").await.expect_err("writing after our RST").kind(), io::ErrorKind::BrokenPipe);
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn pings_both_ways() {
+        let (client, server) = pair();
+        within("the server's answer to a client PING", client.ping()).await.expect("client ping");
+        within("the client's answer to a server PING", server.ping()).await.expect("server ping");
+        within("a second client PING", client.ping()).await.expect("client ping");
+    }
+
+    /// A raw peer in place of a client: writes frames itself and reads the
+    /// server's, then hangs up.
+    struct RawPeer {
+        io: DuplexStream,
+        encoder: FrameEncoder,
+        decoder: FrameDecoder,
+        buf: BytesMut,
+    }
+
+    impl RawPeer {
+        fn new() -> (RawPeer, Session) {
+            let (a, b) = duplex(64 * 1024);
+            let peer = RawPeer { io: a, encoder: FrameEncoder::new(), decoder: FrameDecoder::new(), buf: BytesMut::new() };
+            (peer, Session::new(b, Role::Server))
+        }
+
+        async fn send(&mut self, frame: Frame) {
+            let mut wire = BytesMut::new();
+            self.encoder.encode(&frame, &mut wire).unwrap();
+            self.io.write_all(&wire).await.unwrap();
+        }
+
+        async fn next(&mut self) -> Option<Frame> {
+            loop {
+                if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                    return Some(frame);
+                }
+                if self.io.read_buf(&mut self.buf).await.unwrap() == 0 {
+                    return None;
+                }
+            }
+        }
+
+        fn syn(id: u32, headers: Headers) -> Frame {
+            Frame::SynStream(SynStream { stream_id: id, associated_to: 0, priority: 0, slot: 0, fin: false, unidirectional: false, headers })
+        }
+    }
+
+    fn data(stream_id: u32, fin: bool, bytes: &[u8]) -> Frame {
+        Frame::Data(DataFrame { stream_id, fin, data: Bytes::copy_from_slice(bytes) })
+    }
+
+    #[tokio::test]
+    async fn session_ends_at_eof() {
+        let (mut peer, server) = RawPeer::new();
+        let port_forward = hdrs(&[("streamtype", "data"), ("port", "8080"), ("requestid", "0")]);
+        peer.send(RawPeer::syn(1, port_forward.clone())).await;
+        peer.send(data(1, false, b"hello")).await;
+        let mut stream = within("accept", server.accept()).await.expect("a stream");
+        assert_eq!((stream.id(), stream.headers()), (1, &port_forward));
+        let reply = within("SYN_REPLY", peer.next()).await;
+        assert_eq!(reply, Some(Frame::SynReply(SynReply { stream_id: 1, fin: false, headers: Headers::new() })));
+
+        let pending = {
+            let server = server.clone();
+            tokio::spawn(async move { server.accept().await.is_none() })
+        };
+        drop(peer);
+        assert_eq!(within("the data, then EOF", read_to_end(&mut stream)).await, b"hello");
+        within("the session's end", server.closed()).await;
+        assert!(within("accept's None", pending).await.unwrap(), "accept yields nothing after EOF");
+        assert!(matches!(server.open(Headers::new()).await, Err(Error::SessionClosed)));
+        assert!(stream.write_all(b"late").await.is_err(), "writing after the session ended");
+    }
+
+    /// The peer never sends WINDOW_UPDATE (as spdystream): the server still
+    /// sends far beyond the 64 KiB window, and it sends WINDOW_UPDATEs for
+    /// what its application read.
+    #[tokio::test]
+    async fn sends_ignore_windows_and_reads_update_them() {
+        let (mut peer, server) = RawPeer::new();
+        peer.send(RawPeer::syn(1, Headers::new())).await;
+        let stream = within("accept", server.accept()).await.expect("a stream");
+        let (mut recv, mut send) = stream.split();
+        let payload = pattern(7, 1 << 20);
+        let writer = tokio::spawn(async move {
+            send.write_all(&payload).await.unwrap();
+            send.shutdown().await.unwrap();
+        });
+
+        let reader = tokio::spawn(async move { read_to_end(&mut recv).await.len() });
+        // 100 KiB in spdystream-sized 32 KiB frames, then FIN.
+        for chunk in pattern(8, 100 * 1024).chunks(32 * 1024) {
+            peer.send(data(1, false, chunk)).await;
+        }
+        peer.send(data(1, true, b"")).await;
+
+        let (mut received, mut fin, mut updates) = (Vec::new(), false, Vec::new());
+        while !fin {
+            match within("the server's frames", peer.next()).await.expect("a frame before EOF") {
+                Frame::SynReply(_) => {}
+                Frame::Data(d) => {
+                    assert!(d.data.len() <= MAX_DATA_CHUNK);
+                    received.extend_from_slice(&d.data);
+                    fin = d.fin;
+                }
+                Frame::WindowUpdate(w) => updates.push((w.stream_id, w.delta)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(received == pattern(7, 1 << 20), "1 MiB sent without any WINDOW_UPDATE from the peer");
+        within("the writer", writer).await.unwrap();
+        assert_eq!(within("the reader", reader).await.unwrap(), 100 * 1024);
+        // Updates sent before the last data frame were already collected;
+        // those after it arrive next.
+        let wait_updates = |updates: &Vec<(u32, u32)>, id| updates.iter().filter(|(s, _)| *s == id).map(|(_, d)| d).sum::<u32>();
+        while wait_updates(&updates, 1) < 96 * 1024 || wait_updates(&updates, 0) < 96 * 1024 {
+            match within("WINDOW_UPDATEs for 96 KiB read", peer.next()).await.expect("a frame") {
+                Frame::WindowUpdate(w) => updates.push((w.stream_id, w.delta)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// A stream nobody reads: the sender is held back after a bounded amount
+    /// (with the clock paused, the timeout fires only when every task waits),
+    /// and all of it arrives once the reader starts.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_holds_the_sender_back() {
+        let (client, server) = pair();
+        let accepted = tokio::spawn(async move { server.accept().await });
+        let stream = within("SYN_REPLY", client.open(Headers::new())).await.expect("open");
+        let theirs = within("accept", accepted).await.unwrap().expect("a stream");
+        let (_, mut send) = stream.split();
+
+        let payload = pattern(3, 8 << 20);
+        let mut sent = 0;
+        while sent < payload.len() {
+            match timeout(Duration::from_secs(5), send.write(&payload[sent..])).await {
+                Ok(n) => sent += n.expect("write"),
+                Err(_) => break,
+            }
+        }
+        assert!(sent < 1 << 20, "{sent} bytes were taken with nobody reading");
+
+        let writer = tokio::spawn(async move {
+            send.write_all(&payload[sent..]).await.unwrap();
+            send.shutdown().await.unwrap();
+        });
+        let (mut recv, _send) = theirs.split();
+        let got = within("8 MiB once read", read_to_end(&mut recv)).await;
+        assert!(got == pattern(3, 8 << 20));
+        within("the writer", writer).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn goaway_ends_the_session() {
+        let (client, server) = pair();
+        let accepted = tokio::spawn({
+            let server = server.clone();
+            async move { server.accept().await }
+        });
+        let mut stream = within("SYN_REPLY", client.open(Headers::new())).await.expect("open");
+        let mut theirs = within("accept", accepted).await.unwrap().expect("a stream");
+        stream.write_all(b"last words").await.unwrap();
+        within("close", client.close()).await;
+        assert!(within("accept's None after GOAWAY", server.accept()).await.is_none());
+        within("the server session's end", server.closed()).await;
+        // The data queued before GOAWAY arrived.
+        assert_eq!(within("the data sent before GOAWAY", read_to_end(&mut theirs)).await, b"last words");
+        assert!(matches!(client.open(Headers::new()).await, Err(Error::SessionClosed)));
+    }
+
+    #[tokio::test]
+    async fn dropping_a_send_half_sends_fin() {
+        let (client, server) = pair();
+        let accepted = tokio::spawn(async move { server.accept().await });
+        let stream = within("SYN_REPLY", client.open(Headers::new())).await.expect("open");
+        let mut theirs = within("accept", accepted).await.unwrap().expect("a stream");
+        let (_recv, mut send) = stream.split();
+        send.write_all(b"bye").await.unwrap();
+        drop(send);
+        assert_eq!(within("FIN from a dropped half", read_to_end(&mut theirs)).await, b"bye");
+    }
+}
