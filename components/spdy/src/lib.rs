@@ -46,6 +46,17 @@
 //! - It answers PINGs whose id has the other side's parity and ends the
 //!   connection on GOAWAY.
 //!
+//! # What this session does not do
+//!
+//! - Keep send windows: sends never wait for WINDOW_UPDATE (see above);
+//!   received WINDOW_UPDATE and SETTINGS frames are read and dropped.
+//! - Enforce receive windows: a peer that sends past them is not reset;
+//!   the bounded queues hold it back instead.
+//! - Server push (associated streams) and the content of HEADERS frames
+//!   (only their FIN counts).
+//! - Send PINGs by itself: call [`Session::ping`] to keep a connection
+//!   alive or to check it.
+//!
 //! # Example (server)
 //!
 //! ```ignore
