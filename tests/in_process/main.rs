@@ -7,6 +7,7 @@ mod api;
 mod api_breadth;
 mod api_hardening;
 mod api_limits;
+mod controller_restart;
 mod daemonsets;
 mod deployments;
 mod garbage_collector;

@@ -80,6 +80,10 @@ fn key_of(cronjob: &CronJob) -> String {
 }
 
 async fn reconcile(cronjob: Arc<CronJob>, context: Arc<Context>) -> Result<Action, Error> {
+    // As upstream's controllers start their workers only once their
+    // informers have synced: a decision made on a half-listed cache (no
+    // pods yet, after a restart) would create or drop what already exists.
+    let _ = context.jobs.wait_until_ready().await;
     let action = sync(&cronjob, &context, Utc::now()).await?;
     context.retries.succeeded(&key_of(&cronjob));
     Ok(action)

@@ -189,6 +189,10 @@ fn daemon_pod(set: &DaemonSet, template: &PodTemplateSpec, hash: &str, node: &st
 }
 
 async fn reconcile(set: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, kube::Error> {
+    // As upstream's controllers start their workers only once their
+    // informers have synced: a decision made on a half-listed cache (no
+    // pods yet, after a restart) would create or drop what already exists.
+    let _ = tokio::join!(context.pods.wait_until_ready(), context.nodes.wait_until_ready());
     let namespace = set.namespace().unwrap_or_default();
     let spec = set.spec.clone().unwrap_or_default();
     let Ok(selector) = Selector::parse(Some(&spec.selector)) else {

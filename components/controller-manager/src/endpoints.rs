@@ -97,6 +97,10 @@ async fn remove(client: &Client, name: &str, namespace: &str) {
 }
 
 async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Action, kube::Error> {
+    // As upstream's controllers start their workers only once their
+    // informers have synced: a decision made on a half-listed cache (no
+    // pods yet, after a restart) would create or drop what already exists.
+    let _ = context.pods.wait_until_ready().await;
     if !service_backends::managed(&service) {
         return Ok(Action::await_change());
     }

@@ -133,6 +133,10 @@ fn ports_of(slice: &EndpointSlice) -> Vec<EndpointPort> {
 }
 
 async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Action, kube::Error> {
+    // As upstream's controllers start their workers only once their
+    // informers have synced: a decision made on a half-listed cache (no
+    // pods yet, after a restart) would create or drop what already exists.
+    let _ = tokio::join!(context.pods.wait_until_ready(), context.slices.wait_until_ready());
     if !service_backends::managed(&service) {
         return Ok(Action::await_change());
     }

@@ -241,6 +241,10 @@ fn sets_for<K: Replicated>(sets: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>> {
 }
 
 async fn reconcile<K: Replicated>(set: Arc<K>, context: Arc<Context<K>>) -> Result<Action, Error> {
+    // As upstream's controllers start their workers only once their
+    // informers have synced: a decision made on a half-listed cache (no
+    // pods yet, after a restart) would create or drop what already exists.
+    let _ = context.pods.wait_until_ready().await;
     let namespace = set.namespace().unwrap_or_default();
     let key = key_of(&namespace, &set.name_any());
     let action = sync(set.as_ref(), &context).await?;

@@ -133,12 +133,21 @@ pub async fn run_overlay(kubelet: Arc<Kubelet>, cidr: ipnet::Ipv4Net) -> Result<
     tracing::info!("overlay: {DEVICE} ({mac}) holds {} on {node_ip}", cidr.network());
 
     let (store, writer) = reflector::store();
-    let mut events = reflector(writer, watcher(nodes, watcher::Config::default())).applied_objects().boxed();
+    let mut events = reflector(writer, watcher(nodes, watcher::Config::default())).default_backoff().boxed();
     let mut have: BTreeSet<Peer> = BTreeSet::new();
     while let Some(event) = events.next().await {
-        if let Err(e) = event {
-            tracing::warn!("overlay: watching Nodes: {e}");
-            continue;
+        match event {
+            Err(e) => {
+                tracing::warn!("overlay: watching Nodes: {e}");
+                continue;
+            }
+            // The reflector fills its store from a list in a buffer and
+            // swaps it in at InitDone: until then the store holds the
+            // previous list (nothing, at first), so peers that published
+            // before this watch began are seen at InitDone, not at the next
+            // change of some Node (a Node status period, 10 s, later).
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+            Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {}
         }
         let all: Vec<Node> = store.state().iter().map(|n| (**n).clone()).collect();
         let want = peers(&all, &s.node_name);

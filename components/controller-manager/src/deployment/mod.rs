@@ -109,6 +109,10 @@ fn deployments_of_pod(deployments: &Store<Deployment>, sets: &Store<ReplicaSet>,
 }
 
 async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result<Action, Error> {
+    // As upstream's controllers start their workers only once their
+    // informers have synced: a decision made on a half-listed cache (no
+    // pods yet, after a restart) would create or drop what already exists.
+    let _ = context.pods.wait_until_ready().await;
     let key = format!("{}/{}", deployment.namespace().unwrap_or_default(), deployment.name_any());
     // The Deployment as the API has it now (the trigger's copy may predate
     // a template change, which decides which ReplicaSet is the new one).

@@ -137,6 +137,10 @@ async fn release_orphans(context: &Context, namespace: &str, job: &str) {
 }
 
 async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Error> {
+    // As upstream's controllers start their workers only once their
+    // informers have synced: a decision made on a half-listed cache (no
+    // pods yet, after a restart) would create or drop what already exists.
+    let _ = context.pods.wait_until_ready().await;
     let key = key_of(&job.namespace().unwrap_or_default(), &job.name_any());
     let action = sync(&job, &context).await?;
     context.retries.succeeded(&key);

@@ -56,6 +56,13 @@ struct Context {
     retries: Retries,
 }
 
+impl Context {
+    /// Once the three caches hold their first lists.
+    async fn synced(&self) {
+        let _ = tokio::join!(self.volumes.wait_until_ready(), self.claims.wait_until_ready(), self.classes.wait_until_ready());
+    }
+}
+
 fn claim_of_volume(volume: &PersistentVolume) -> Option<ObjectRef<PersistentVolumeClaim>> {
     let r = volume.spec.as_ref()?.claim_ref.as_ref()?;
     Some(ObjectRef::new(r.name.as_deref()?).within(r.namespace.as_deref()?))
@@ -135,6 +142,10 @@ fn claim_key(claim: &PersistentVolumeClaim) -> String {
 }
 
 async fn reconcile_claim(claim: Arc<PersistentVolumeClaim>, context: Arc<Context>) -> Result<Action, Error> {
+    // As upstream's controllers start their workers only once their
+    // informers have synced: a decision made on a half-listed cache (no
+    // pods yet, after a restart) would create or drop what already exists.
+    context.synced().await;
     sync_claim(&claim, &context).await?;
     context.retries.succeeded(&claim_key(&claim));
     Ok(Action::await_change())
@@ -147,6 +158,7 @@ fn claim_error(claim: Arc<PersistentVolumeClaim>, error: &Error, context: Arc<Co
 }
 
 async fn reconcile_volume(volume: Arc<PersistentVolume>, context: Arc<Context>) -> Result<Action, Error> {
+    context.synced().await;
     sync_volume(&volume, &context).await?;
     context.retries.succeeded(&format!("volume {}", volume.name_any()));
     Ok(Action::await_change())
