@@ -4,7 +4,8 @@
 //! snapshot), logs and exec work through the apiserver, restarts follow
 //! the restart policy with back-off, deletion delivers SIGTERM and leaves
 //! nothing on the node, a killed kubelet adopts its running pods, and
-//! probes (`probes`) gate readiness and restart what fails liveness.
+//! probes (`probes`) gate readiness and restart what fails liveness, and
+//! port-forward (`port_forward`) carries large transfers to pods and Services.
 //! One lab for all of it: `lab up` is paid once.
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use kubelab_scenarios::cluster::{kubectl, kubectl_stdin, pods_of, s, Cluster as 
 use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
 
+mod port_forward;
 mod probes;
 
 #[tokio::test]
@@ -26,6 +28,7 @@ async fn pods_run_on_three_nodes() {
     logs_and_exec(&lab, &pods).await;
     restarts_follow_the_policy(&lab).await;
     probes::probes(&lab).await;
+    port_forward::port_forward(&lab).await;
     deletion_stops_and_cleans(&lab).await;
     kubelet_restart_adopts(&lab, &pods).await;
 }
@@ -181,6 +184,12 @@ async fn logs_and_exec(lab: &Lab, pods: &[PodInfo]) {
     assert_eq!(code, 7);
     let (_, out) = kubectl_stdin(&lab.kubeconfig, &["exec", "-i", &web.name, "--", "cat"], "through stdin\n");
     assert_eq!(out, "through stdin\n");
+    // The Python client sends stdin in text frames.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/streams.py");
+    let python =
+        std::process::Command::new("python3").arg(&script).args(["exec", &web.name]).env("KUBECONFIG", &lab.kubeconfig).output().expect("python3 runs");
+    let printed = String::from_utf8_lossy(&python.stdout);
+    assert!(python.status.success() && printed == "exec stdin: through text frames\n", "{printed}\n{}", String::from_utf8_lossy(&python.stderr));
     lab.ok(&["delete", "pod", "talker", "ticker"]);
 }
 

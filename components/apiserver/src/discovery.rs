@@ -16,6 +16,7 @@ fn subresource_kind(r: &Resource, sub: &str) -> (&'static str, &'static [&'stati
         "log" => ("Pod", &["get"], None),
         "exec" => ("PodExecOptions", &["create", "get"], None),
         "attach" => ("PodAttachOptions", &["create", "get"], None),
+        "portforward" => ("PodPortForwardOptions", &["create", "get"], None),
         _ => (r.kind, &["get"], None),
     }
 }

@@ -130,7 +130,7 @@ fn verb(method: &Method, t: &Target, watching: bool) -> ApiResult<&'static str> 
         ("GET", true, Some("binding" | "finalize")) => return Err(ApiError::method_not_allowed()),
         ("GET", true, _) => "get",
         ("POST", false, None) => "create",
-        ("POST", true, Some("binding" | "exec" | "attach")) => "create",
+        ("POST", true, Some("binding" | "exec" | "attach" | "portforward")) => "create",
         ("PUT", true, Some("binding")) | ("PATCH", true, Some("binding")) => return Err(ApiError::method_not_allowed()),
         ("PUT", true, _) => "update",
         ("PATCH", true, Some("finalize")) => return Err(ApiError::method_not_allowed()),

@@ -1,7 +1,8 @@
-//! pods/log, pods/exec and pods/attach: served by the kubelet of the pod's
-//! node, as upstream serves them. The apiserver finds the pod, picks the
-//! container, finds the kubelet from the Node's status, and then streams:
-//! the log body as it arrives, or (exec, attach) the connection upgrade,
+//! pods/log, pods/exec, pods/attach and pods/portforward: served by the
+//! kubelet of the pod's node, as upstream serves them. The apiserver finds
+//! the pod, picks the container, finds the kubelet from the Node's status,
+//! and then streams: the log body as it arrives, or (exec, attach,
+//! portforward) the connection upgrade,
 //! after which bytes are copied both ways until either side closes.
 //!
 //! Upstream (1.30+) translates kubectl's WebSocket (v5.channel.k8s.io)
@@ -33,10 +34,12 @@ const MAX_ERROR_BODY: usize = 50_000;
 
 /// Whether the request is for a subresource served by a kubelet.
 pub fn proxies(target: &Target) -> bool {
-    target.resource.group.is_empty() && target.resource.plural == "pods" && matches!(target.subresource.as_deref(), Some("log" | "exec" | "attach"))
+    target.resource.group.is_empty()
+        && target.resource.plural == "pods"
+        && matches!(target.subresource.as_deref(), Some("log" | "exec" | "attach" | "portforward"))
 }
 
-/// Serves pods/log, pods/exec or pods/attach. `parts` still holds the
+/// Serves pods/log, pods/exec, pods/attach or pods/portforward. `parts` still holds the
 /// connection's pending upgrade.
 pub async fn serve(app: &App, target: &Target, mut parts: Parts) -> ApiResult<Response> {
     let subresource = target.subresource.as_deref().unwrap_or("");
@@ -62,6 +65,9 @@ pub async fn serve(app: &App, target: &Target, mut parts: Parts) -> ApiResult<Re
         let path = format!("/containerLogs/{namespace}/{name}/{container}");
         return stream_log(app, &kubelet, &path, &options, name).await;
     }
+    if subresource == "portforward" {
+        return port_forward(app, target, parts, &query).await;
+    }
     let options = StreamOptions::parse(&query, subresource == "exec");
     let pod = pod(app, target).await?;
     let container = container(&pod, name, options.container.as_deref())?;
@@ -73,6 +79,26 @@ pub async fn serve(app: &App, target: &Target, mut parts: Parts) -> ApiResult<Re
     let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>().ok_or_else(|| ApiError::bad_request("Upgrade request required"))?;
     let query = options.kubelet_query();
     let path = format!("/{subresource}/{namespace}/{name}/{container}{}{query}", if query.is_empty() { "" } else { "?" });
+    proxy_upgrade(app, &kubelet, &path, &parts, client_upgrade).await
+}
+
+/// pods/portforward: the pod's kubelet, with the query as the client sent
+/// it (the WebSocket form names its ports there; SPDY clients name them
+/// per stream).
+async fn port_forward(app: &App, target: &Target, mut parts: Parts, query: &options::Pairs) -> ApiResult<Response> {
+    let namespace = target.namespace.as_deref().unwrap_or("");
+    let name = target.name.as_deref().unwrap_or("");
+    let pod = pod(app, target).await?;
+    let node = node_name(&pod).ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
+    let kubelet = kubelet_of(app, node).await?;
+    if !is_upgrade(&parts) {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    }
+    let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>().ok_or_else(|| ApiError::bad_request("Upgrade request required"))?;
+    // PodPortForwardOptions' ports, as upstream hands them on: one `port` each.
+    let ports = query.iter().filter(|(k, _)| k == "ports" || k == "port").flat_map(|(_, v)| v.split(',')).map(|p| ("port", p.trim().to_string())).collect();
+    let query = options::encode(ports);
+    let path = format!("/portForward/{namespace}/{name}{}{query}", if query.is_empty() { "" } else { "?" });
     proxy_upgrade(app, &kubelet, &path, &parts, client_upgrade).await
 }
 

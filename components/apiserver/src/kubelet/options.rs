@@ -28,7 +28,7 @@ fn integer(q: &Pairs, key: &str) -> ApiResult<Option<i64>> {
 }
 
 /// Go's url.Values.Encode: keys sorted, the values of a key in order.
-fn encode(mut params: Vec<(&str, String)>) -> String {
+pub fn encode(mut params: Vec<(&str, String)>) -> String {
     params.sort_by(|a, b| a.0.cmp(b.0));
     let mut out = form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {

@@ -171,7 +171,7 @@ async fn serve(ws: Ws, command: std::process::Command, session: Session, v5: boo
                 Some((channel, bytes)) => sink.send(Message::binary([&[channel][..], &bytes].concat())).await?,
                 None => output_open = false,
             },
-            message = source.next() => match message {
+            message = source.next() => match message.map(|m| m.map(text_as_binary)) {
                 Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
                     STDIN => if let Some(w) = stdin_writer.as_mut() { let _ = w.write_all(&data[1..]).await; },
                     RESIZE => if let Some(t) = &terminal { resize(t, &data[1..]); },
@@ -199,6 +199,16 @@ async fn serve(ws: Ws, command: std::process::Command, session: Session, v5: boo
     // Until the client's close answers ours (or it hangs up).
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async { while let Some(Ok(_)) = source.next().await {} }).await;
     Ok(())
+}
+
+/// A text frame as the binary one it stands for: the Python client sends
+/// stdin as text (its channel byte the first character), and upstream
+/// reads both opcodes alike.
+fn text_as_binary(message: Message) -> Message {
+    match message {
+        Message::Text(text) => Message::Binary(bytes::Bytes::from(text.as_str().as_bytes().to_vec())),
+        other => other,
+    }
 }
 
 fn spawn_reader(mut reader: impl tokio::io::AsyncRead + Unpin + Send + 'static, channel: u8, tx: tokio::sync::mpsc::Sender<(u8, Vec<u8>)>) {

@@ -1,5 +1,5 @@
-//! The kubelet's HTTPS port (:10250): the apiserver's way in for logs and
-//! exec. Serving certificate from `--tls-cert-file` (the lab's CA signed
+//! The kubelet's HTTPS port (:10250): the apiserver's way in for logs,
+//! exec and port-forward. Serving certificate from `--tls-cert-file` (the lab's CA signed
 //! it for the node's name), client certificates checked against
 //! `--client-ca-file`; of those, only the apiserver's kubelet client (and
 //! cluster admins, `system:masters`) may use it, as upstream's
@@ -7,6 +7,7 @@
 
 mod exec;
 mod logs;
+mod port_forward;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ pub async fn start(kubelet: Arc<Kubelet>, pods: Arc<Manager>, settings: ServerSe
         .route("/containerLogs/{namespace}/{pod}/{container}", get(logs::container_logs))
         .route("/exec/{namespace}/{pod}/{container}", any(exec::exec))
         .route("/exec/{namespace}/{pod}/{uid}/{container}", any(exec::exec_with_uid))
+        .route("/portForward/{namespace}/{pod}", any(port_forward::port_forward))
+        .route("/portForward/{namespace}/{pod}/{uid}", any(port_forward::port_forward_with_uid))
         .layer(axum::middleware::from_fn(authorize))
         .with_state(ctx);
     let listener = tokio::net::TcpListener::bind(settings.addr).await.with_context(|| format!("listening on {}", settings.addr))?;
