@@ -5,7 +5,8 @@
 //! the restart policy with back-off, deletion delivers SIGTERM and leaves
 //! nothing on the node, a killed kubelet adopts its running pods, and
 //! probes (`probes`) gate readiness and restart what fails liveness, and
-//! port-forward (`port_forward`) carries large transfers to pods and Services.
+//! port-forward (`port_forward`) carries large transfers to pods and
+//! Services, and lifecycle hooks (`hooks`) run when upstream runs them.
 //! One lab for all of it: `lab up` is paid once.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use kubelab_scenarios::cluster::{kubectl, kubectl_stdin, pods_of, s, Cluster as 
 use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
 
+mod hooks;
 mod port_forward;
 mod probes;
 
@@ -29,6 +31,7 @@ async fn pods_run_on_three_nodes() {
     restarts_follow_the_policy(&lab).await;
     probes::probes(&lab).await;
     port_forward::port_forward(&lab).await;
+    hooks::hooks(&lab).await;
     deletion_stops_and_cleans(&lab).await;
     kubelet_restart_adopts(&lab, &pods).await;
 }

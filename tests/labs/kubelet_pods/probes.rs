@@ -89,7 +89,7 @@ fn condition(lab: &Lab, pod: &str, kind: &str) -> String {
 }
 
 /// `reason: message` of every event about `pod`.
-fn events(lab: &Lab, pod: &str) -> Vec<String> {
+pub(super) fn events(lab: &Lab, pod: &str) -> Vec<String> {
     pods_of(&lab.json(&["get", "events"]))
         .iter()
         .filter(|e| e["involvedObject"]["name"] == pod)

@@ -11,6 +11,7 @@ pub mod env;
 pub mod events;
 pub mod files;
 pub mod ids;
+pub mod lifecycle;
 pub mod probe;
 pub mod service_env;
 pub mod status;

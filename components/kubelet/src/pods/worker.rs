@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use nix::sys::signal::Signal;
 use runtime::container::ContainerState as Run;
 use tokio::sync::watch;
 
@@ -20,6 +19,7 @@ use super::config::{self, Inputs};
 use super::duration::go_seconds;
 use super::events::{missing_image, name};
 use super::ids::container_name;
+use super::lifecycle;
 use super::probe::{ContainerProbes, Found, PodContext};
 use super::status::{self, Attempt, Observed, PodObserved};
 use super::{env, files, service_env, volumes, Shared};
@@ -309,8 +309,9 @@ impl Worker {
             }
             _ => self.recorder.normal(reference, "Started", format!("Started container {}", c.name)),
         }
+        let running = matches!(status.state, Run::Running(_));
         let list = self.attempts.entry(c.name.clone()).or_default();
-        list.push(Attempt { id, restart, state: status.state });
+        list.push(Attempt { id: id.clone(), restart, state: status.state });
         // Keep the current attempt and the one before (for `logs --previous`).
         while list.len() > 2 {
             let old = list.remove(0);
@@ -318,7 +319,23 @@ impl Worker {
             let _ = tokio::task::spawn_blocking(move || kubelet.runtime.remove_container(&old.id)).await;
         }
         self.shared.lock().expect("not poisoned").image_ids.insert(c.name.clone(), (image.names.first().cloned().unwrap_or(image_name), image.id.clone()));
+        if running {
+            // The worker waits for the hook, as upstream's does: the pod's
+            // status moves on once it returned. A failure killed the
+            // attempt; the next sync sees it ended and restarts it.
+            let _ = lifecycle::post_start(&self.pod_context(pod), c, &id).await;
+        }
         Ok(())
+    }
+
+    /// What probes and hooks need of the pod.
+    fn pod_context(&self, pod: &Pod) -> PodContext {
+        PodContext {
+            kubelet: self.kubelet.clone(),
+            recorder: self.recorder.clone(),
+            pod: pod.clone(),
+            pod_ip: self.pod_ips.first().cloned().unwrap_or_default(),
+        }
     }
 
     async fn container_config(
@@ -374,12 +391,7 @@ impl Worker {
             if self.probes.get(&c.name).is_some_and(|p| p.attempt == id) {
                 continue;
             }
-            let ctx = PodContext {
-                kubelet: self.kubelet.clone(),
-                recorder: self.recorder.clone(),
-                pod: pod.clone(),
-                pod_ip: self.pod_ips.first().cloned().unwrap_or_default(),
-            };
+            let ctx = self.pod_context(pod);
             self.probes.insert(c.name.clone(), ContainerProbes::start(&ctx, c, &id, &started_at));
         }
     }
@@ -484,42 +496,35 @@ impl Worker {
         }
     }
 
-    /// SIGTERM to every running container, SIGKILL after `grace`.
+    /// Stops every running container at once, each as upstream's kubelet
+    /// does: its preStop hook, SIGTERM, SIGKILL after what the hook left of
+    /// `grace`.
     async fn stop_all(&mut self, grace: Duration, pod: &Pod) {
         let running: Vec<(String, String)> =
             self.attempts.iter().filter_map(|(n, v)| v.last().filter(|a| a.running().is_some()).map(|a| (n.clone(), a.id.clone()))).collect();
         if running.is_empty() {
             return;
         }
-        for (name, id) in &running {
+        let ctx = self.pod_context(pod);
+        let spec = pod.spec.clone().unwrap_or_default();
+        let containers: Vec<(Container, String)> = running
+            .iter()
+            .map(|(name, id)| {
+                let c = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| &c.name == name).cloned();
+                (c.unwrap_or_else(|| Container { name: name.clone(), ..Default::default() }), id.clone())
+            })
+            .collect();
+        for (c, _) in &containers {
             if grace > Duration::ZERO {
-                self.recorder.normal(component_base::events::reference(pod), "Killing", format!("Stopping container {name}"));
+                self.recorder.normal(component_base::events::reference(pod), "Killing", format!("Stopping container {}", c.name));
             }
-            let (kubelet, id) = (self.kubelet.clone(), id.clone());
-            let _ =
-                tokio::task::spawn_blocking(move || kubelet.runtime.signal(&id, if grace > Duration::ZERO { Signal::SIGTERM } else { Signal::SIGKILL })).await;
         }
-        let deadline = Instant::now() + grace;
+        futures_util::future::join_all(containers.iter().map(|(c, id)| lifecycle::stop(&ctx, c, id, grace))).await;
+        // A SIGKILL is not refused; its exit is written within moments.
+        let until = Instant::now() + Duration::from_secs(5);
         loop {
             self.refresh().await;
-            let alive: Vec<String> = running.iter().filter(|(n, _)| self.latest(n).is_some_and(|a| a.running().is_some())).map(|(_, id)| id.clone()).collect();
-            if alive.is_empty() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                for id in alive {
-                    let kubelet = self.kubelet.clone();
-                    let _ = tokio::task::spawn_blocking(move || kubelet.runtime.signal(&id, Signal::SIGKILL)).await;
-                }
-                // SIGKILL is not refused; its exit is written within moments.
-                let until = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < until {
-                    self.refresh().await;
-                    if running.iter().all(|(n, _)| self.latest(n).is_none_or(|a| a.running().is_none())) {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+            if running.iter().all(|(n, _)| self.latest(n).is_none_or(|a| a.running().is_none())) || Instant::now() >= until {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

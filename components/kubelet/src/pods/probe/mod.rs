@@ -22,11 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
-use nix::sys::signal::Signal;
-use runtime::container::ContainerState as Run;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::lifecycle;
 use crate::Kubelet;
 use settings::{Handler, Kind, Settings};
 use tracker::{Action, Probed};
@@ -152,7 +151,7 @@ impl OneProbe {
 
     /// The container, as upstream's container events name it.
     fn reference(&self) -> ObjectReference {
-        ObjectReference { field_path: Some(format!("spec.containers{{{}}}", self.container)), ..component_base::events::reference(&self.ctx.pod) }
+        lifecycle::reference(&self.ctx, &self.container)
     }
 
     /// upstream's Unhealthy events: every failed probe, and every probe
@@ -166,16 +165,17 @@ impl OneProbe {
         self.ctx.recorder.warning(reference.clone(), "Unhealthy", message);
     }
 
-    /// A failed liveness or startup probe: SIGTERM, then SIGKILL after the
-    /// probe's own grace period or else the pod's. The worker then sees
+    /// A failed liveness or startup probe: the preStop hook, SIGTERM, then
+    /// SIGKILL after the probe's own grace period or else the pod's. The worker then sees
     /// the attempt ended and restarts it per restartPolicy, with back-off.
     async fn kill(&self, reference: &ObjectReference) {
         let spec = self.ctx.pod.spec.clone().unwrap_or_default();
         let restarts = spec.restart_policy.as_deref() != Some("Never");
         let message = format!("Container {} failed {} probe{}", self.container, self.kind.lower(), if restarts { ", will be restarted" } else { "" });
         self.ctx.recorder.normal(reference.clone(), "Killing", message);
-        let pods = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
-        stop(&self.ctx.kubelet, &self.attempt, self.settings.termination_grace.unwrap_or(pods)).await;
+        let grace = self.settings.termination_grace.unwrap_or_else(|| lifecycle::pod_grace(&self.ctx));
+        let container = spec.containers.iter().find(|c| c.name == self.container).cloned().unwrap_or_default();
+        lifecycle::stop(&self.ctx, &container, &self.attempt, grace).await;
     }
 }
 
@@ -188,31 +188,5 @@ async fn check(kubelet: &Arc<Kubelet>, handler: &Handler, attempt: &str, timeout
             Ok(command) => exec::probe(command, argv, timeout).await,
             Err(e) => Probed::Error(e.to_string()),
         },
-    }
-}
-
-/// SIGTERM to the attempt, SIGKILL once `grace` has passed while it runs.
-async fn stop(kubelet: &Arc<Kubelet>, id: &str, grace: Duration) {
-    let running = |kubelet: Arc<Kubelet>, id: String| async move {
-        tokio::task::spawn_blocking(move || kubelet.runtime.container(&id))
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .flatten()
-            .is_some_and(|c| matches!(c.state, Run::Running(_)))
-    };
-    let signal = |kubelet: Arc<Kubelet>, id: String, signal: Signal| async move {
-        let _ = tokio::task::spawn_blocking(move || kubelet.runtime.signal(&id, signal)).await;
-    };
-    signal(kubelet.clone(), id.to_string(), if grace.is_zero() { Signal::SIGKILL } else { Signal::SIGTERM }).await;
-    let deadline = tokio::time::Instant::now() + grace;
-    while tokio::time::Instant::now() < deadline {
-        if !running(kubelet.clone(), id.to_string()).await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if running(kubelet.clone(), id.to_string()).await {
-        signal(kubelet.clone(), id.to_string(), Signal::SIGKILL).await;
     }
 }
