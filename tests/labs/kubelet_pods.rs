@@ -5,7 +5,8 @@
 //! the restart policy with back-off, deletion delivers SIGTERM and leaves
 //! nothing on the node, a killed kubelet adopts its running pods, and
 //! probes (`probes`) gate readiness and restart what fails liveness, and
-//! port-forward (`port_forward`) carries large transfers to pods and Services.
+//! port-forward (`port_forward`) carries large transfers to pods and Services;
+//! the busybox image's wget -T, nc -z and nslookup work (`busybox_tools`).
 //! One lab for all of it: `lab up` is paid once.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use kubelab_scenarios::cluster::{kubectl, kubectl_stdin, pods_of, s, Cluster as 
 use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
 
+mod busybox_tools;
 mod port_forward;
 mod probes;
 
@@ -26,6 +28,7 @@ async fn pods_run_on_three_nodes() {
     let pods = deployment_runs_everywhere(&lab, &cidrs).await;
     connectivity_matrix(&lab, &pods).await;
     logs_and_exec(&lab, &pods).await;
+    busybox_tools::busybox_tools(&lab, &pods).await;
     restarts_follow_the_policy(&lab).await;
     probes::probes(&lab).await;
     port_forward::port_forward(&lab).await;
