@@ -3,6 +3,7 @@
 # and just, and installs it where it can (root with apt); otherwise it says
 # what to install. Run by `just setup`, and so by `just lab` and `just test`.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 missing=()
 need() { # need COMMAND DEBIAN-PACKAGE WHAT-FOR
@@ -10,7 +11,15 @@ need() { # need COMMAND DEBIAN-PACKAGE WHAT-FOR
 }
 need debootstrap debootstrap "building the Debian base image"
 need tar tar "packing the base image"
-need busybox busybox-static "the pod images (busybox and labhost are built FROM scratch around /bin/busybox)"
+need busybox busybox-static "the lab crate's load_image test (its stand-in node is built around /bin/busybox)"
+# The pod images' busybox is built from source (scripts/build-busybox.sh,
+# below), not taken from busybox-static: Debian's build has a crashing
+# `wget -T` and an `nc` without `-z`. Building it needs a C toolchain,
+# dpkg-source and the static libc (build-essential), and curl to fetch the
+# source package.
+need make build-essential "building busybox for the pod images"
+need gcc build-essential "building busybox for the pod images"
+need dpkg-source build-essential "unpacking Debian's busybox source package"
 need protoc protobuf-compiler "building etcd-client (the apiserver's etcd API)"
 need etcd etcd-server "the apiserver tests, which run a real etcd on loopback"
 need curl curl "the apiserver tests"
@@ -42,12 +51,26 @@ if ! command -v mold >/dev/null 2>&1; then
   fi
 fi
 
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The pod images' busybox: built once (a minute or two) and cached under the
+# state folder, keyed by a hash of the script (its source and configuration);
+# afterwards this is instant. The lab also runs the script when it builds
+# the pod images, so a missed step here costs only time.
+build_busybox() {
+  local path
+  path=$(bash scripts/build-busybox.sh)
+  echo "setup: busybox for the pod images: ${path}" >&2
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  build_busybox
+  exit 0
+fi
 packages=$(printf '%s\n' "${missing[@]}" | cut -d: -f1 | sort -u | tr '\n' ' ')
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "setup: installing ${packages}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${packages} >/dev/null
+  build_busybox
   exit 0
 fi
 echo "setup: kubelab needs these and cannot install them itself (not root, or no apt):" >&2

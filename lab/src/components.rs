@@ -37,8 +37,9 @@ pub const COMPONENTS: &[Component] = &[
     Component { name: "node", binaries: &["kubelet"], files: &["node-entrypoint"], pod_images: &["labhost", "busybox", "dns"] },
 ];
 
-/// One image for pods, built `FROM scratch`: busybox-static with its applet
-/// links, plus workspace binaries and the shared libraries they need.
+/// One image for pods, built `FROM scratch`: a static busybox built from
+/// source (`scripts/build-busybox.sh`) with its applet links, plus workspace
+/// binaries and the shared libraries they need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PodImage {
     /// Folder `components/<name>/` (its Dockerfile); host image `kubelab/<name>:<hash>`.

@@ -351,7 +351,8 @@ impl BuildContext {
         let mut entries = vec![ContextEntry::file("Dockerfile", read(&dir.join("Dockerfile"))?, 0o644)];
         entries.extend(binaries(repo, pod_image.binaries)?);
         let paths: Vec<PathBuf> = pod_image.binaries.iter().map(|b| repo.release_dir().join(b)).collect();
-        entries.extend(pod_images::rootfs(&paths.iter().map(PathBuf::as_path).collect::<Vec<_>>()).await?);
+        let busybox = pod_images::busybox(repo).await?;
+        entries.extend(pod_images::rootfs(&busybox, &paths.iter().map(PathBuf::as_path).collect::<Vec<_>>()).await?);
         Ok(BuildContext { entries })
     }
 

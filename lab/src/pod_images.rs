@@ -1,32 +1,61 @@
 //! What goes into pod images, which are built `FROM scratch` (there is no
-//! registry to pull a busybox from): the build machine's busybox-static with
-//! a link per applet, workspace binaries, and the shared libraries those
-//! binaries load (found with ldd). Also the archives a node carries: a
-//! `docker save` of each, tagged as pods name them.
+//! registry to pull a busybox from): a busybox built from source by
+//! `scripts/build-busybox.sh` (cached outside Docker) with a link per applet,
+//! workspace binaries, and the shared libraries those binaries load (found
+//! with ldd). Also the archives a node carries: a `docker save` of each,
+//! tagged as pods name them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
 use tokio::process::Command;
 
 use crate::images::ContextEntry;
+use crate::repo::Repo;
 
-/// Debian's busybox-static installs its binary here.
-pub const BUSYBOX: &str = "/bin/busybox";
+/// The script that builds busybox (or finds its cached build) and prints
+/// the binary's path.
+pub const BUILD_SCRIPT: &str = "scripts/build-busybox.sh";
 
-/// The `rootfs/` part of a pod image's build context: `bin/busybox`, a
-/// symlink per applet beside it, and every shared library `binaries` load at
-/// the path the dynamic loader looks for it.
-pub async fn rootfs(binaries: &[&Path]) -> Result<Vec<ContextEntry>> {
-    let busybox = std::fs::read(BUSYBOX)
-        .map_err(|e| anyhow::anyhow!("reading {BUSYBOX} ({e}): pod images need busybox-static on the build machine (sudo apt-get install busybox-static)"))?;
-    if !shared_libraries(Path::new(BUSYBOX)).await?.is_empty() {
-        bail!("{BUSYBOX} is dynamically linked (Debian's busybox package): pod images need busybox-static (sudo apt-get install busybox-static)");
+/// The busybox pod images are made around: `scripts/build-busybox.sh`
+/// builds it the first time (Debian's source, upstream's defconfig, linked
+/// statically; a minute or two) and afterwards prints where its cached build
+/// is. The build machine's `/bin/busybox` (Debian's busybox-static) is not
+/// used: its `wget -T` crashes and its `nc` has no `-z`.
+pub async fn busybox(repo: &Repo) -> Result<PathBuf> {
+    let script = repo.root.join(BUILD_SCRIPT);
+    // stderr is the script's progress and errors, passed through.
+    let output = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!("{} failed ({}): pod images need its busybox (scripts/setup.sh installs what it needs)", script.display(), output.status);
+    }
+    built_path(&String::from_utf8_lossy(&output.stdout)).with_context(|| format!("{} printed no path", script.display()))
+}
+
+/// The script's last non-empty line of stdout: the binary's path.
+fn built_path(stdout: &str) -> Option<PathBuf> {
+    stdout.lines().map(str::trim).rfind(|l| !l.is_empty()).map(PathBuf::from)
+}
+
+/// The `rootfs/` part of a pod image's build context: `bin/busybox` (from
+/// the file `busybox`, which must be static), a symlink per applet beside
+/// it, and every shared library `binaries` load at the path the dynamic
+/// loader looks for it.
+pub async fn rootfs(busybox: &Path, binaries: &[&Path]) -> Result<Vec<ContextEntry>> {
+    let bytes = std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
+    if !shared_libraries(busybox).await?.is_empty() {
+        bail!("{} is dynamically linked: pod images need a static busybox", busybox.display());
     }
     let mut entries =
-        vec![ContextEntry::dir("rootfs/bin"), ContextEntry::file("rootfs/bin/busybox", busybox, 0o755), ContextEntry::dir_mode("rootfs/tmp", 0o1777)];
-    for applet in applets().await? {
+        vec![ContextEntry::dir("rootfs/bin"), ContextEntry::file("rootfs/bin/busybox", bytes, 0o755), ContextEntry::dir_mode("rootfs/tmp", 0o1777)];
+    for applet in applets(busybox).await? {
         entries.push(ContextEntry::symlink(&format!("rootfs/bin/{applet}"), "busybox"));
     }
     let mut libraries: Vec<String> = Vec::new();
@@ -52,15 +81,16 @@ pub async fn rootfs(binaries: &[&Path]) -> Result<Vec<ContextEntry>> {
 }
 
 /// The applets this busybox has, by `busybox --list`.
-async fn applets() -> Result<Vec<String>> {
-    let output = Command::new(BUSYBOX).arg("--list").stdin(Stdio::null()).output().await.with_context(|| format!("running {BUSYBOX} --list"))?;
+async fn applets(busybox: &Path) -> Result<Vec<String>> {
+    let shown = busybox.display();
+    let output = Command::new(busybox).arg("--list").stdin(Stdio::null()).output().await.with_context(|| format!("running {shown} --list"))?;
     if !output.status.success() {
-        bail!("{BUSYBOX} --list failed ({})", output.status);
+        bail!("{shown} --list failed ({})", output.status);
     }
     let applets = parse_applets(&String::from_utf8_lossy(&output.stdout));
-    for needed in ["sh", "wget", "nc", "tar", "ls", "cat", "sleep"] {
+    for needed in ["sh", "wget", "nc", "nslookup", "tar", "ls", "cat", "sleep"] {
         if !applets.iter().any(|a| a == needed) {
-            bail!("{BUSYBOX} has no {needed} applet");
+            bail!("{shown} has no {needed} applet");
         }
     }
     Ok(applets)
@@ -152,6 +182,13 @@ mod tests {
         assert_eq!(parse_ldd(text).unwrap(), vec!["/lib/x86_64-linux-gnu/libgcc_s.so.1", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]);
         assert_eq!(parse_ldd("\tnot a dynamic executable\n").unwrap(), Vec::<String>::new());
         assert!(parse_ldd("\tlibmissing.so.1 => not found\n").unwrap_err().to_string().contains("libmissing.so.1"));
+    }
+
+    #[test]
+    fn the_scripts_last_line_is_the_path() {
+        assert_eq!(built_path("/c/busybox-ab/busybox\n"), Some(PathBuf::from("/c/busybox-ab/busybox")));
+        assert_eq!(built_path("note\n/c/b/busybox\n\n"), Some(PathBuf::from("/c/b/busybox")));
+        assert_eq!(built_path(""), None);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! nothing on the node, a killed kubelet adopts its running pods, and
 //! probes (`probes`) gate readiness and restart what fails liveness, and
 //! port-forward (`port_forward`) carries large transfers to pods and
-//! Services, and lifecycle hooks (`hooks`) run when upstream runs them.
+//! Services, lifecycle hooks (`hooks`) run when upstream runs them, and the
+//! busybox image's wget -T, nc -z and nslookup work (`busybox_tools`).
 //! One lab for all of it: `lab up` is paid once.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use kubelab_scenarios::cluster::{kubectl, kubectl_stdin, pods_of, s, Cluster as 
 use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
 
+mod busybox_tools;
 mod hooks;
 mod port_forward;
 mod probes;
@@ -28,6 +30,7 @@ async fn pods_run_on_three_nodes() {
     let pods = deployment_runs_everywhere(&lab, &cidrs).await;
     connectivity_matrix(&lab, &pods).await;
     logs_and_exec(&lab, &pods).await;
+    busybox_tools::busybox_tools(&lab, &pods).await;
     restarts_follow_the_policy(&lab).await;
     probes::probes(&lab).await;
     port_forward::port_forward(&lab).await;
