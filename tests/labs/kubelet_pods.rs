@@ -6,7 +6,8 @@
 //! nothing on the node, a killed kubelet adopts its running pods, and
 //! probes (`probes`) gate readiness and restart what fails liveness, and
 //! port-forward (`port_forward`) carries large transfers to pods and
-//! Services, lifecycle hooks (`hooks`) run when upstream runs them, and the
+//! Services, lifecycle hooks (`hooks`) run when upstream runs them,
+//! hostNetwork pods run in their node's network (`host_network`), and the
 //! busybox image's wget -T, nc -z and nslookup work (`busybox_tools`).
 //! One lab for all of it: `lab up` is paid once.
 
@@ -18,6 +19,7 @@ use kubelab_scenarios::wait::until;
 
 mod busybox_tools;
 mod hooks;
+mod host_network;
 mod port_forward;
 mod probes;
 
@@ -35,6 +37,7 @@ async fn pods_run_on_three_nodes() {
     probes::probes(&lab).await;
     port_forward::port_forward(&lab).await;
     hooks::hooks(&lab).await;
+    host_network::host_network(&lab, &pods).await;
     deletion_stops_and_cleans(&lab).await;
     kubelet_restart_adopts(&lab, &pods).await;
 }

@@ -1,6 +1,7 @@
 //! Pod sandboxes: a holder process (as upstream's pause container) that
 //! owns the pod's network, IPC and UTS namespaces, so they outlive any one
-//! container. CNI attaches `/proc/<holder>/ns/net`.
+//! container. CNI attaches `/proc/<holder>/ns/net`. A hostNetwork pod's
+//! holder keeps the node's network and UTS namespaces.
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +22,12 @@ pub struct SandboxStatus {
 }
 
 impl SandboxStatus {
-    /// The network namespace to hand CNI.
+    /// The pod's own network namespace, to hand CNI; none for a
+    /// hostNetwork pod, whose namespace is the node's.
     pub fn netns(&self) -> Option<PathBuf> {
+        if self.config.host_network {
+            return None;
+        }
         self.started.as_ref().map(|s| PathBuf::from(format!("/proc/{}/ns/net", s.pid)))
     }
 }
@@ -66,8 +71,12 @@ fn hold(dir: &Path) -> Result<SigSet> {
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
     signals.thread_block().map_err(crate::sys_err("blocking signals"))?;
-    sys::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)?;
-    sys::sethostname(&config.hostname)?;
+    if config.host_network {
+        sys::unshare(CloneFlags::CLONE_NEWIPC)?;
+    } else {
+        sys::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)?;
+        sys::sethostname(&config.hostname)?;
+    }
     let pid = std::process::id() as i32;
     let start_ticks = state::start_ticks(pid).ok_or_else(|| crate::Error::Invalid("cannot read this process's start time".into()))?;
     state::write_json(&dir.join("state.json"), &Started { pid, start_ticks, started_at: state::now_rfc3339() })?;

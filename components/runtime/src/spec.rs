@@ -16,6 +16,10 @@ pub struct SandboxConfig {
     /// Labels kept with the sandbox, so the kubelet can tell whose it is
     /// after a restart (namespace, name, uid).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// hostNetwork: the node's network and UTS namespaces are kept (the
+    /// holder unshares only IPC), as upstream's runtimes do for such pods.
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 /// One container of a sandbox.

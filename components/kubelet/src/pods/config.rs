@@ -130,8 +130,14 @@ fn environment(i: &Inputs<'_>) -> Result<Vec<(String, String)>, ConfigError> {
     if !env.iter().any(|(k, _)| k == "PATH") {
         set(&mut env, "PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
-    let hostname = i.pod.spec.as_ref().and_then(|s| s.hostname.clone()).or_else(|| i.pod.metadata.name.clone()).unwrap_or_default();
-    set(&mut env, "HOSTNAME".into(), hostname);
+    let spec = i.pod.spec.as_ref();
+    let hostname = if spec.and_then(|s| s.host_network) == Some(true) {
+        // The node's UTS namespace, so the node's name.
+        spec.and_then(|s| s.node_name.clone())
+    } else {
+        spec.and_then(|s| s.hostname.clone()).or_else(|| i.pod.metadata.name.clone())
+    };
+    set(&mut env, "HOSTNAME".into(), hostname.unwrap_or_default());
     for (k, v) in i.service_env {
         set(&mut env, k.clone(), v.clone());
     }
@@ -375,7 +381,12 @@ pub fn hosts_file(pod: &Pod, pod_ips: &[String], domain: &str) -> String {
 pub fn resolv_conf(pod: &Pod, dns: &str, domain: &str) -> String {
     let spec = pod.spec.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let policy = spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into());
+    let mut policy = spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into());
+    if policy == "ClusterFirst" && spec.host_network == Some(true) {
+        // Upstream: a hostNetwork pod uses the node's DNS unless it asks
+        // for ClusterFirstWithHostNet.
+        policy = "Default".into();
+    }
     let (mut servers, mut searches, mut options): (Vec<String>, Vec<String>, Vec<String>) = match policy.as_str() {
         "None" => (vec![], vec![], vec![]),
         "Default" => (vec![], vec![], vec![]),
@@ -494,6 +505,18 @@ mod tests {
             resolv_conf(&pod, "10.96.0.10", "cluster.local"),
             "search dev.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
         );
+    }
+
+    #[test]
+    fn a_host_network_pod_uses_cluster_dns_only_when_it_asks() {
+        let mut pod = Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { namespace: Some("dev".into()), ..Default::default() },
+            spec: Some(k8s_openapi::api::core::v1::PodSpec { host_network: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(resolv_conf(&pod, "10.96.0.10", "cluster.local"), "", "ClusterFirst falls back to the node's (Default)");
+        pod.spec.as_mut().unwrap().dns_policy = Some("ClusterFirstWithHostNet".into());
+        assert!(resolv_conf(&pod, "10.96.0.10", "cluster.local").contains("nameserver 10.96.0.10\n"));
     }
 
     #[test]

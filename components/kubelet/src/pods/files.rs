@@ -17,9 +17,15 @@ pub fn write_pod_files(kubelet: &Kubelet, uid: &str, pod: &Pod, pod_ips: &[Strin
     let dir = paths::pod_dir(&kubelet.settings.root_dir, uid);
     config::write_file(&dir.join("ips"), &pod_ips.join("\n"))?;
     let s = &kubelet.settings;
-    config::write_file(&dir.join("etc-hosts"), &config::hosts_file(pod, pod_ips, &s.cluster_domain))?;
+    if spec.host_network == Some(true) {
+        // As upstream: the node's own hosts file and name.
+        config::write_file(&dir.join("etc-hosts"), &std::fs::read_to_string("/etc/hosts").unwrap_or_default())?;
+        config::write_file(&dir.join("hostname"), &format!("{}\n", s.node_name))?;
+    } else {
+        config::write_file(&dir.join("etc-hosts"), &config::hosts_file(pod, pod_ips, &s.cluster_domain))?;
+        config::write_file(&dir.join("hostname"), &format!("{}\n", spec.hostname.clone().or_else(|| pod.metadata.name.clone()).unwrap_or_default()))?;
+    }
     config::write_file(&dir.join("resolv.conf"), &config::resolv_conf(pod, &s.cluster_dns.to_string(), &s.cluster_domain))?;
-    config::write_file(&dir.join("hostname"), &format!("{}\n", spec.hostname.clone().or_else(|| pod.metadata.name.clone()).unwrap_or_default()))?;
     Ok(())
 }
 

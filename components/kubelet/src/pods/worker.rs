@@ -152,13 +152,22 @@ impl Worker {
             self.teardown_network().await;
         }
         let spec = pod.spec.clone().unwrap_or_default();
+        let host_network = spec.host_network == Some(true);
         let hostname = spec.hostname.clone().or_else(|| pod.metadata.name.clone()).unwrap_or_default();
         let labels = BTreeMap::from([
             ("io.kubernetes.pod.name".to_string(), pod.metadata.name.clone().unwrap_or_default()),
             ("io.kubernetes.pod.namespace".to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
             ("io.kubernetes.pod.uid".to_string(), self.uid.clone()),
         ]);
-        let config = runtime::SandboxConfig { id: self.uid.clone(), hostname, labels };
+        let config = runtime::SandboxConfig { id: self.uid.clone(), hostname, labels, host_network };
+        if host_network {
+            // The node's network: no CNI, and the node's address is the pod's.
+            let kubelet = self.kubelet.clone();
+            blocking(move || kubelet.runtime.create_sandbox(&config)).await?;
+            self.pod_ips = vec![self.kubelet.settings.node_ip.to_string()];
+            files::write_pod_files(&self.kubelet, &self.uid, pod, &self.pod_ips)?;
+            return Ok(());
+        }
         // Whatever an earlier sandbox of this pod left in the plugins'
         // state (a node restarted under it) goes first: host-local refuses
         // a second address for the same container.
@@ -534,9 +543,13 @@ impl Worker {
     async fn teardown_network(&mut self) {
         let uid = self.uid.clone();
         let kubelet = self.kubelet.clone();
-        let netns = blocking(move || kubelet.runtime.sandbox(&uid)).await.ok().flatten().and_then(|s| s.netns());
-        if let Err(e) = self.kubelet.network.del(&self.uid, netns.as_deref()).await {
-            tracing::warn!(pod = %self.uid, "CNI DEL: {e:#}");
+        let sandbox = blocking(move || kubelet.runtime.sandbox(&uid)).await.ok().flatten();
+        // A hostNetwork pod was never attached; its namespace is the node's.
+        if !sandbox.as_ref().is_some_and(|s| s.config.host_network) {
+            let netns = sandbox.and_then(|s| s.netns());
+            if let Err(e) = self.kubelet.network.del(&self.uid, netns.as_deref()).await {
+                tracing::warn!(pod = %self.uid, "CNI DEL: {e:#}");
+            }
         }
         let (kubelet, uid) = (self.kubelet.clone(), self.uid.clone());
         if let Err(e) = blocking(move || kubelet.runtime.remove_sandbox(&uid)).await {

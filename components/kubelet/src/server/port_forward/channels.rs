@@ -35,7 +35,7 @@ pub async fn serve(ws: Ws, target: Target, ports: Vec<u16>) -> anyhow::Result<()
     let (tx, mut rx) = mpsc::channel::<Out>(16);
     let mut writers: Vec<Option<OwnedWriteHalf>> = Vec::new();
     for (i, port) in ports.iter().enumerate() {
-        match dial::dial(&target.netns, *port).await {
+        match dial::dial(target.netns.as_deref(), *port).await {
             Ok(stream) => {
                 let (reader, writer) = stream.into_split();
                 writers.push(Some(writer));

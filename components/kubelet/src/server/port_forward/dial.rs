@@ -17,7 +17,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// ends: a thread's namespace is the one its sockets belong to, and a
 /// pooled thread (tokio's blocking pool) must never change namespace, or
 /// whatever runs on it next would be inside the pod.
-pub async fn dial(netns: &Path, port: u16) -> Result<tokio::net::TcpStream, String> {
+pub async fn dial(netns: Option<&Path>, port: u16) -> Result<tokio::net::TcpStream, String> {
+    let Some(netns) = netns else {
+        // A hostNetwork pod: the node's namespace, this thread's own.
+        let stream = tokio::task::spawn_blocking(move || connect(port)).await.map_err(|e| e.to_string())??;
+        stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+        return tokio::net::TcpStream::from_std(stream).map_err(|e| e.to_string());
+    };
     let netns: PathBuf = netns.to_path_buf();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -34,6 +40,10 @@ pub async fn dial(netns: &Path, port: u16) -> Result<tokio::net::TcpStream, Stri
 fn dial_blocking(netns: &Path, port: u16) -> Result<TcpStream, String> {
     let file = std::fs::File::open(netns).map_err(|e| format!("opening the pod's network namespace {}: {e}", netns.display()))?;
     setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| format!("entering the pod's network namespace: {e}"))?;
+    connect(port)
+}
+
+fn connect(port: u16) -> Result<TcpStream, String> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).map_err(|e| {
         // Go's dialer's words, as containerd's message carries them.

@@ -42,7 +42,9 @@ struct Target {
     namespace: String,
     pod: String,
     uid: String,
-    netns: PathBuf,
+    /// The pod's own network namespace; none for a hostNetwork pod (the
+    /// kubelet's, the node's, is its).
+    netns: Option<PathBuf>,
 }
 
 impl Target {
@@ -78,7 +80,7 @@ async fn start(ctx: Ctx, namespace: String, pod: String, query: Vec<(String, Str
         .and_then(Result::ok)
         .flatten()
         .filter(|s| s.ready)
-        .and_then(|s| s.netns());
+        .map(|s| s.netns());
     let Some(netns) = netns else {
         return text(StatusCode::BAD_REQUEST, format!("pod {namespace}/{pod} has no running sandbox to forward into"));
     };

@@ -61,7 +61,7 @@ where
 async fn forward(target: Target, mut error: spdy::Stream, mut data: spdy::Stream) {
     let port = data.headers().get("port").unwrap_or("").to_string();
     let outcome = match port.parse::<u16>() {
-        Ok(p) if p > 0 => match dial::dial(&target.netns, p).await {
+        Ok(p) if p > 0 => match dial::dial(target.netns.as_deref(), p).await {
             Ok(mut connection) => {
                 let _ = tokio::io::copy_bidirectional(&mut data, &mut connection).await;
                 Ok(())
