@@ -39,8 +39,12 @@ pub const DNS_APP_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 /// The Secret with the kubeconfig cluster DNS reads the API with: our
 /// kubelet mounts secrets but issues no service-account tokens yet.
 pub const DNS_KUBECONFIG_SECRET: &str = "coredns-kubeconfig";
-/// The progress task `lab up` shows while it applies and waits for add-ons.
+/// The progress task `lab up` shows while it applies the add-ons (as soon
+/// as the API answers).
 pub const TASK: &str = "add-ons";
+/// The progress task of the wait for the add-ons, once every container is
+/// healthy: cluster DNS's share of `lab up`.
+pub const WAIT_TASK: &str = "cluster DNS";
 /// The field manager of everything the lab applies.
 const FIELD_MANAGER: &str = "kubelab-lab";
 /// The default StorageClass, kind's name for it.

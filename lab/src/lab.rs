@@ -232,24 +232,38 @@ async fn reconcile(engine: &Engine, source: &Source, plan: &Plan, hash: &str, be
             engine.remove_container(&found.name).await?;
         }
     }
-    for stage in &plan.stages {
+    // Cluster DNS is applied once the nodes are Ready, so that its pods
+    // spread over all of them (applied earlier, both replicas land on the
+    // first node Ready) and start while kube-proxy comes up; only the rest
+    // is waited for at the end.
+    let apply_after = plan.stages.iter().position(|s| s.name == "nodes");
+    let mut addons: Option<kube::Client> = None;
+    for (i, stage) in plan.stages.iter().enumerate() {
         cancel.check()?;
         let starts = stage.members.iter().map(|m| start_member(engine, m, existing.get(&m.spec.name), progress, cancel));
         try_join_all(starts).await?;
+        if !plan.addons.is_empty() && addons.is_none() && (Some(i) == apply_after || i + 1 == plan.stages.len()) {
+            let task = progress.task(addons::TASK);
+            task.update("applying cluster DNS (kube-system/coredns, kube-dns)");
+            let config = kubeconfig(engine, lab).await?;
+            let applied = async {
+                let client = addons::client(&config).await?;
+                addons::install(&client, &plan.addons).await?;
+                anyhow::Ok(client)
+            };
+            let client = tokio::select! {
+                done = applied => done.inspect_err(|_| task.failed("failed"))?,
+                _ = cancel.cancelled() => return Err(Interrupted.into()),
+            };
+            task.done("cluster DNS applied; its pods start as nodes come up");
+            addons = Some(client);
+        }
     }
-    if !plan.addons.is_empty() {
-        cancel.check()?;
-        let task = progress.task(addons::TASK);
-        task.update("applying cluster DNS (kube-system/coredns, kube-dns)");
-        let config = kubeconfig(engine, lab).await?;
-        let installed = async {
-            let client = addons::client(&config).await?;
-            addons::install(&client, &plan.addons).await?;
-            task.update("waiting for deployment kube-system/coredns to be available");
-            addons::wait_available(&client, &plan.addons, GATE_TIMEOUT, GATE_POLL).await
-        };
+    if let Some(client) = addons {
+        let task = progress.task(addons::WAIT_TASK);
+        task.update("waiting for deployment kube-system/coredns to be available");
         tokio::select! {
-            done = installed => done.inspect_err(|_| task.failed("failed"))?,
+            done = addons::wait_available(&client, &plan.addons, GATE_TIMEOUT, GATE_POLL) => done.inspect_err(|_| task.failed("failed"))?,
             _ = cancel.cancelled() => return Err(Interrupted.into()),
         }
         task.done("cluster DNS available");

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -29,7 +29,13 @@ struct Args {
 async fn main() -> Result<()> {
     component_base::logging::init();
     let args = Args::parse();
-    let client = args.client.client().await?;
+    let mut config = args.client.config().await?;
+    // The API is reached through the `kubernetes` Service, which answers
+    // only once kube-proxy has written its rules: until then a SYN goes
+    // unanswered, and kube's 30 s connect timeout would hold the first list
+    // (and so readiness) that long. A short one lets the watch retry.
+    config.connect_timeout = Some(std::time::Duration::from_secs(1));
+    let client = kube::Client::try_from(config).context("building the API client")?;
     let settings = cluster_dns::Settings {
         domain: args.cluster_domain,
         dns: args.dns_address,
