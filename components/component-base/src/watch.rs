@@ -2,6 +2,8 @@
 //! whole picture (kube-proxy's rules, cluster DNS's zone) rather than per
 //! object: the store is read whole, and `changed` runs on each event.
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::Backoff;
@@ -41,12 +43,12 @@ where
 /// starts before kube-proxy has made the `kubernetes` Service reachable.
 #[derive(Debug, Clone, Copy)]
 struct Retries {
-    next: std::time::Duration,
+    next: Duration,
 }
 
 impl Retries {
-    const FIRST: std::time::Duration = std::time::Duration::from_millis(100);
-    const MOST: std::time::Duration = std::time::Duration::from_secs(5);
+    const FIRST: Duration = Duration::from_millis(100);
+    const MOST: Duration = Duration::from_secs(5);
 }
 
 impl Default for Retries {
@@ -56,9 +58,9 @@ impl Default for Retries {
 }
 
 impl Iterator for Retries {
-    type Item = std::time::Duration;
+    type Item = Duration;
 
-    fn next(&mut self) -> Option<std::time::Duration> {
+    fn next(&mut self) -> Option<Duration> {
         let now = self.next;
         self.next = (self.next * 2).min(Retries::MOST);
         Some(now)
@@ -86,6 +88,6 @@ mod tests {
         let first: Vec<u64> = r.by_ref().take(8).map(|d| d.as_millis() as u64).collect();
         assert_eq!(first, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
         r.reset();
-        assert_eq!(r.next(), Some(std::time::Duration::from_millis(100)));
+        assert_eq!(r.next(), Some(Duration::from_millis(100)));
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController, ReplicationControllerCondition, ReplicationControllerStatus};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController, ReplicationControllerStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -102,47 +102,19 @@ impl Replicated for ReplicationController {
         self.spec.as_ref().and_then(|s| s.template.as_ref())
     }
     fn replica_status(&self) -> Option<ReplicaSetStatus> {
-        self.status.as_ref().map(|s| ReplicaSetStatus {
-            replicas: s.replicas,
-            fully_labeled_replicas: s.fully_labeled_replicas,
-            ready_replicas: s.ready_replicas,
-            available_replicas: s.available_replicas,
-            observed_generation: s.observed_generation,
-            conditions: s.conditions.as_ref().map(|c| {
-                c.iter()
-                    .map(|c| ReplicaSetCondition {
-                        type_: c.type_.clone(),
-                        status: c.status.clone(),
-                        reason: c.reason.clone(),
-                        message: c.message.clone(),
-                        last_transition_time: c.last_transition_time.clone(),
-                    })
-                    .collect()
-            }),
-            terminating_replicas: None,
-        })
+        self.status.as_ref().map(same_shape)
     }
     fn status_json(status: &ReplicaSetStatus) -> serde_json::Value {
-        let status = ReplicationControllerStatus {
-            replicas: status.replicas,
-            fully_labeled_replicas: status.fully_labeled_replicas,
-            ready_replicas: status.ready_replicas,
-            available_replicas: status.available_replicas,
-            observed_generation: status.observed_generation,
-            conditions: status.conditions.as_ref().map(|c| {
-                c.iter()
-                    .map(|c| ReplicationControllerCondition {
-                        type_: c.type_.clone(),
-                        status: c.status.clone(),
-                        reason: c.reason.clone(),
-                        message: c.message.clone(),
-                        last_transition_time: c.last_transition_time.clone(),
-                    })
-                    .collect()
-            }),
-        };
-        serde_json::to_value(&status).expect("a status serializes")
+        // The ReplicationController's status is the ReplicaSet's without
+        // terminatingReplicas, which this controller never sets.
+        serde_json::to_value(same_shape::<_, ReplicationControllerStatus>(status)).expect("a status serializes")
     }
+}
+
+/// One status as the other kind's: the two have the same fields (the
+/// ReplicaSet's one more), so a serde round trip converts them.
+fn same_shape<A: Serialize, B: DeserializeOwned>(from: &A) -> B {
+    serde_json::from_value(serde_json::to_value(from).expect("a status serializes")).expect("the statuses of both kinds have the same shape")
 }
 
 /// Whether `reference` names an object of kind `K` (kind and API group).

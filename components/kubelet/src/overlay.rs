@@ -12,10 +12,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
 
 use crate::Kubelet;
 
@@ -127,30 +125,20 @@ pub async fn run_overlay(kubelet: Arc<Kubelet>, cidr: ipnet::Ipv4Net) -> Result<
     let s = &kubelet.settings;
     let std::net::IpAddr::V4(node_ip) = s.node_ip else { bail!("the overlay needs an IPv4 node address, not {}", s.node_ip) };
     let mac = ensure_device(node_ip, &cidr, "eth0")?;
-    let nodes: Api<Node> = Api::all(kubelet.client.clone());
+    let node_api: Api<Node> = Api::all(kubelet.client.clone());
     let patch = serde_json::json!({ "metadata": { "annotations": { MAC_ANNOTATION: mac, IP_ANNOTATION: node_ip.to_string() } } });
-    nodes.patch(&s.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await.context("publishing the VXLAN device on the Node")?;
+    node_api.patch(&s.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await.context("publishing the VXLAN device on the Node")?;
     tracing::info!("overlay: {DEVICE} ({mac}) holds {} on {node_ip}", cidr.network());
 
-    let (store, writer) = reflector::store();
-    let mut events = reflector(writer, watcher(nodes, watcher::Config::default())).default_backoff().boxed();
+    // The whole Node list, kept by component-base's reflector, which says
+    // when it changed (a Node applied or deleted, a list swapped in).
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let notify = changed.clone();
+    let nodes = component_base::watch::all::<Node>(kubelet.client.clone(), move || notify.notify_one());
+    nodes.wait_until_ready().await.context("listing Nodes")?;
     let mut have: BTreeSet<Peer> = BTreeSet::new();
-    while let Some(event) = events.next().await {
-        match event {
-            Err(e) => {
-                tracing::warn!("overlay: watching Nodes: {e}");
-                continue;
-            }
-            // The reflector fills its store from a list in a buffer and
-            // swaps it in at InitDone: until then the store holds the
-            // previous list (nothing, at first), so peers that published
-            // before this watch began are seen at InitDone, not at the next
-            // change of some Node (a Node status period, 10 s, later).
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
-            Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {}
-        }
-        let all: Vec<Node> = store.state().iter().map(|n| (**n).clone()).collect();
-        let want = peers(&all, &s.node_name);
+    loop {
+        let want = peers(&component_base::watch::cloned(&nodes), &s.node_name);
         for step in steps(&have, &want) {
             for command in commands(&step) {
                 if let Err(e) = run(&command) {
@@ -163,8 +151,8 @@ pub async fn run_overlay(kubelet: Arc<Kubelet>, cidr: ipnet::Ipv4Net) -> Result<
             tracing::info!("overlay: {step:?}");
         }
         have = want;
+        changed.notified().await;
     }
-    Ok(())
 }
 
 #[cfg(test)]
