@@ -6,7 +6,8 @@
 //! nothing on the node, a killed kubelet adopts its running pods, and
 //! probes (`probes`) gate readiness and restart what fails liveness, and
 //! port-forward (`port_forward`) carries large transfers to pods and
-//! Services, lifecycle hooks (`hooks`) run when upstream runs them,
+//! Services, attach (`attach`) serves `kubectl run -i`/`-it` and
+//! `kubectl attach`, lifecycle hooks (`hooks`) run when upstream runs them,
 //! hostNetwork pods run in their node's network (`host_network`), and the
 //! busybox image's wget -T, nc -z and nslookup work (`busybox_tools`).
 //! One lab for all of it: `lab up` is paid once.
@@ -17,6 +18,7 @@ use kubelab_scenarios::cluster::{kubectl, kubectl_stdin, pods_of, s, Cluster as 
 use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
 
+mod attach;
 mod busybox_tools;
 mod hooks;
 mod host_network;
@@ -36,6 +38,7 @@ async fn pods_run_on_three_nodes() {
     restarts_follow_the_policy(&lab).await;
     probes::probes(&lab).await;
     port_forward::port_forward(&lab).await;
+    attach::attach(&lab).await;
     hooks::hooks(&lab).await;
     host_network::host_network(&lab, &pods).await;
     deletion_stops_and_cleans(&lab).await;

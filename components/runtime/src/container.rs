@@ -182,6 +182,11 @@ impl Runtime {
         remove_dir(&dir)
     }
 
+    /// Where a running container's shim takes attaches (see [`crate::attach`]).
+    pub fn attach_address(&self, id: &str) -> Result<crate::attach::Address> {
+        crate::attach::Address::of(&self.dirs.container(id))
+    }
+
     /// The folder of a container's state (its shim's), for `exec`.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.dirs.container(id)

@@ -1,10 +1,13 @@
 //! `kubectl exec`: a process started inside a running container. The
 //! kubelet runs `kubelet runtime-exec DIR [--tty] -- ARGS` with the
-//! session's stdio; that process joins the container init's namespaces
+//! session's stdio (with `--tty`: stdin is a unix socket, over which the
+//! command's terminal, made inside the container, is sent back; see
+//! [`crate::terminal`]); that process joins the container init's namespaces
 //! and cgroup, forks the command (a PID namespace is entered by children
 //! only) and exits with its status, so the kubelet reads the exit code
 //! off its own child.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 
@@ -16,7 +19,7 @@ use crate::container::{ContainerState, Runtime};
 use crate::shim::Placement;
 use crate::spec::ContainerConfig;
 use crate::state::{self, Started};
-use crate::{entry, rootfs, sys, Error, Result};
+use crate::{entry, rootfs, sys, terminal, Error, Result};
 
 /// Exit code of the exec process when the command could not be started
 /// (as a shell's 126/127): the reason is on its stderr.
@@ -24,7 +27,8 @@ pub const CANNOT_RUN: i32 = 126;
 
 impl Runtime {
     /// The command that runs `args` in container `id`; the caller sets its
-    /// stdio (pipes, or a terminal with `tty`) and spawns it.
+    /// stdio (pipes; with `tty`, stdin a unix socket to receive the
+    /// terminal from, [`crate::terminal::receive`]) and spawns it.
     pub fn exec_command(&self, id: &str, args: &[String], tty: bool) -> Result<Command> {
         let status = self.container(id)?.ok_or_else(|| Error::Invalid(format!("container {id} not found")))?;
         if !matches!(status.state, ContainerState::Running(_)) {
@@ -95,12 +99,16 @@ fn run(dir: &Path, args: &[String], tty: bool) -> Result<i32> {
 fn exec_in(config: &ContainerConfig, args: &[String], tty: bool) -> Error {
     let step = || -> Result<()> {
         if tty {
-            // The terminal on stdin becomes this session's.
-            sys::setsid()?;
-            // SAFETY: TIOCSCTTY on stdin, no memory involved.
-            if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
-                return Err(Error::Io { what: "taking the terminal".into(), source: std::io::Error::last_os_error() });
+            // The terminal is made here, in the container's /dev/pts, and
+            // its master side goes back over stdin, the kubelet's socket.
+            let (master, slave) = terminal::open(config.uid, config.gid)?;
+            terminal::send(0, master.as_raw_fd())?;
+            drop(master);
+            for target in 0..3 {
+                sys::dup_onto(slave.as_raw_fd(), target)?;
             }
+            drop(slave);
+            sys::take_terminal()?;
         }
         let program = rootfs::look_up(&args[0], &config.env)?;
         let cwd = Path::new(&config.working_dir);

@@ -20,6 +20,8 @@
 //!   on disk: state under `/run/kubelab` (tmpfs: it dies with the node, as
 //!   the processes do), writable layers and logs under `/var`.
 
+pub mod attach;
+mod attach_server;
 pub mod cgroups;
 pub mod container;
 pub mod entry;
@@ -32,6 +34,7 @@ pub mod shim;
 pub mod spec;
 pub mod state;
 mod sys;
+pub mod terminal;
 
 pub use container::{ContainerStatus, Runtime};
 pub use spec::{ContainerConfig, Mount, SandboxConfig};

@@ -51,6 +51,15 @@ pub struct ContainerConfig {
     pub resources: Resources,
     /// Labels kept with the container (pod uid, container name, attempt).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Keep stdin open for attaching (`stdin`); else it is /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin when the first attach with stdin ends (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Give the container a terminal on stdin, stdout and stderr (`tty`).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

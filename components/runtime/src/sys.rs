@@ -61,6 +61,17 @@ pub fn setsid() -> Result<()> {
     nix::unistd::setsid().map(|_| ()).map_err(sys("setsid"))
 }
 
+/// Makes the terminal on stdin this process's controlling terminal, in a
+/// session of its own (a shell's job control needs both).
+pub fn take_terminal() -> Result<()> {
+    setsid()?;
+    // SAFETY: TIOCSCTTY on stdin, no memory involved.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(Error::Io { what: "taking the terminal".into(), source: std::io::Error::last_os_error() });
+    }
+    Ok(())
+}
+
 /// The parent's death kills this process (for the container init, whose
 /// shim must outlive it).
 pub fn die_with_parent() -> Result<()> {
@@ -85,6 +96,22 @@ pub fn dup_onto(fd: RawFd, target: RawFd) -> Result<()> {
         return Err(Error::Io { what: format!("dup2({fd}, {target})"), source: std::io::Error::last_os_error() });
     }
     Ok(())
+}
+
+/// A copy of `fd` at the lowest free descriptor from `min` up (with
+/// close-on-exec).
+pub fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd> {
+    // SAFETY: plain descriptor numbers; fcntl has no memory effects here.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if copy < 0 {
+        return Err(Error::Io { what: format!("dup({fd}) from {min}"), source: std::io::Error::last_os_error() });
+    }
+    Ok(copy)
+}
+
+pub fn close(fd: RawFd) {
+    // SAFETY: closing a descriptor number this process owns.
+    unsafe { libc::close(fd) };
 }
 
 /// Closes every descriptor from `first` up, so nothing of the kubelet's

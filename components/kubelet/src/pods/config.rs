@@ -100,6 +100,9 @@ pub fn container_config(i: &Inputs<'_>) -> Result<ContainerConfig, ConfigError> 
         log_path: i.log_path.clone(),
         resources,
         labels,
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
     })
 }
 

@@ -1,13 +1,15 @@
 //! The kubelet's HTTPS port (:10250): the apiserver's way in for logs,
-//! exec and port-forward. Serving certificate from `--tls-cert-file` (the lab's CA signed
+//! exec, attach and port-forward. Serving certificate from `--tls-cert-file` (the lab's CA signed
 //! it for the node's name), client certificates checked against
 //! `--client-ca-file`; of those, only the apiserver's kubelet client (and
 //! cluster admins, `system:masters`) may use it, as upstream's
 //! authorization of `nodes/proxy` grants.
 
+mod attach;
 mod exec;
 mod logs;
 mod port_forward;
+mod streams;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,7 +57,9 @@ pub async fn start(kubelet: Arc<Kubelet>, pods: Arc<Manager>, settings: ServerSe
         .route("/pods", get(pods_list))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(logs::container_logs))
         .route("/exec/{namespace}/{pod}/{container}", any(exec::exec))
-        .route("/exec/{namespace}/{pod}/{uid}/{container}", any(exec::exec_with_uid))
+        .route("/exec/{namespace}/{pod}/{uid}/{container}", any(exec::exec))
+        .route("/attach/{namespace}/{pod}/{container}", any(attach::attach))
+        .route("/attach/{namespace}/{pod}/{uid}/{container}", any(attach::attach))
         .route("/portForward/{namespace}/{pod}", any(port_forward::port_forward))
         .route("/portForward/{namespace}/{pod}/{uid}", any(port_forward::port_forward_with_uid))
         .layer(axum::middleware::from_fn(authorize))
