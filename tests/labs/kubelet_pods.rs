@@ -8,7 +8,9 @@
 //! port-forward (`port_forward`) carries large transfers to pods and
 //! Services, attach (`attach`) serves `kubectl run -i`/`-it` and
 //! `kubectl attach`, lifecycle hooks (`hooks`) run when upstream runs them,
-//! hostNetwork pods run in their node's network (`host_network`), and the
+//! hostNetwork pods run in their node's network (`host_network`), PID and
+//! IPC namespaces are the container's, the pod's or the node's as asked
+//! (`process_namespaces`), and the
 //! busybox image's wget -T, nc -z and nslookup work (`busybox_tools`).
 //! One lab for all of it: `lab up` is paid once.
 
@@ -24,6 +26,7 @@ mod hooks;
 mod host_network;
 mod port_forward;
 mod probes;
+mod process_namespaces;
 
 #[tokio::test]
 async fn pods_run_on_three_nodes() {
@@ -41,6 +44,7 @@ async fn pods_run_on_three_nodes() {
     attach::attach(&lab).await;
     hooks::hooks(&lab).await;
     host_network::host_network(&lab, &pods).await;
+    process_namespaces::process_namespaces(&lab).await;
     deletion_stops_and_cleans(&lab).await;
     kubelet_restart_adopts(&lab, &pods).await;
 }

@@ -101,6 +101,25 @@ impl Cgroups {
         Ok(())
     }
 
+    /// Sends SIGKILL to every process in `group` (a container's leftovers
+    /// in a PID namespace its init does not own).
+    /// Returns once the group is empty (or after 2 s).
+    pub fn kill_all(&self, group: &str) {
+        let Some(dir) = self.dirs(group).into_iter().next() else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                let _ = crate::sys::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Whether the kernel's OOM killer acted in `group`.
     pub fn oom_killed(&self, group: &str) -> bool {
         let Cgroups::V1 { root } = self else { return false };

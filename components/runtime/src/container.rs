@@ -171,6 +171,9 @@ impl Runtime {
             sys::kill(started.pid, Signal::SIGKILL)?;
             wait_gone(started);
         }
+        if status.config.share_pid || status.config.host_pid {
+            self.cgroups.kill_all(&cgroup_of(&status.config));
+        }
         // The shim writes exit.json last; give it the moment it needs, so
         // it does not write into a removed folder.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);

@@ -101,9 +101,6 @@ enum InitStdio {
 }
 
 fn start(dir: &Path, config: &ContainerConfig, placement: &Placement, cgroups: &Cgroups) -> Result<Running> {
-    if config.share_pid {
-        return Err(Error::Invalid("shareProcessNamespace is not supported by kubelab's runtime yet".into()));
-    }
     if let Some(parent) = config.log_path.parent() {
         std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
     }
@@ -125,8 +122,15 @@ fn start(dir: &Path, config: &ContainerConfig, placement: &Placement, cgroups: &
     for ns in [("net", CloneFlags::CLONE_NEWNET), ("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS)] {
         sys::join_namespace(Path::new(&format!("/proc/{}/ns/{}", placement.holder_pid, ns.0)), ns.1)?;
     }
-    // The next child is PID 1 of a namespace of its own.
-    sys::unshare(CloneFlags::CLONE_NEWPID)?;
+    if config.host_pid {
+        // The node's PID namespace, where the shim already is.
+    } else if config.share_pid {
+        // The pod's, whose PID 1 is the sandbox's holder.
+        sys::join_namespace(Path::new(&format!("/proc/{}/ns/pid", placement.holder_pid)), CloneFlags::CLONE_NEWPID)?;
+    } else {
+        // The next child is PID 1 of a namespace of its own.
+        sys::unshare(CloneFlags::CLONE_NEWPID)?;
+    }
     let layer = Layer::at(&placement.layer_dir);
     layer.create()?;
     match sys::fork()? {
@@ -294,7 +298,12 @@ fn supervise(dir: &Path, running: Running, mut attachments: Attachments, config:
             };
         }
         // Once init is gone the kernel has killed the rest of its PID
-        // namespace, so the pipes close soon; wait for them to drain.
+        // namespace, so the pipes close soon; wait for them to drain. In
+        // a PID namespace it does not own, what it left behind is killed
+        // through its cgroup, as runc does.
+        if status.is_some() && (config.share_pid || config.host_pid) && !streams.is_empty() {
+            cgroups.kill_all(&placement.cgroup);
+        }
         if status.is_some() && streams.is_empty() {
             break;
         }

@@ -20,6 +20,14 @@ pub struct SandboxConfig {
     /// holder unshares only IPC), as upstream's runtimes do for such pods.
     #[serde(default)]
     pub host_network: bool,
+    /// shareProcessNamespace: the holder forks the pod's PID 1 (which
+    /// reaps orphans, as upstream's pause does) in a PID namespace the
+    /// pod's containers join.
+    #[serde(default)]
+    pub share_pid: bool,
+    /// hostIPC: the node's IPC namespace is kept.
+    #[serde(default)]
+    pub host_ipc: bool,
 }
 
 /// One container of a sandbox.
@@ -32,6 +40,9 @@ pub struct ContainerConfig {
     pub sandbox_id: String,
     /// Share the sandbox holder's PID namespace (shareProcessNamespace).
     pub share_pid: bool,
+    /// Stay in the node's PID namespace (hostPID).
+    #[serde(default)]
+    pub host_pid: bool,
     /// The image's unpacked layers, lowest first.
     pub layers: Vec<PathBuf>,
     /// argv; `args[0]` is looked up on the container's PATH.

@@ -89,6 +89,7 @@ pub fn container_config(i: &Inputs<'_>) -> Result<ContainerConfig, ConfigError> 
         id: i.id.clone(),
         sandbox_id: i.sandbox_id.clone(),
         share_pid: i.pod.spec.as_ref().and_then(|s| s.share_process_namespace).unwrap_or(false),
+        host_pid: i.pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false),
         layers: i.image.layers.clone(),
         args,
         env: env_list,

@@ -159,7 +159,14 @@ impl Worker {
             ("io.kubernetes.pod.namespace".to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
             ("io.kubernetes.pod.uid".to_string(), self.uid.clone()),
         ]);
-        let config = runtime::SandboxConfig { id: self.uid.clone(), hostname, labels, host_network };
+        let config = runtime::SandboxConfig {
+            id: self.uid.clone(),
+            hostname,
+            labels,
+            host_network,
+            share_pid: spec.share_process_namespace == Some(true),
+            host_ipc: spec.host_ipc == Some(true),
+        };
         if host_network {
             // The node's network: no CNI, and the node's address is the pod's.
             let kubelet = self.kubelet.clone();
