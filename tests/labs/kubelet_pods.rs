@@ -7,7 +7,7 @@
 //! probes (`probes`) gate readiness and restart what fails liveness, and
 //! port-forward (`port_forward`) carries large transfers to pods and
 //! Services, attach (`attach`) serves `kubectl run -i`/`-it` and
-//! `kubectl attach`, lifecycle hooks (`hooks`) run when upstream runs them,
+//! `kubectl attach`, ephemeral containers serve `kubectl debug` (`debug`), lifecycle hooks (`hooks`) run when upstream runs them,
 //! hostNetwork pods run in their node's network (`host_network`), PID and
 //! IPC namespaces are the container's, the pod's or the node's as asked
 //! (`process_namespaces`), and the
@@ -22,6 +22,7 @@ use kubelab_scenarios::wait::until;
 
 mod attach;
 mod busybox_tools;
+mod debug;
 mod hooks;
 mod host_network;
 mod port_forward;
@@ -42,6 +43,7 @@ async fn pods_run_on_three_nodes() {
     probes::probes(&lab).await;
     port_forward::port_forward(&lab).await;
     attach::attach(&lab).await;
+    debug::debug(&lab).await;
     hooks::hooks(&lab).await;
     host_network::host_network(&lab, &pods).await;
     process_namespaces::process_namespaces(&lab).await;

@@ -17,6 +17,7 @@ fn subresource_kind(r: &Resource, sub: &str) -> (&'static str, &'static [&'stati
         "exec" => ("PodExecOptions", &["create", "get"], None),
         "attach" => ("PodAttachOptions", &["create", "get"], None),
         "portforward" => ("PodPortForwardOptions", &["create", "get"], None),
+        "ephemeralcontainers" => (r.kind, &["get", "patch", "update"], None),
         _ => (r.kind, &["get"], None),
     }
 }

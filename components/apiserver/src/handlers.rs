@@ -290,6 +290,15 @@ impl Ctx {
         json_response(code, obj)
     }
 
+    /// The part of the object a write through this path changes.
+    fn part(&self) -> Part {
+        match self.target.subresource.as_deref() {
+            Some("status") => Part::Status,
+            Some("ephemeralcontainers") => Part::EphemeralContainers,
+            _ => Part::Main,
+        }
+    }
+
     async fn get(&self) -> ApiResult<Response> {
         let res = self.target.resource;
         let obj = self.registry().get(res, self.ns(), self.name()).await?;
@@ -370,7 +379,7 @@ impl Ctx {
         let mut obj = self.body_object(res.kind, &res.api_version())?;
         let warnings = self.check_fields(&mut obj)?;
         let writer = self.writer("UpdateOptions")?;
-        let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
+        let part = self.part();
         // Without a resourceVersion the update is unconditional: a writer
         // that came first is no conflict, so write again on its version.
         let unconditional = meta::resource_version(&obj).is_none_or(str::is_empty);
@@ -399,7 +408,7 @@ impl Ctx {
         let patch_doc: Value = serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
         check_patch_shape(kind, &patch_doc)?;
         let is_scale = self.target.subresource.as_deref() == Some("scale");
-        let part = if self.target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
+        let part = self.part();
         // As upstream's patcher: a patch that names no resourceVersion is
         // applied again to the newer object when another writer came
         // between the read and the write.

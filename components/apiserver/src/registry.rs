@@ -73,6 +73,8 @@ pub enum Part {
     Main,
     /// Status only.
     Status,
+    /// A pod's `spec.ephemeralContainers` only (pods/ephemeralcontainers).
+    EphemeralContainers,
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -539,6 +541,21 @@ impl Registry {
             if let Some(m) = managed {
                 meta_mut(&mut obj).insert("managedFields".into(), m);
             }
+        } else if part == Part::EphemeralContainers {
+            // Changes the ephemeral containers alone, as upstream's
+            // EphemeralContainersStrategy.
+            let ephemeral = obj.pointer("/spec/ephemeralContainers").cloned();
+            let managed = obj.pointer("/metadata/managedFields").cloned();
+            obj = old.clone();
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                match ephemeral {
+                    Some(list) => spec.insert("ephemeralContainers".into(), list),
+                    None => spec.remove("ephemeralContainers"),
+                };
+            }
+            if let Some(m) = managed {
+                meta_mut(&mut obj).insert("managedFields".into(), m);
+            }
         } else {
             if res.has_status() {
                 obj["status"] = old.get("status").cloned().unwrap_or(json!({}));
@@ -571,7 +588,10 @@ impl Registry {
             managed_fields::record_update(Some(&old), &mut obj, w)?;
         }
         self.validate(res, &obj)?;
-        let causes = res.strategy.validate_update(&obj, &old);
+        let causes = match part {
+            Part::EphemeralContainers => res.strategy.validate_ephemeral_containers_update(&obj, &old),
+            _ => res.strategy.validate_update(&obj, &old),
+        };
         if !causes.is_empty() {
             return Err(ApiError::invalid(&res.kind_subject(name), causes));
         }

@@ -171,7 +171,7 @@ impl Runtime {
             sys::kill(started.pid, Signal::SIGKILL)?;
             wait_gone(started);
         }
-        if status.config.share_pid || status.config.host_pid {
+        if !status.config.owns_pid_namespace() {
             self.cgroups.kill_all(&cgroup_of(&status.config));
         }
         // The shim writes exit.json last; give it the moment it needs, so

@@ -122,7 +122,13 @@ fn start(dir: &Path, config: &ContainerConfig, placement: &Placement, cgroups: &
     for ns in [("net", CloneFlags::CLONE_NEWNET), ("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS)] {
         sys::join_namespace(Path::new(&format!("/proc/{}/ns/{}", placement.holder_pid, ns.0)), ns.1)?;
     }
-    if config.host_pid {
+    if let Some(target) = &config.pid_namespace_of {
+        let target_dir = dir.parent().map(|d| d.join(target)).unwrap_or_default();
+        let started: Started = state::read_json(&target_dir.join("state.json"))?
+            .filter(state::alive)
+            .ok_or_else(|| Error::Invalid(format!("the target container {target} is not running")))?;
+        sys::join_namespace(Path::new(&format!("/proc/{}/ns/pid", started.pid)), CloneFlags::CLONE_NEWPID)?;
+    } else if config.host_pid {
         // The node's PID namespace, where the shim already is.
     } else if config.share_pid {
         // The pod's, whose PID 1 is the sandbox's holder.
@@ -301,7 +307,7 @@ fn supervise(dir: &Path, running: Running, mut attachments: Attachments, config:
         // namespace, so the pipes close soon; wait for them to drain. In
         // a PID namespace it does not own, what it left behind is killed
         // through its cgroup, as runc does.
-        if status.is_some() && (config.share_pid || config.host_pid) && !streams.is_empty() {
+        if status.is_some() && !config.owns_pid_namespace() && !streams.is_empty() {
             cgroups.kill_all(&placement.cgroup);
         }
         if status.is_some() && streams.is_empty() {

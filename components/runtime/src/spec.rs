@@ -43,6 +43,10 @@ pub struct ContainerConfig {
     /// Stay in the node's PID namespace (hostPID).
     #[serde(default)]
     pub host_pid: bool,
+    /// Join this running container's PID namespace (an ephemeral
+    /// container's target, `kubectl debug --target`).
+    #[serde(default)]
+    pub pid_namespace_of: Option<String>,
     /// The image's unpacked layers, lowest first.
     pub layers: Vec<PathBuf>,
     /// argv; `args[0]` is looked up on the container's PATH.
@@ -91,4 +95,12 @@ pub struct Resources {
     pub cpu_quota: Option<i64>,
     /// cpu.shares (from the request), upstream's 2..262144.
     pub cpu_shares: Option<u64>,
+}
+
+impl ContainerConfig {
+    /// Its init is PID 1 of a namespace of its own (whose end ends
+    /// everything in it).
+    pub fn owns_pid_namespace(&self) -> bool {
+        !self.share_pid && !self.host_pid && self.pid_namespace_of.is_none()
+    }
 }

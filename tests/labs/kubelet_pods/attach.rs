@@ -95,14 +95,14 @@ fn python_client(lab: &Lab) {
 /// kubectl in a terminal of its own (a pseudo-terminal of `rows` x
 /// `cols`), as a user's shell runs it: what it prints is collected, what
 /// is sent is typed.
-struct Terminal {
+pub(super) struct Terminal {
     master: std::fs::File,
     child: Child,
     output: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Terminal {
-    fn kubectl(lab: &Lab, args: &[&str], rows: u16, cols: u16) -> Terminal {
+    pub(super) fn kubectl(lab: &Lab, args: &[&str], rows: u16, cols: u16) -> Terminal {
         let size = nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         let pty = nix::pty::openpty(Some(&size), None).expect("a pseudo-terminal");
         let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("a copy of the terminal"));
@@ -141,11 +141,11 @@ impl Terminal {
         String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
     }
 
-    fn send(&mut self, keys: &str) {
+    pub(super) fn send(&mut self, keys: &str) {
         self.master.write_all(keys.as_bytes()).expect("typing into kubectl's terminal");
     }
 
-    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) {
+    pub(super) fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) {
         until_blocking(what, Duration::from_secs(60), || {
             let out = self.text();
             if done(&out) {
@@ -157,7 +157,7 @@ impl Terminal {
     }
 
     /// kubectl's exit code and everything it printed.
-    fn wait_exit(mut self) -> (i32, String) {
+    pub(super) fn wait_exit(mut self) -> (i32, String) {
         let status = until_blocking("kubectl to exit", Duration::from_secs(60), || match self.child.try_wait() {
             Ok(Some(status)) => Ok(status),
             _ => Err(format!("kubectl's terminal so far: {:?}", self.text())),

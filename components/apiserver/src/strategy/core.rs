@@ -63,7 +63,7 @@ pub fn default_pod_spec(spec: &mut Value) {
     default_at(spec, &["schedulerName"], json!("default-scheduler"));
     default_at(spec, &["securityContext"], json!({}));
     default_at(spec, &["enableServiceLinks"], json!(true));
-    for list in ["containers", "initContainers"] {
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in containers {
                 default_container(c);
@@ -161,6 +161,9 @@ impl Strategy for Pods {
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         updates::pod(new, old)
+    }
+    fn validate_ephemeral_containers_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        updates::ephemeral_containers(new, old)
     }
     /// A pod bound to a node waits for its kubelet to stop it: the
     /// client's grace period, else the pod's own, else 30 s.

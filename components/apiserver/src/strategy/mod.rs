@@ -81,6 +81,11 @@ pub trait Strategy: Sync {
         Vec::new()
     }
 
+    /// Checks a write through pods/ephemeralcontainers (only pods have it).
+    fn validate_ephemeral_containers_update(&self, _new: &Value, _old: &Value) -> Vec<Cause> {
+        vec![Cause::forbidden("spec.ephemeralContainers", "only pods have ephemeral containers")]
+    }
+
     /// Whether `metadata.generation` counts spec changes (of resources
     /// with a status subresource).
     fn tracks_generation(&self) -> bool {

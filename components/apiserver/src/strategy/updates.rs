@@ -259,3 +259,113 @@ mod tests {
         assert_eq!(changed["spec"]["ports"][0]["nodePort"], 30081);
     }
 }
+
+/// A write through pods/ephemeralcontainers (upstream's
+/// ValidatePodEphemeralContainersUpdate): ephemeral containers are only
+/// added, never changed or removed; each new one is named uniquely among
+/// all the pod's containers, has an image, sets none of the fields an
+/// ephemeral container may not have, and targets one of the pod's
+/// containers if it names one.
+pub fn ephemeral_containers(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let now = array_at(new, "/spec/ephemeralContainers");
+    let before = array_at(old, "/spec/ephemeralContainers");
+    let name_of = |c: &Value| c.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    for was in before {
+        let name = name_of(was);
+        match now.iter().position(|c| name_of(c) == name) {
+            None => causes.push(Cause::forbidden("spec.ephemeralContainers", format!("existing ephemeral containers {name:?} may not be removed"))),
+            Some(i) if &now[i] != was => {
+                causes.push(Cause::forbidden(format!("spec.ephemeralContainers[{i}]"), format!("existing ephemeral containers {name:?} may not be changed")))
+            }
+            Some(_) => {}
+        }
+    }
+    let regular: Vec<String> = ["containers", "initContainers"].iter().flat_map(|l| array_at(new, &format!("/spec/{l}")).iter().map(name_of)).collect();
+    let mut seen: Vec<String> = regular.clone();
+    for (i, c) in now.iter().enumerate() {
+        let path = format!("spec.ephemeralContainers[{i}]");
+        let name = name_of(c);
+        let existing = before.iter().any(|b| name_of(b) == name);
+        if name.is_empty() {
+            causes.push(Cause::required(format!("{path}.name")));
+        } else if seen.contains(&name) {
+            causes.push(Cause::duplicate(format!("{path}.name"), &json!(name)));
+        } else if !is_dns_label(&name) {
+            causes.push(Cause::invalid(format!("{path}.name"), &json!(name), DNS_LABEL_MESSAGE));
+        }
+        seen.push(name);
+        if existing {
+            continue;
+        }
+        if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+            causes.push(Cause::required(format!("{path}.image")));
+        }
+        for (field, json_name) in [
+            ("ports", "ports"),
+            ("livenessProbe", "livenessProbe"),
+            ("readinessProbe", "readinessProbe"),
+            ("startupProbe", "startupProbe"),
+            ("lifecycle", "lifecycle"),
+            ("resizePolicy", "resizePolicy"),
+            ("restartPolicy", "restartPolicy"),
+        ] {
+            if c.get(json_name).is_some_and(|v| !v.is_null() && v != &json!([]) && v != &json!({})) {
+                causes.push(Cause::forbidden(format!("{path}.{field}"), "cannot be set for an Ephemeral Container"));
+            }
+        }
+        if c.get("resources").is_some_and(|r| r.as_object().is_some_and(|m| m.values().any(|v| v != &json!({}) && !v.is_null()))) {
+            causes.push(Cause::forbidden(format!("{path}.resources"), "cannot be set for an Ephemeral Container"));
+        }
+        if let Some(target) = c.get("targetContainerName").and_then(Value::as_str) {
+            if !regular.iter().any(|r| r == target) {
+                causes.push(Cause { reason: "FieldValueNotFound", field: format!("{path}.targetContainerName"), message: format!("Not found: {target:?}") });
+            }
+        }
+    }
+    causes
+}
+
+const DNS_LABEL_MESSAGE: &str =
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !s.starts_with('-') && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod ephemeral_tests {
+    use super::*;
+
+    fn pod(ephemeral: Value) -> Value {
+        json!({"spec": {"containers": [{"name": "app", "image": "x"}], "ephemeralContainers": ephemeral}})
+    }
+
+    #[test]
+    fn ephemeral_containers_are_only_added() {
+        let debugger = json!({"name": "debugger", "image": "busybox", "targetContainerName": "app", "stdin": true, "tty": true});
+        let old = pod(json!([]));
+        assert!(ephemeral_containers(&pod(json!([debugger.clone()])), &old).is_empty());
+        let lines = |causes: Vec<Cause>| causes.iter().map(Cause::line).collect::<Vec<_>>();
+        let with = pod(json!([debugger.clone()]));
+        assert_eq!(
+            lines(ephemeral_containers(&pod(json!([])), &with)),
+            vec!["spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be removed"]
+        );
+        let changed = json!({"name": "debugger", "image": "other"});
+        assert_eq!(
+            lines(ephemeral_containers(&pod(json!([changed])), &with)),
+            vec!["spec.ephemeralContainers[0]: Forbidden: existing ephemeral containers \"debugger\" may not be changed"]
+        );
+        let bad = json!([{"name": "app", "image": "busybox"}, {"name": "d2", "ports": [{"containerPort": 80}], "targetContainerName": "nope"}]);
+        assert_eq!(
+            lines(ephemeral_containers(&pod(bad), &old)),
+            vec![
+                "spec.ephemeralContainers[0].name: Duplicate value: \"app\"",
+                "spec.ephemeralContainers[1].image: Required value",
+                "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\"",
+            ]
+        );
+    }
+}

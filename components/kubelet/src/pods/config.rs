@@ -90,6 +90,7 @@ pub fn container_config(i: &Inputs<'_>) -> Result<ContainerConfig, ConfigError> 
         sandbox_id: i.sandbox_id.clone(),
         share_pid: i.pod.spec.as_ref().and_then(|s| s.share_process_namespace).unwrap_or(false),
         host_pid: i.pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false),
+        pid_namespace_of: None,
         layers: i.image.layers.clone(),
         args,
         env: env_list,

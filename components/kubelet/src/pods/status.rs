@@ -58,6 +58,9 @@ impl Attempt {
 pub struct PodObserved {
     pub init: BTreeMap<String, Observed>,
     pub containers: BTreeMap<String, Observed>,
+    /// Ephemeral containers (`kubectl debug`): reported, never restarted,
+    /// not counted for readiness or phase.
+    pub ephemeral: BTreeMap<String, Observed>,
     pub pod_ips: Vec<String>,
     pub host_ip: String,
     /// The sandbox runs and is networked.
@@ -195,6 +198,12 @@ pub fn pod_status(pod: &Pod, observed: &PodObserved, now: Time) -> PodStatus {
         .iter()
         .map(|c| container_status(&c.name, c.image.as_deref().unwrap_or(""), observed.containers.get(&c.name).unwrap_or(&Observed::default())))
         .collect();
+    let ephemeral_statuses: Vec<ContainerStatus> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|c| container_status(&c.name, c.image.as_deref().unwrap_or(""), observed.ephemeral.get(&c.name).unwrap_or(&Observed::default())))
+        .collect();
     let phase = phase(pod, observed, &statuses);
 
     let not_ready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
@@ -245,6 +254,7 @@ pub fn pod_status(pod: &Pod, observed: &PodObserved, now: Time) -> PodStatus {
         start_time: old.start_time.clone().or(Some(now)),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
+        ephemeral_container_statuses: (!ephemeral_statuses.is_empty()).then_some(ephemeral_statuses),
         qos_class: old.qos_class.clone().or_else(|| Some(qos_class(&spec).into())),
         ..Default::default()
     }
@@ -312,6 +322,7 @@ mod tests {
 
     fn observed(containers: Vec<(&str, Observed)>) -> PodObserved {
         PodObserved {
+            ephemeral: BTreeMap::new(),
             init: BTreeMap::new(),
             containers: containers.into_iter().map(|(n, o)| (n.to_string(), o)).collect(),
             pod_ips: vec!["10.244.1.2".into()],

@@ -242,6 +242,12 @@ impl Worker {
                 Some(_) => {}
             }
         }
+        // Ephemeral containers (kubectl debug) start once, never again.
+        for e in spec.ephemeral_containers.iter().flatten() {
+            if self.attempts.get(&e.name).is_none_or(|v| v.is_empty()) && !self.waiting.contains_key(&e.name) {
+                self.start(pod, &ephemeral_as_container(e)).await;
+            }
+        }
     }
 
     /// A container that ended starts again, after its back-off.
@@ -310,7 +316,16 @@ impl Worker {
         }
         let restart = self.attempts.get(&c.name).and_then(|v| v.last()).map(|a| a.restart + 1).unwrap_or(0);
         let id = format!("{}-{}-{restart}", self.uid, c.name);
-        let config = self.container_config(pod, c, &image, &id, restart).await.map_err(|e| ("CreateContainerConfigError".to_string(), e.0))?;
+        let mut config = self.container_config(pod, c, &image, &id, restart).await.map_err(|e| ("CreateContainerConfigError".to_string(), e.0))?;
+        // `kubectl debug --target`: the target container's PID namespace.
+        let target =
+            pod.spec.as_ref().and_then(|s| s.ephemeral_containers.iter().flatten().find(|e| e.name == c.name)).and_then(|e| e.target_container_name.clone());
+        if let Some(target) = target {
+            match self.latest(&target).filter(|a| a.running().is_some()) {
+                Some(a) => config.pid_namespace_of = Some(a.id.clone()),
+                None => return Err(("CreateContainerError".into(), format!("the target container {target:?} is not running"))),
+            }
+        }
         let kubelet = self.kubelet.clone();
         let started = tokio::task::spawn_blocking(move || kubelet.runtime.run_container(&config)).await;
         let status = match started {
@@ -477,6 +492,7 @@ impl Worker {
         PodObserved {
             init: spec.init_containers.iter().flatten().map(|c| (c.name.clone(), observe(c))).collect(),
             containers: spec.containers.iter().map(|c| (c.name.clone(), observe(c))).collect(),
+            ephemeral: spec.ephemeral_containers.iter().flatten().map(|e| (e.name.clone(), observe(&ephemeral_as_container(e)))).collect(),
             pod_ips: self.pod_ips.clone(),
             host_ip: self.kubelet.settings.node_ip.to_string(),
             sandbox_ready,
@@ -631,4 +647,14 @@ fn host_ports(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<crate::cni::Por
             })
         })
         .collect()
+}
+
+/// An ephemeral container as the container it runs as (the same fields,
+/// less its target).
+fn ephemeral_as_container(e: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    let mut value = serde_json::to_value(e).unwrap_or_default();
+    if let Some(m) = value.as_object_mut() {
+        m.remove("targetContainerName");
+    }
+    serde_json::from_value(value).unwrap_or_else(|_| Container { name: e.name.clone(), image: e.image.clone(), ..Default::default() })
 }

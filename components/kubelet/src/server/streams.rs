@@ -149,6 +149,7 @@ pub fn running_container(ctx: &Ctx, ns: &str, pod: &str, container: &str) -> Res
         .containers
         .get(container)
         .or_else(|| s.observed.init.get(container))
+        .or_else(|| s.observed.ephemeral.get(container))
         .and_then(|o| o.current.as_ref())
         .filter(|a| a.running().is_some())
         .map(|a| a.id.clone())
