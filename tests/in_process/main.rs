@@ -7,6 +7,7 @@ mod api;
 mod api_breadth;
 mod api_hardening;
 mod api_limits;
+mod autoscaling;
 mod controller_restart;
 mod daemonsets;
 mod deployments;

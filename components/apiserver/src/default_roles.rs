@@ -29,7 +29,8 @@ fn admin_only(r: &Resource) -> bool {
 /// of theirs, grouped by API group: one rule per group.
 fn rules(pick: impl Fn(&Resource) -> bool, subs: &[&str], verbs: &[&str]) -> Vec<Value> {
     let mut by_group: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for r in RESOURCES.iter().filter(|r| r.namespaced && !r.probed && pick(r)) {
+    // Each stored resource once (its other versions share its name).
+    for r in RESOURCES.iter().filter(|r| r.namespaced && r.stored() && pick(r)) {
         let names = by_group.entry(r.group).or_default();
         names.push(r.plural.to_string());
         names.extend(r.subresources.iter().filter(|s| subs.contains(s)).map(|s| format!("{}/{s}", r.plural)));

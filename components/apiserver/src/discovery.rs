@@ -72,10 +72,12 @@ pub fn core_versions(server_address: &str) -> Value {
     })
 }
 
+/// A group with every version it serves, the preferred first.
 fn group(name: &str) -> Value {
-    let version = resources::RESOURCES.iter().find(|r| r.group == name).map(|r| r.version).unwrap_or("v1");
-    let gv = json!({"groupVersion": format!("{name}/{version}"), "version": version});
-    json!({"name": name, "versions": [gv.clone()], "preferredVersion": gv})
+    let versions: Vec<Value> =
+        resources::versions(name).into_iter().map(|version| json!({"groupVersion": format!("{name}/{version}"), "version": version})).collect();
+    let preferred = versions.first().cloned().unwrap_or(Value::Null);
+    json!({"name": name, "versions": versions, "preferredVersion": preferred})
 }
 
 pub fn group_list() -> Value {
@@ -142,13 +144,18 @@ pub fn aggregated(core: bool, format_version: &str) -> Value {
     let items: Vec<Value> = groups
         .into_iter()
         .map(|g| {
-            let version = resources::RESOURCES.iter().find(|r| r.group == g).map(|r| r.version).unwrap_or("v1");
-            let resources: Vec<Value> = resources::in_group_version(g, version).map(aggregated_resource).collect();
+            let versions: Vec<Value> = resources::versions(g)
+                .into_iter()
+                .map(|version| {
+                    let resources: Vec<Value> = resources::in_group_version(g, version).map(aggregated_resource).collect();
+                    json!({"version": version, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
             let mut metadata = json!({"creationTimestamp": null});
             if !g.is_empty() {
                 metadata["name"] = json!(g);
             }
-            json!({"metadata": metadata, "versions": [{"version": version, "resources": resources, "freshness": "Current"}]})
+            json!({"metadata": metadata, "versions": versions})
         })
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{format_version}"), "metadata": {}, "items": items})
@@ -210,8 +217,27 @@ mod tests {
         let scale = deploy["subresources"].as_array().unwrap().iter().find(|s| s["subresource"] == "scale").unwrap();
         assert_eq!(scale["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
         let total: usize = resources::RESOURCES.len();
-        let listed =
-            core_resources.len() + groups["items"].as_array().unwrap().iter().map(|g| g["versions"][0]["resources"].as_array().unwrap().len()).sum::<usize>();
+        let listed = core_resources.len()
+            + groups["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["versions"].as_array().unwrap())
+                .map(|v| v["resources"].as_array().unwrap().len())
+                .sum::<usize>();
         assert_eq!(listed, total);
+    }
+
+    #[test]
+    fn a_group_of_two_versions_lists_both_the_stored_preferred() {
+        let autoscaling = api_group("autoscaling").unwrap();
+        assert_eq!(autoscaling["preferredVersion"]["version"], "v2");
+        let versions: Vec<&str> = autoscaling["versions"].as_array().unwrap().iter().filter_map(|v| v["version"].as_str()).collect();
+        assert_eq!(versions, ["v2", "v1"]);
+        let groups = aggregated(false, "v2");
+        let item = groups["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "autoscaling").unwrap();
+        assert_eq!(item["versions"][1]["version"], "v1");
+        assert_eq!(item["versions"][1]["resources"][0]["responseKind"]["version"], "v1");
+        assert!(resource_list("autoscaling", "v1").is_some());
     }
 }

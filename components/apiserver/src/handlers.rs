@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use crate::auth::{self, Attributes, User};
+use crate::conversion;
 use crate::discovery;
 use crate::managed_fields::{self, Writer};
 use crate::meta;
@@ -106,6 +107,9 @@ async fn serve(app: &Arc<App>, request: Request) -> ApiResult<Response> {
     let ctx = Ctx { app: app.clone(), target, q, headers: parts.headers, body, accept };
     if ctx.target.resource.probed {
         return ctx.probed(verb).await;
+    }
+    if let Some(objects) = ctx.target.resource.computed {
+        return ctx.computed(verb, objects()).await;
     }
     match verb {
         "get" => ctx.get().await,
@@ -243,6 +247,19 @@ impl Ctx {
     fn registry(&self) -> &Registry {
         &self.app.registry
     }
+    /// The row the objects are kept under: the URL's, or the stored
+    /// version's when the URL names another version.
+    fn storage(&self) -> &'static crate::resources::Resource {
+        self.target.resource.storage_row()
+    }
+    /// A stored object as the URL's version shows it.
+    fn shown(&self, stored: Value) -> Value {
+        conversion::shown(self.target.resource, stored)
+    }
+    /// A client's object of the URL's version, in the stored form.
+    fn to_stored(&self, obj: Value) -> ApiResult<Value> {
+        conversion::to_stored(self.target.resource, obj)
+    }
 
     /// The body, with its apiVersion and kind checked against the URL.
     fn body_object(&self, expect_kind: &str, expect_version: &str) -> ApiResult<Value> {
@@ -300,11 +317,10 @@ impl Ctx {
     }
 
     async fn get(&self) -> ApiResult<Response> {
-        let res = self.target.resource;
-        let obj = self.registry().get(res, self.ns(), self.name()).await?;
+        let obj = self.registry().get(self.storage(), self.ns(), self.name()).await?;
         match self.target.subresource.as_deref() {
             Some("scale") => Ok(json_response(StatusCode::OK, &to_scale(&obj)?)),
-            _ => Ok(self.respond(StatusCode::OK, &obj)),
+            _ => Ok(self.respond(StatusCode::OK, &self.shown(obj))),
         }
     }
 
@@ -316,7 +332,8 @@ impl Ctx {
         let res = self.target.resource;
         let opts = self.list_options()?;
         if Registry::cacheable(&opts) {
-            let (items, revision) = self.registry().list_cached(res, self.ns(), &opts).await?;
+            let (items, revision) = self.registry().list_cached(self.storage(), self.ns(), &opts).await?;
+            let items: Vec<Bytes> = items.iter().map(|i| conversion::shown_bytes(res, i)).collect();
             if !table::wants_table(&self.accept) {
                 return Ok(raw_list(res, &items, revision));
             }
@@ -326,7 +343,8 @@ impl Ctx {
             let t = table::table(res, &objects, meta, include, table::table_version(&self.accept), true);
             return Ok(json_response(StatusCode::OK, &t));
         }
-        let listed = self.registry().list(res, self.ns(), &opts).await?;
+        let mut listed = self.registry().list(self.storage(), self.ns(), &opts).await?;
+        listed.items = listed.items.into_iter().map(|o| self.shown(o)).collect();
         let mut list_meta = json!({"resourceVersion": listed.revision.to_string()});
         if let Some(c) = &listed.continue_token {
             list_meta["continue"] = json!(c);
@@ -355,9 +373,10 @@ impl Ctx {
         }
         let mut obj = self.body_object(res.kind, &res.api_version())?;
         let warnings = self.check_fields(&mut obj)?;
+        let obj = self.to_stored(obj)?;
         let writer = self.writer("CreateOptions")?;
-        let created = self.registry().create(res, self.ns(), obj, self.dry_run(), Some(&writer)).await?;
-        Ok(self.respond_warned(StatusCode::CREATED, &created, &warnings))
+        let created = self.registry().create(self.storage(), self.ns(), obj, self.dry_run(), Some(&writer)).await?;
+        Ok(self.respond_warned(StatusCode::CREATED, &self.shown(created), &warnings))
     }
 
     async fn update(&self) -> ApiResult<Response> {
@@ -378,6 +397,7 @@ impl Ctx {
         }
         let mut obj = self.body_object(res.kind, &res.api_version())?;
         let warnings = self.check_fields(&mut obj)?;
+        let obj = self.to_stored(obj)?;
         let writer = self.writer("UpdateOptions")?;
         let part = self.part();
         // Without a resourceVersion the update is unconditional: a writer
@@ -386,12 +406,12 @@ impl Ctx {
         let mut attempt = 0;
         let updated = loop {
             attempt += 1;
-            match self.registry().update(res, self.ns(), self.name(), obj.clone(), part, self.dry_run(), Some(&writer)).await {
+            match self.registry().update(self.storage(), self.ns(), self.name(), obj.clone(), part, self.dry_run(), Some(&writer)).await {
                 Err(e) if unconditional && attempt < 5 && e.code == 409 && e.reason == "Conflict" => continue,
                 done => break done?,
             }
         };
-        Ok(self.respond_warned(StatusCode::OK, &updated, &warnings))
+        Ok(self.respond_warned(StatusCode::OK, &self.shown(updated), &warnings))
     }
 
     async fn patch(&self) -> ApiResult<Response> {
@@ -415,8 +435,8 @@ impl Ctx {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.registry().get(res, self.ns(), self.name()).await?;
-            let mut doc = if is_scale { to_scale(&current)? } else { current.clone() };
+            let current = self.registry().get(self.storage(), self.ns(), self.name()).await?;
+            let mut doc = if is_scale { to_scale(&current)? } else { self.shown(current.clone()) };
             let applied = match kind {
                 PatchType::Merge => {
                     patch::merge(&mut doc, &patch_doc);
@@ -442,8 +462,9 @@ impl Ctx {
             if meta::resource_version(&doc).is_none() {
                 meta::meta_mut(&mut doc).insert("resourceVersion".into(), current["metadata"]["resourceVersion"].clone());
             }
-            match self.registry().update(res, self.ns(), self.name(), doc, part, self.dry_run(), Some(&writer)).await {
-                Ok(updated) => return Ok(self.respond_warned(StatusCode::OK, &updated, &warnings)),
+            let doc = self.to_stored(doc)?;
+            match self.registry().update(self.storage(), self.ns(), self.name(), doc, part, self.dry_run(), Some(&writer)).await {
+                Ok(updated) => return Ok(self.respond_warned(StatusCode::OK, &self.shown(updated), &warnings)),
                 Err(e) if !pinned && attempt < 5 && e.code == 409 && e.reason == "Conflict" => continue,
                 Err(e) => return Err(e),
             }
@@ -519,23 +540,24 @@ impl Ctx {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let live = match self.registry().get(res, self.ns(), self.name()).await {
-                Ok(obj) => Some(obj),
+            let live = match self.registry().get(self.storage(), self.ns(), self.name()).await {
+                Ok(obj) => Some(self.shown(obj)),
                 Err(e) if e.code == 404 && part == Part::Main => None,
                 Err(e) => return Err(e),
             };
             let mut merged = managed_fields::apply(live.as_ref(), &config, &writer, force)?;
+            if let (Some(current), false) = (&live, pinned) {
+                meta::meta_mut(&mut merged).insert("resourceVersion".into(), current["metadata"]["resourceVersion"].clone());
+            }
+            let merged = self.to_stored(merged)?;
             let written = match &live {
-                None => self.registry().create(res, self.ns(), merged, self.dry_run(), None).await.map(|o| (StatusCode::CREATED, o)),
-                Some(current) => {
-                    if !pinned {
-                        meta::meta_mut(&mut merged).insert("resourceVersion".into(), current["metadata"]["resourceVersion"].clone());
-                    }
-                    self.registry().update(res, self.ns(), self.name(), merged, part, self.dry_run(), None).await.map(|o| (StatusCode::OK, o))
+                None => self.registry().create(self.storage(), self.ns(), merged, self.dry_run(), None).await.map(|o| (StatusCode::CREATED, o)),
+                Some(_) => {
+                    self.registry().update(self.storage(), self.ns(), self.name(), merged, part, self.dry_run(), None).await.map(|o| (StatusCode::OK, o))
                 }
             };
             match written {
-                Ok((code, obj)) => return Ok(self.respond_warned(code, &obj, &warnings)),
+                Ok((code, obj)) => return Ok(self.respond_warned(code, &self.shown(obj), &warnings)),
                 Err(e) if !pinned && attempt < 5 && (e.reason == "AlreadyExists" || (e.code == 409 && e.reason == "Conflict")) => continue,
                 Err(e) => return Err(e),
             }
@@ -569,7 +591,8 @@ impl Ctx {
 
     async fn delete(&self) -> ApiResult<Response> {
         let opts = self.delete_options()?;
-        let (obj, gone) = self.registry().delete(self.target.resource, self.ns(), self.name(), &opts).await?;
+        let (obj, gone) = self.registry().delete(self.storage(), self.ns(), self.name(), &opts).await?;
+        let obj = self.shown(obj);
         // Upstream answers 200 with the object, gone or still waiting for
         // its grace period or finalizers; 202 only to a client that asked
         // for cascading with `orphanDependents: false` (kept for old clients).
@@ -580,7 +603,8 @@ impl Ctx {
     async fn delete_collection(&self) -> ApiResult<Response> {
         let res = self.target.resource;
         let opts = self.delete_options()?;
-        let listed = self.registry().delete_collection(res, self.ns(), &self.list_options()?, &opts).await?;
+        let mut listed = self.registry().delete_collection(self.storage(), self.ns(), &self.list_options()?, &opts).await?;
+        listed.items = listed.items.into_iter().map(|o| self.shown(o)).collect();
         let list = json!({
             "kind": format!("{}List", res.kind),
             "apiVersion": res.api_version(),
@@ -613,6 +637,39 @@ impl Ctx {
                 Ok(response)
             }
             _ => Err(ApiError::method_not_allowed()),
+        }
+    }
+
+    /// Rows made at read time (apiservices): read and watched, never
+    /// written.
+    async fn computed(&self, verb: &str, objects: Vec<Value>) -> ApiResult<Response> {
+        let res = self.target.resource;
+        match verb {
+            "get" => {
+                let obj = objects.into_iter().find(|o| meta::name(o) == self.name()).ok_or_else(|| ApiError::not_found(&res.subject(self.name())))?;
+                Ok(self.respond(StatusCode::OK, &obj))
+            }
+            "list" => {
+                let opts = self.list_options()?;
+                crate::registry::check_fields(res, &opts.fields)?;
+                let items: Vec<Value> = objects.into_iter().filter(|o| crate::registry::matches(res, o, &opts.labels, &opts.fields)).collect();
+                if table::wants_table(&self.accept) {
+                    let include = Include::parse(self.q.get("includeObject").map(String::as_str));
+                    return Ok(json_response(StatusCode::OK, &table::table(res, &items, json!({}), include, table::table_version(&self.accept), true)));
+                }
+                let list = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {}, "items": items});
+                Ok(json_response(StatusCode::OK, &list))
+            }
+            "watch" => watch::computed(&self.target, &self.q, &self.accept, objects),
+            _ => {
+                let subject = res.subject(self.name());
+                Err(ApiError {
+                    code: 405,
+                    reason: "MethodNotAllowed",
+                    message: format!("{verb} is not allowed on {}.{}: {}", res.plural, res.group, crate::apiservices::READ_ONLY),
+                    details: Some(json!({"group": subject.group, "kind": subject.kind, "name": subject.name})),
+                })
+            }
         }
     }
 

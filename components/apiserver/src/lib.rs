@@ -3,9 +3,11 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod apiservices;
 pub mod auth;
 pub mod bootstrap;
 pub mod componentstatus;
+pub mod conversion;
 pub mod default_roles;
 pub mod discovery;
 pub mod endpoints_reconciler;

@@ -133,7 +133,7 @@ fn paths_of(r: &Resource, refs: &BTreeMap<&str, String>) -> Vec<(String, Value)>
     }
     let mut item_params = scope_params.clone();
     item_params.insert(0, path_param("name"));
-    if r.probed {
+    if r.probed || r.computed.is_some() {
         return vec![
             (collection.clone(), json!({"get": op(r, "list", format!("list{name}"), list_params(), &kind_ref, false)})),
             (item, json!({"get": op(r, "get", format!("read{name}"), vec![], &kind_ref, false), "parameters": item_params})),

@@ -234,7 +234,7 @@ impl Registry {
     /// first use would answer 410 to a watch from a version written before
     /// that (say, one from a create's response), which upstream does not.
     pub async fn start_watch_caches(&self) -> ApiResult<()> {
-        for res in resources::RESOURCES.iter().filter(|r| !r.probed) {
+        for res in resources::RESOURCES.iter().filter(|r| r.stored()) {
             self.cache(res).await?;
         }
         Ok(())
@@ -242,6 +242,7 @@ impl Registry {
 
     /// The watch cache of a resource, started on first use.
     pub async fn cache(&self, res: &'static Resource) -> ApiResult<Arc<WatchCache>> {
+        let res = res.storage_row();
         let cell = self.caches.lock().unwrap().entry(res.storage).or_default().clone();
         let limits = crate::watch_cache::Limits {
             history_events: self.watch_history,

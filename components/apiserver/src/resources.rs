@@ -30,6 +30,12 @@ pub struct Resource {
     /// Asked at read time instead of stored (componentstatuses): get and
     /// list only.
     pub probed: bool,
+    /// Another version of a stored resource: kept in that version's form,
+    /// converted on every read, write, list and watch (see `conversion`).
+    pub conversion: Option<&'static crate::conversion::Conversion>,
+    /// Made from the server's own state at read time, never stored
+    /// (apiservices): get, list and watch only.
+    pub computed: Option<fn() -> Vec<serde_json::Value>>,
 }
 
 /// `value` through `T` and back, or where and why it does not decode.
@@ -55,8 +61,25 @@ impl Resource {
     pub fn verbs(&self) -> &'static [&'static str] {
         if self.probed {
             &["get", "list"]
+        } else if self.computed.is_some() {
+            &["get", "list", "watch"]
         } else {
             VERBS
+        }
+    }
+
+    /// Whether objects of this row are kept in etcd under its own key and
+    /// form (not probed, computed or another version's).
+    pub fn stored(&self) -> bool {
+        !self.probed && self.computed.is_none() && self.conversion.is_none()
+    }
+
+    /// The row whose form objects of this one are kept in: itself, or the
+    /// stored version it converts to.
+    pub fn storage_row(&'static self) -> &'static Resource {
+        match self.conversion {
+            Some(c) => find(self.group, c.stored_version, self.plural).expect("a conversion names a row of the table"),
+            None => self,
         }
     }
 
@@ -116,6 +139,27 @@ macro_rules! resource {
             schema: |g| g.subschema_for::<$ty>(),
             decode_check: decodes_as::<$ty>,
             probed: $probed,
+            conversion: None,
+            computed: None,
+        }
+    };
+    // Another version of a stored row, converted by `$conversion`.
+    ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, namespaced: $ns:expr,
+     short: $short:expr, categories: $cat:expr, sub: $sub:expr, converts: $conversion:expr, strategy: $strategy:expr,
+     schema: $ty:ty) => {
+        Resource {
+            conversion: Some($conversion),
+            ..resource!($group, $version, $plural, $singular, $kind, namespaced: $ns, short: $short, categories: $cat,
+                sub: $sub, storage: "", strategy: $strategy, schema: $ty)
+        }
+    };
+    // Made at read time by `$objects`.
+    ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, namespaced: $ns:expr,
+     short: $short:expr, categories: $cat:expr, computed: $objects:expr, strategy: $strategy:expr, schema: $ty:ty) => {
+        Resource {
+            computed: Some($objects),
+            ..resource!($group, $version, $plural, $singular, $kind, namespaced: $ns, short: $short, categories: $cat,
+                sub: &[], storage: "", strategy: $strategy, schema: $ty)
         }
     };
 }
@@ -154,6 +198,11 @@ pub static RESOURCES: &[Resource] = &[
         short: &["quota"], categories: &[], sub: &["status"], storage: "resourcequotas", strategy: &strategy::policy::ResourceQuotas, schema: k8s_openapi::api::core::v1::ResourceQuota),
     resource!("", "v1", "limitranges", "limitrange", "LimitRange", namespaced: true,
         short: &["limits"], categories: &[], sub: &[], storage: "limitranges", strategy: &strategy::policy::LimitRanges, schema: k8s_openapi::api::core::v1::LimitRange),
+    // The aggregator's own group comes first after the core group in
+    // upstream's discovery.
+    resource!("apiregistration.k8s.io", "v1", "apiservices", "apiservice", "APIService", namespaced: false,
+        short: &[], categories: &["api-extensions"], computed: crate::apiservices::all, strategy: &strategy::apiregistration::APIServices,
+        schema: k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService),
     resource!("apps", "v1", "deployments", "deployment", "Deployment", namespaced: true,
         short: &["deploy"], categories: &["all"], sub: &["status", "scale"], storage: "deployments", strategy: &strategy::apps::Deployments, schema: k8s_openapi::api::apps::v1::Deployment),
     resource!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", namespaced: true,
@@ -167,6 +216,9 @@ pub static RESOURCES: &[Resource] = &[
     resource!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", namespaced: true,
         short: &["hpa"], categories: &["all"], sub: &["status"], storage: "horizontalpodautoscalers", strategy: &strategy::autoscaling::HorizontalPodAutoscalers,
         schema: k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler),
+    resource!("autoscaling", "v1", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", namespaced: true,
+        short: &["hpa"], categories: &["all"], sub: &["status"], converts: &crate::conversion::autoscaling::V1_HORIZONTAL_POD_AUTOSCALERS,
+        strategy: &strategy::autoscaling::HorizontalPodAutoscalers, schema: k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler),
     resource!("batch", "v1", "jobs", "job", "Job", namespaced: true,
         short: &[], categories: &["all"], sub: &["status"], storage: "jobs", strategy: &strategy::batch::Jobs, schema: k8s_openapi::api::batch::v1::Job),
     resource!("batch", "v1", "cronjobs", "cronjob", "CronJob", namespaced: true,
@@ -195,7 +247,7 @@ pub static RESOURCES: &[Resource] = &[
         short: &[], categories: &[], sub: &[], storage: "endpointslices", strategy: &strategy::other::EndpointSlices, schema: k8s_openapi::api::discovery::v1::EndpointSlice),
 ];
 
-/// The groups served under /apis, in discovery order, with their one version.
+/// The groups served under /apis, in discovery order.
 pub fn groups() -> Vec<&'static str> {
     let mut groups: Vec<&'static str> = Vec::new();
     for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
@@ -212,6 +264,23 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 
 pub fn in_group_version<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + 'a {
     RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
+}
+
+/// The versions served of a group, the preferred (the stored, listed
+/// first in the table) first.
+pub fn versions(group: &str) -> Vec<&'static str> {
+    let mut versions: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group) {
+        if !versions.contains(&r.version) {
+            versions.push(r.version);
+        }
+    }
+    versions
+}
+
+/// The version clients should use of a group: its first in the table.
+pub fn preferred_version(group: &str) -> &'static str {
+    versions(group).first().copied().unwrap_or("v1")
 }
 
 pub fn namespaces() -> &'static Resource {

@@ -40,7 +40,7 @@ pub fn table_version(accept: &str) -> &'static str {
 }
 
 fn row(res: &Resource, obj: &Value, include: Include, now: chrono::DateTime<Utc>) -> Value {
-    let mut row = json!({"cells": res.strategy.cells(obj, now)});
+    let mut row = json!({"cells": res.strategy.cells(&crate::conversion::as_stored(res, obj), now)});
     match include {
         Include::None => {}
         Include::Metadata => {

@@ -20,6 +20,7 @@ use crate::selectors::{Op, Requirement};
 use crate::status::{ApiError, ApiResult};
 use crate::table::{self, Include};
 use crate::watch_cache::{Ended, Kind, Next, Selection, Start, Subscription};
+use futures_util::StreamExt;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
@@ -37,10 +38,11 @@ impl Format {
         out.extend_from_slice(b"{\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
+        let object = crate::conversion::shown_bytes(self.resource, object);
         match self.table {
-            None => out.extend_from_slice(object),
+            None => out.extend_from_slice(&object),
             Some((include, version)) => {
-                let obj: Value = serde_json::from_slice(object).unwrap_or(Value::Null);
+                let obj: Value = serde_json::from_slice(&object).unwrap_or(Value::Null);
                 let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
                 let t = table::table(self.resource, std::slice::from_ref(&obj), meta, include, version, *first);
                 *first = false;
@@ -63,6 +65,35 @@ impl Format {
     }
 }
 
+/// A watch of objects made at read time (apiservices): each as ADDED
+/// unless the client resumes from a version, then nothing changes until
+/// the watch times out.
+pub fn computed(target: &Target, q: &Query, accept: &str, objects: Vec<Value>) -> ApiResult<Response> {
+    let res = target.resource;
+    let opts = list_options(q, true)?;
+    check_fields(res, &opts.fields)?;
+    let timeout = match q.get("timeoutSeconds") {
+        Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::bad_request(format!("timeoutSeconds: invalid integer {t:?}")))?),
+        None => DEFAULT_TIMEOUT,
+    };
+    let resumes = opts.resource_version.as_deref().is_some_and(|v| v != "0");
+    let format = Format {
+        resource: res,
+        table: table::wants_table(accept).then(|| (Include::parse(q.get("includeObject").map(String::as_str)), table::table_version(accept))),
+    };
+    let mut first = true;
+    let mut lines: Vec<Result<Bytes, std::convert::Infallible>> = Vec::new();
+    for obj in objects.iter().filter(|o| !resumes && crate::registry::matches(res, o, &opts.labels, &opts.fields)) {
+        if target.name.as_deref().is_some_and(|n| n != crate::meta::name(obj)) {
+            continue;
+        }
+        let bytes = Bytes::from(serde_json::to_vec(obj).expect("a JSON value serializes"));
+        lines.push(Ok(format.line(Kind::Added, &bytes, &mut first)));
+    }
+    let end = futures_util::stream::once(tokio::time::sleep(timeout)).filter_map(|_| async { None::<Result<Bytes, std::convert::Infallible>> });
+    Ok(response(Body::from_stream(futures_util::stream::iter(lines).chain(end))))
+}
+
 fn error_line(e: &ApiError) -> Bytes {
     let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).expect("serializes");
     line.push(b'\n');
@@ -74,7 +105,9 @@ fn response(body: Body) -> Response {
 }
 
 pub async fn serve(app: &Arc<App>, target: &Target, q: &Query, accept: &str) -> ApiResult<Response> {
-    let res = target.resource;
+    // Another version of a stored resource is watched through the stored
+    // row's cache; each event is converted as it is written out.
+    let res = target.resource.storage_row();
     let opts = list_options(q, true)?;
     let mut fields = opts.fields.clone();
     if let Some(name) = &target.name {
@@ -127,7 +160,7 @@ pub async fn serve(app: &Arc<App>, target: &Target, q: &Query, accept: &str) -> 
     };
     let selection = Selection { prefix: res.prefix(target.namespace.as_deref()), labels: opts.labels.clone(), fields };
     let format = Format {
-        resource: res,
+        resource: target.resource,
         table: table::wants_table(accept).then(|| (Include::parse(q.get("includeObject").map(String::as_str)), table::table_version(accept))),
     };
     match cache.subscribe(start, selection) {

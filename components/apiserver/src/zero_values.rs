@@ -167,7 +167,8 @@ mod tests {
 
     #[test]
     fn every_served_kind_is_in_the_table() {
-        for r in crate::resources::RESOURCES {
+        // Computed objects (apiservices) are made whole by the server.
+        for r in crate::resources::RESOURCES.iter().filter(|r| r.computed.is_none()) {
             assert!(knows(&r.api_version(), r.kind), "{} {} is not in zero_values/table.json: add its package to generate.py", r.api_version(), r.kind);
         }
     }

@@ -17,6 +17,7 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
+pub mod podautoscaler;
 pub mod pods;
 pub mod replicaset;
 pub mod retries;
@@ -75,6 +76,8 @@ pub struct Settings {
     pub load_balancer_pool: service_lb::Pool,
     /// `--local-path-helper-image` (ours).
     pub local_path: volume::local_path::Settings,
+    /// `--horizontal-pod-autoscaler-sync-period`.
+    pub hpa_sync_period: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -95,6 +98,7 @@ impl Default for Settings {
             statefulset_syncs: statefulset::DEFAULT_CONCURRENCY,
             load_balancer_pool: service_lb::Pool::default(),
             local_path: volume::local_path::Settings::default(),
+            hpa_sync_period: podautoscaler::DEFAULT_SYNC_PERIOD,
         }
     }
 }
@@ -116,6 +120,11 @@ pub const CONTROLLERS: &[ControllerRow] = &[
         name: "endpointslice-controller",
         aliases: &["endpointslice"],
         run: |cx| Box::pin(endpointslice::run(cx.client, cx.settings.endpointslice_syncs)),
+    },
+    ControllerRow {
+        name: "horizontal-pod-autoscaler-controller",
+        aliases: &["horizontalpodautoscaling"],
+        run: |cx| Box::pin(podautoscaler::run(cx.client, cx.settings.hpa_sync_period)),
     },
     ControllerRow { name: "job-controller", aliases: &["job"], run: |cx| Box::pin(job::run(cx.client, cx.settings.job_syncs)) },
     ControllerRow { name: "namespace-controller", aliases: &["namespace"], run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)) },

@@ -96,6 +96,9 @@ struct Args {
     /// runs apart, with its own helper image).
     #[arg(long, default_value = "busybox")]
     local_path_helper_image: String,
+    /// How often each HorizontalPodAutoscaler is synced.
+    #[arg(long, default_value = "15s", value_parser = component_base::flags::duration)]
+    horizontal_pod_autoscaler_sync_period: std::time::Duration,
 }
 
 #[tokio::main]
@@ -138,6 +141,7 @@ async fn main() -> Result<()> {
         statefulset_syncs: args.concurrent_statefulset_syncs,
         load_balancer_pool: args.load_balancer_pool,
         local_path: controller_manager::volume::local_path::Settings { helper_image: args.local_path_helper_image },
+        hpa_sync_period: args.horizontal_pod_autoscaler_sync_period,
     };
     let context = controller_manager::Context { client: client.clone(), settings };
     if args.leader_election.leader_elect {

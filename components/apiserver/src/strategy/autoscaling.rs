@@ -11,6 +11,13 @@ pub struct HorizontalPodAutoscalers;
 impl Strategy for HorizontalPodAutoscalers {
     /// Upstream: at least one replica, and 80% CPU when no metric is named.
     fn default(&self, obj: &mut Value) {
+        // Only conversion to autoscaling/v1 writes these; a client's copy
+        // of them means nothing here (upstream drops them too).
+        if let Some(annotations) = obj.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+            for key in crate::conversion::autoscaling::ROUND_TRIP {
+                annotations.remove(key);
+            }
+        }
         let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else { return };
         if spec.get("minReplicas").is_none_or(Value::is_null) {
             spec["minReplicas"] = json!(1);

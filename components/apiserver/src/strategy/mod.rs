@@ -2,6 +2,7 @@
 //! field selectors and table columns. The store calls these; a resource
 //! without special needs uses the trait's defaults.
 
+pub mod apiregistration;
 pub mod apps;
 pub mod autoscaling;
 pub mod batch;
