@@ -9,6 +9,7 @@ pub mod componentstatus;
 pub mod default_roles;
 pub mod discovery;
 pub mod endpoints_reconciler;
+pub mod eviction;
 pub mod fields;
 pub mod handlers;
 pub mod kubelet;

@@ -8,6 +8,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
@@ -117,6 +118,7 @@ pub const CONTROLLERS: &[ControllerRow] = &[
         aliases: &["endpointslice"],
         run: |cx| Box::pin(endpointslice::run(cx.client, cx.settings.endpointslice_syncs)),
     },
+    ControllerRow { name: "disruption-controller", aliases: &["disruption"], run: |cx| Box::pin(disruption::run(cx.client)) },
     ControllerRow { name: "job-controller", aliases: &["job"], run: |cx| Box::pin(job::run(cx.client, cx.settings.job_syncs)) },
     ControllerRow { name: "namespace-controller", aliases: &["namespace"], run: |cx| Box::pin(namespace::run(cx.client, cx.settings.namespace_syncs)) },
     ControllerRow { name: "deployment-controller", aliases: &["deployment"], run: |cx| Box::pin(deployment::run(cx.client, cx.settings.deployment_syncs)) },
