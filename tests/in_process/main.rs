@@ -10,6 +10,7 @@ mod api_limits;
 mod controller_restart;
 mod daemonsets;
 mod deployments;
+mod disruption;
 mod garbage_collector;
 mod jobs;
 mod kubectl;
