@@ -11,6 +11,7 @@ mod autoscaling;
 mod controller_restart;
 mod daemonsets;
 mod deployments;
+mod disruption;
 mod garbage_collector;
 mod jobs;
 mod kubectl;

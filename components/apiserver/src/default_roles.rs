@@ -68,6 +68,7 @@ fn edit_rules() -> Vec<Value> {
     rules.extend(self::rules(|r| r.plural == "secrets", &[], READ));
     rules.extend(self::rules(|r| !admin_only(r), &["scale"], WRITE));
     rules.push(json!({"apiGroups": [""], "resources": ["pods/attach", "pods/exec", "pods/portforward"], "verbs": ["create", "get"]}));
+    rules.push(json!({"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]}));
     rules
 }
 

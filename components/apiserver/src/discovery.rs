@@ -12,6 +12,7 @@ fn subresource_kind(r: &Resource, sub: &str) -> (&'static str, &'static [&'stati
         "status" => (r.kind, &["get", "patch", "update"], None),
         "scale" => ("Scale", &["get", "patch", "update"], Some(("autoscaling", "v1"))),
         "binding" => ("Binding", &["create"], None),
+        "eviction" => ("Eviction", &["create"], Some(("policy", "v1"))),
         "finalize" => (r.kind, &["update"], None),
         "log" => ("Pod", &["get"], None),
         "exec" => ("PodExecOptions", &["create", "get"], None),

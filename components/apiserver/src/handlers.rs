@@ -131,11 +131,11 @@ fn verb(method: &Method, t: &Target, watching: bool) -> ApiResult<&'static str> 
         ("GET", false, None) if watching => "watch",
         ("GET", true, None) if watching => "watch",
         ("GET", false, None) => "list",
-        ("GET", true, Some("binding" | "finalize")) => return Err(ApiError::method_not_allowed()),
+        ("GET", true, Some("binding" | "eviction" | "finalize")) => return Err(ApiError::method_not_allowed()),
         ("GET", true, _) => "get",
         ("POST", false, None) => "create",
-        ("POST", true, Some("binding" | "exec" | "attach" | "portforward")) => "create",
-        ("PUT", true, Some("binding")) | ("PATCH", true, Some("binding")) => return Err(ApiError::method_not_allowed()),
+        ("POST", true, Some("binding" | "eviction" | "exec" | "attach" | "portforward")) => "create",
+        ("PUT" | "PATCH", true, Some("binding" | "eviction")) => return Err(ApiError::method_not_allowed()),
         ("PUT", true, _) => "update",
         ("PATCH", true, Some("finalize")) => return Err(ApiError::method_not_allowed()),
         ("PATCH", true, _) => "patch",
@@ -368,8 +368,14 @@ impl Ctx {
 
     async fn create(&self) -> ApiResult<Response> {
         let res = self.target.resource;
-        if self.target.subresource.as_deref() == Some("binding") {
-            return self.bind().await;
+        match self.target.subresource.as_deref() {
+            Some("binding") => return self.bind().await,
+            Some("eviction") => {
+                let body = decode_object(&self.body, self.content_type())?;
+                let status = crate::eviction::evict(self.registry(), self.ns().unwrap_or(""), self.name(), &body, self.dry_run()).await?;
+                return Ok(json_response(StatusCode::CREATED, &status));
+            }
+            _ => {}
         }
         let mut obj = self.body_object(res.kind, &res.api_version())?;
         let warnings = self.check_fields(&mut obj)?;
@@ -567,18 +573,7 @@ impl Ctx {
     fn delete_options(&self) -> ApiResult<DeleteOptions> {
         let mut opts = DeleteOptions { dry_run: self.dry_run(), ..Default::default() };
         if !self.body.is_empty() {
-            let body = decode_object(&self.body, self.content_type())?;
-            opts.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
-            opts.propagation_policy = body.get("propagationPolicy").and_then(Value::as_str).map(String::from);
-            opts.orphan_dependents = body.get("orphanDependents").and_then(Value::as_bool);
-            if opts.orphan_dependents == Some(true) && opts.propagation_policy.is_none() {
-                opts.propagation_policy = Some("Orphan".into());
-            }
-            opts.uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
-            opts.resource_version = body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
-            if body.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|x| x == "All")) {
-                opts.dry_run = true;
-            }
+            delete_options_from(&decode_object(&self.body, self.content_type())?, &mut opts);
         }
         if let Some(g) = self.q.get("gracePeriodSeconds") {
             opts.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::bad_request(format!("gracePeriodSeconds: invalid integer {g:?}")))?);
@@ -760,6 +755,22 @@ impl Ctx {
             })
             .await?;
         Ok(json_response(StatusCode::OK, &obj))
+    }
+}
+
+/// What a DeleteOptions object (a delete's body, an Eviction's
+/// `deleteOptions`) asks for, over `opts`.
+pub fn delete_options_from(body: &Value, opts: &mut DeleteOptions) {
+    opts.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
+    opts.propagation_policy = body.get("propagationPolicy").and_then(Value::as_str).map(String::from);
+    opts.orphan_dependents = body.get("orphanDependents").and_then(Value::as_bool);
+    if opts.orphan_dependents == Some(true) && opts.propagation_policy.is_none() {
+        opts.propagation_policy = Some("Orphan".into());
+    }
+    opts.uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+    opts.resource_version = body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
+    if body.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|x| x == "All")) {
+        opts.dry_run = true;
     }
 }
 

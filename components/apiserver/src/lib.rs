@@ -11,6 +11,7 @@ pub mod conversion;
 pub mod default_roles;
 pub mod discovery;
 pub mod endpoints_reconciler;
+pub mod eviction;
 pub mod fields;
 pub mod handlers;
 pub mod kubelet;

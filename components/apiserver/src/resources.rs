@@ -168,7 +168,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "namespaces", "namespace", "Namespace", namespaced: false,
         short: &["ns"], categories: &[], sub: &["status", "finalize"], storage: "namespaces", strategy: &strategy::core::Namespaces, schema: k8s_openapi::api::core::v1::Namespace),
     resource!("", "v1", "pods", "pod", "Pod", namespaced: true,
-        short: &["po"], categories: &["all"], sub: &["status", "binding", "log", "exec", "attach", "portforward", "ephemeralcontainers"], storage: "pods", strategy: &strategy::core::Pods, schema: k8s_openapi::api::core::v1::Pod),
+        short: &["po"], categories: &["all"], sub: &["status", "binding", "eviction", "log", "exec", "attach", "portforward", "ephemeralcontainers"], storage: "pods", strategy: &strategy::core::Pods, schema: k8s_openapi::api::core::v1::Pod),
     resource!("", "v1", "nodes", "node", "Node", namespaced: false,
         short: &["no"], categories: &[], sub: &["status"], storage: "minions", strategy: &strategy::core::Nodes, schema: k8s_openapi::api::core::v1::Node),
     resource!("", "v1", "services", "service", "Service", namespaced: true,

@@ -167,6 +167,20 @@ impl ApiError {
     pub fn plain(why: impl std::fmt::Display) -> Self {
         Self::new(500, "", why.to_string())
     }
+    /// 429: come back later. `retry_after` seconds (when not 0) go into
+    /// details and the Retry-After header; `causes` are (reason, message).
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u32, causes: &[(&str, String)]) -> Self {
+        let mut e = Self::new(429, "TooManyRequests", message);
+        let mut details = json!({});
+        if retry_after > 0 {
+            details["retryAfterSeconds"] = json!(retry_after);
+        }
+        if !causes.is_empty() {
+            details["causes"] = causes.iter().map(|(reason, message)| json!({"reason": reason, "message": message})).collect();
+        }
+        e.details = Some(details);
+        e
+    }
     pub fn unavailable(why: impl std::fmt::Display) -> Self {
         Self::new(503, "ServiceUnavailable", why.to_string())
     }
@@ -203,7 +217,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).expect("a Status serializes");
-        (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if let Some(seconds) = self.details.as_ref().and_then(|d| d.get("retryAfterSeconds")).and_then(Value::as_u64) {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

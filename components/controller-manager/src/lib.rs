@@ -8,6 +8,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
@@ -121,6 +122,7 @@ pub const CONTROLLERS: &[ControllerRow] = &[
         aliases: &["endpointslice"],
         run: |cx| Box::pin(endpointslice::run(cx.client, cx.settings.endpointslice_syncs)),
     },
+    ControllerRow { name: "disruption-controller", aliases: &["disruption"], run: |cx| Box::pin(disruption::run(cx.client)) },
     ControllerRow {
         name: "horizontal-pod-autoscaler-controller",
         aliases: &["horizontalpodautoscaling"],
