@@ -15,7 +15,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use crate::attach::{Address, Decoder, Frame, MAX_PAYLOAD, SOCKET};
-use crate::{io, Result};
+use crate::{io, terminal, Result};
 
 /// A client that has not read this much of the output is dropped.
 const CLIENT_BUFFER: usize = 4 * 1024 * 1024;
@@ -224,7 +224,7 @@ impl Attachments {
                 }
                 Frame::Resize { rows, cols } => {
                     if let Some(t) = &self.terminal {
-                        resize(t.as_raw_fd(), rows, cols);
+                        terminal::resize(t.as_raw_fd(), rows, cols);
                     }
                 }
                 Frame::Stdout(_) | Frame::Stderr(_) => {}
@@ -306,11 +306,4 @@ fn set_nonblocking(fd: RawFd) -> nix::Result<()> {
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let flags = nix::fcntl::OFlag::from_bits_truncate(nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?);
     nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags | nix::fcntl::OFlag::O_NONBLOCK)).map(drop)
-}
-
-/// Sets a terminal's size (its foreground process group gets SIGWINCH).
-pub(crate) fn resize(terminal: RawFd, rows: u16, cols: u16) {
-    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer given.
-    unsafe { libc::ioctl(terminal, libc::TIOCSWINSZ, &size) };
 }

@@ -27,7 +27,7 @@ pub(crate) fn open(uid: u32, gid: u32) -> Result<(OwnedFd, OwnedFd)> {
         std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(&name).map_err(io(format!("opening the terminal {name}")))?;
     nix::unistd::fchown(&slave, Some(uid.into()), Some(gid.into())).map_err(sys_err(format!("chown {name}")))?;
     // 24x80 until an attached client says its size.
-    crate::attach_server::resize(master.as_raw_fd(), 24, 80);
+    resize(master.as_raw_fd(), 24, 80);
     Ok((master.into(), slave.into()))
 }
 
@@ -53,4 +53,11 @@ pub fn receive(socket: RawFd) -> Result<Option<OwnedFd>> {
         }
     }
     Ok(None)
+}
+
+/// Sets a terminal's size (its foreground process group gets SIGWINCH).
+pub fn resize(terminal: RawFd, rows: u16, cols: u16) {
+    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer given.
+    unsafe { libc::ioctl(terminal, libc::TIOCSWINSZ, &size) };
 }

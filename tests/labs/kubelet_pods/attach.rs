@@ -52,12 +52,21 @@ fn attach_to_running(lab: &Lab) {
     let script = "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done";
     lab.ok(&["run", "ticker", "--restart=Never", "--image=busybox", "--", "sh", "-c", script]);
     lab.ok(&["wait", "--for=condition=Ready", "pod/ticker", "--timeout=60s"]);
+    until_blocking("the ticker's log to reach tick-5", Duration::from_secs(60), || {
+        let (_, log) = lab.k(&["logs", "ticker"]);
+        if log.contains("tick-5\n") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
     let watcher = Terminal::kubectl(lab, &["attach", "ticker"], 24, 80);
-    // Output from the attach on: later ticks, not the log's first lines.
     watcher.wait_for("ticks through the attach", |out| out.matches("tick-").count() >= 3);
     let out = watcher.stop();
+    // Output from the attach on: ticks after the fifth, never the log's
+    // first lines again.
     let first: u32 = out.split("tick-").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!(first > 0, "{out}");
+    assert!(first > 5, "the attach began with tick-{first}, which came before it: {out}");
     lab.ok(&["delete", "pod", "ticker", "--grace-period=1"]);
 }
 

@@ -100,7 +100,7 @@ async fn serve(ws: Ws, command: std::process::Command, command_streams: Streams,
             message = source.next() => match message.map(|m| m.map(text_as_binary)) {
                 Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
                     STDIN => if let Some(w) = stdin_writer.as_mut() { let _ = w.write_all(&data[1..]).await; },
-                    RESIZE => if let (Some(t), Some((rows, cols))) = (&terminal, terminal_size(&data[1..])) { resize(t, rows, cols); },
+                    RESIZE => if let (Some(t), Some((rows, cols))) = (&terminal, terminal_size(&data[1..])) { runtime::terminal::resize(t.as_raw_fd(), rows, cols); },
                     CLOSE if v5 && data.get(1) == Some(&STDIN) => stdin_writer = None,
                     _ => {}
                 },
@@ -137,10 +137,4 @@ fn spawn_reader(mut reader: impl tokio::io::AsyncRead + Unpin + Send + 'static, 
             }
         }
     });
-}
-
-fn resize(terminal: &OwnedFd, rows: u16, cols: u16) {
-    let ws = nix::libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer given.
-    unsafe { nix::libc::ioctl(terminal.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws) };
 }
