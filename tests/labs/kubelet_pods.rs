@@ -10,7 +10,8 @@
 //! `kubectl attach`, ephemeral containers serve `kubectl debug` (`debug`), lifecycle hooks (`hooks`) run when upstream runs them,
 //! hostNetwork pods run in their node's network (`host_network`), PID and
 //! IPC namespaces are the container's, the pod's or the node's as asked
-//! (`process_namespaces`), and the
+//! (`process_namespaces`), sidecar init containers start in order, gate
+//! readiness and restart beside the app (`sidecars`), and the
 //! busybox image's wget -T, nc -z and nslookup work (`busybox_tools`).
 //! One lab for all of it: `lab up` is paid once.
 
@@ -28,6 +29,7 @@ mod host_network;
 mod port_forward;
 mod probes;
 mod process_namespaces;
+mod sidecars;
 
 #[tokio::test]
 async fn pods_run_on_three_nodes() {
@@ -47,6 +49,7 @@ async fn pods_run_on_three_nodes() {
     hooks::hooks(&lab).await;
     host_network::host_network(&lab, &pods).await;
     process_namespaces::process_namespaces(&lab).await;
+    sidecars::sidecars(&lab).await;
     deletion_stops_and_cleans(&lab).await;
     kubelet_restart_adopts(&lab, &pods).await;
 }

@@ -3,10 +3,12 @@
 //! HTTP and UDP server that answers with the pod's host name, the client's
 //! address, echoes, and dials others; `serve-hostname`; `pause`; `dial`;
 //! `dig`, one DNS question and its whole answer; `resolve`, which waits
-//! for names to resolve and says when.
+//! for names to resolve and says when; `grpc-health-checking`, the gRPC
+//! health service with an HTTP switch.
 
 mod dial;
 mod dig;
+mod grpc_health;
 mod http;
 mod netexec;
 mod resolve;
@@ -17,7 +19,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
-#[command(name = "labhost", version, about = "kubelab's test workload (netexec, serve-hostname, pause, dial, dig, resolve)")]
+#[command(name = "labhost", version, about = "kubelab's test workload (netexec, serve-hostname, grpc-health-checking, pause, dial, dig, resolve)")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -32,6 +34,8 @@ enum Command {
         #[arg(long, default_value_t = 9376)]
         port: u16,
     },
+    /// The gRPC health service, with /make-serving and /make-not-serving over HTTP.
+    GrpcHealthChecking(grpc_health::Options),
     /// Sleep until SIGTERM or SIGINT, then exit 0.
     Pause,
     /// Send one request to a netexec (or serve-hostname) server and print its answer.
@@ -64,6 +68,7 @@ async fn main() -> ExitCode {
         match command {
             Command::Netexec(options) => netexec::run(options).await,
             Command::ServeHostname { port } => http::serve(port, http::hostname_only).await,
+            Command::GrpcHealthChecking(options) => grpc_health::run(options).await,
             Command::Pause => {
                 println!("Paused until SIGTERM or SIGINT");
                 std::future::pending().await

@@ -49,6 +49,7 @@ async fn handle(request: Request<Incoming>, peer: SocketAddr) -> Reply {
         "/healthz" => Reply::ok(""),
         "/exit" => exit(param("code")),
         "/shutdown" => Reply { exit: Some(0), ..Reply::ok("") },
+        "/redirect" => redirect(param("location")),
         "/dial" => dial_handler(param("request"), param("protocol"), param("host"), param("port"), param("tries")).await,
         other => Reply::text(StatusCode::NOT_FOUND, format!("404 page not found: {other}\n")),
     }
@@ -62,6 +63,19 @@ fn echo(msg: &str, code: &str) -> Reply {
         Some(status) => Reply::text(status, msg),
         None => Reply::ok(format!("argument 'code' must be an integer or empty, got {code:?}\n")),
     }
+}
+
+/// agnhost's /redirect: a 302 to `location` (httpGet probes that follow redirects).
+fn redirect(location: &str) -> Reply {
+    let Ok(value) = hyper::header::HeaderValue::try_from(location) else {
+        return Reply::text(StatusCode::BAD_REQUEST, format!("argument 'location' is not a valid header value: {location:?}\n"));
+    };
+    if location.is_empty() {
+        return Reply::text(StatusCode::BAD_REQUEST, "argument 'location' is required\n");
+    }
+    let mut reply = Reply::text(StatusCode::FOUND, format!("redirecting to {location}\n"));
+    reply.response.headers_mut().insert(hyper::header::LOCATION, value);
+    reply
 }
 
 fn exit(code: &str) -> Reply {

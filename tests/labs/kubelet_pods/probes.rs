@@ -5,7 +5,9 @@
 //! it succeeds; httpGet (labhost's /healthz, by port name) and tcpSocket
 //! probes pass against a serving pod. Every handler type runs once: exec
 //! (readiness, liveness, startup), tcpSocket (failing and passing),
-//! httpGet.
+//! httpGet, grpc (labhost's grpc-health-checking, turned not serving and
+//! back). httpGet redirects are followed to the same host and reported
+//! (ProbeWarning) but counted as success to another.
 
 use std::time::Duration;
 
@@ -55,6 +57,28 @@ spec:
     ports: [{name: http, containerPort: 8080}]
     readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
     livenessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: grpc}
+spec:
+  containers:
+  - name: c
+    image: kubelab/labhost
+    args: [grpc-health-checking]
+    readinessProbe: {grpc: {port: 5000}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: redirected}
+spec:
+  containers:
+  - name: web
+    image: kubelab/labhost
+    readinessProbe: {httpGet: {path: "/redirect?location=/healthz", port: 8080}, periodSeconds: 1}
+    # Liveness only once labhost listens, so no refused connection counts.
+    startupProbe: {tcpSocket: {port: 8080}, periodSeconds: 1, failureThreshold: 60}
+    livenessProbe: {httpGet: {path: "/redirect?location=http://192.0.2.1/elsewhere", port: 8080}, periodSeconds: 1, failureThreshold: 1}
 "#;
 
 pub async fn probes(lab: &Lab) {
@@ -65,8 +89,10 @@ pub async fn probes(lab: &Lab) {
     liveness_restarts_with_events(lab).await;
     startup_holds_liveness_back(lab).await;
     http_and_tcp_probes_pass(lab).await;
+    grpc_probes_follow_the_health_service(lab).await;
+    redirects_are_followed_on_the_same_host_only(lab).await;
     lab.ok(&["delete", "service", "gated"]);
-    lab.ok(&["delete", "pod", "gated", "liveness", "slow-start", "healthy", "--grace-period=1"]);
+    lab.ok(&["delete", "pod", "gated", "liveness", "slow-start", "healthy", "grpc", "redirected", "--grace-period=1"]);
 }
 
 /// Ok when `ok`, else what was seen instead.
@@ -184,6 +210,46 @@ async fn http_and_tcp_probes_pass(lab: &Lab) {
         holds(c["ready"] == true && c["restartCount"] == 0 && unhealthy == before, || {
             format!("{c}; Unhealthy events {before} -> {unhealthy}: {:?}", events(lab, "healthy"))
         })
+    })
+    .await;
+}
+
+async fn grpc_probes_follow_the_health_service(lab: &Lab) {
+    lab.ok(&["wait", "--for=condition=Ready", "pod/grpc", "--timeout=60s"]);
+    let switch = |to: &str| lab.ok(&["exec", "grpc", "--", "/labhost", "dial", "--host", "127.0.0.1", "--port", "8080", "--request", to]);
+    switch("make-not-serving");
+    until("grpc not ready once its health service says NOT_SERVING", || async {
+        let c = container(lab, "grpc");
+        let seen = events(lab, "grpc");
+        let failed = "Warning Unhealthy: Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")".to_string();
+        holds(c["ready"] == false && seen.contains(&failed), || format!("{c}; {seen:?}"))
+    })
+    .await;
+    switch("make-serving");
+    until("grpc ready again once it serves", || async {
+        let c = container(lab, "grpc");
+        holds(c["ready"] == true && c["restartCount"] == 0, || format!("{c}"))
+    })
+    .await;
+}
+
+async fn redirects_are_followed_on_the_same_host_only(lab: &Lab) {
+    // Readiness is redirected to /healthz on the same pod: followed, ready.
+    lab.ok(&["wait", "--for=condition=Ready", "pod/redirected", "--timeout=60s"]);
+    // Liveness is redirected to another host: not followed (nothing is
+    // sent there), a warning each time, and still a success, so the
+    // container lives on although its failureThreshold is 1.
+    until("a ProbeWarning about the redirect elsewhere", || async {
+        let seen = events(lab, "redirected");
+        let warned = seen.iter().any(|e| {
+            e.starts_with("Warning ProbeWarning: Liveness probe warning: Probe terminated redirects, Response body: redirecting to http://192.0.2.1/elsewhere")
+        });
+        holds(warned, || format!("{seen:?}"))
+    })
+    .await;
+    holds_for("redirected to stay Ready and unrestarted", Duration::from_secs(3), || async {
+        let c = container(lab, "redirected");
+        holds(c["ready"] == true && c["restartCount"] == 0, || format!("{c}; {:?}", events(lab, "redirected")))
     })
     .await;
 }

@@ -118,6 +118,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
             if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
                 causes.push(Cause::required(format!("{at}.image")));
             }
+            validate_container_restart_policy(c, list == "initContainers", &at, causes);
             for (j, p) in array_at(c, "/ports").iter().enumerate() {
                 let port = &p["containerPort"];
                 match port.as_i64() {
@@ -134,6 +135,31 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
     if let Some(policy) = spec.get("restartPolicy") {
         if !matches!(policy.as_str(), Some("Always" | "OnFailure" | "Never")) {
             causes.push(Cause::not_supported(format!("{path}.restartPolicy"), policy, &["Always", "OnFailure", "Never"]));
+        }
+    }
+}
+
+/// A container's own restartPolicy, as upstream 1.33 validates it: only
+/// an init container may have one, and only `Always` (a sidecar); an init
+/// container that is not a sidecar runs to completion, so it may have
+/// neither probes nor lifecycle hooks.
+fn validate_container_restart_policy(c: &Value, init: bool, at: &str, causes: &mut Vec<Cause>) {
+    let policy = c.get("restartPolicy");
+    if !init {
+        if policy.is_some() {
+            causes.push(Cause::forbidden(format!("{at}.restartPolicy"), "may not be set for non-init containers"));
+        }
+        return;
+    }
+    match policy {
+        Some(p) if p.as_str() != Some("Always") => causes.push(Cause::not_supported(format!("{at}.restartPolicy"), p, &["Always"])),
+        Some(_) => {}
+        None => {
+            for field in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
+                if c.get(field).is_some_and(|v| !v.is_null()) {
+                    causes.push(Cause::forbidden(format!("{at}.{field}"), "may not be set for init containers without restartPolicy=Always"));
+                }
+            }
         }
     }
 }
@@ -572,5 +598,35 @@ impl Strategy for ComponentStatuses {
         };
         let field = |k: &str| healthy.and_then(|c| c[k].as_str()).unwrap_or("").to_string();
         vec![json!(name(obj)), json!(status), json!(field("message")), json!(field("error"))]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(spec: Value) -> Vec<String> {
+        let mut causes = vec![];
+        validate_pod_spec(Some(&spec), "spec", &mut causes);
+        causes.iter().map(Cause::line).collect()
+    }
+
+    #[test]
+    fn only_init_containers_have_a_restart_policy_and_only_always() {
+        let sidecar = json!({"containers": [{"name": "app", "image": "b"}],
+            "initContainers": [{"name": "proxy", "image": "b", "restartPolicy": "Always", "readinessProbe": {"tcpSocket": {"port": 80}}}]});
+        assert!(lines(sidecar).is_empty());
+        let bad = json!({"containers": [{"name": "app", "image": "b", "restartPolicy": "Always"}],
+            "initContainers": [{"name": "once", "image": "b", "restartPolicy": "OnFailure"},
+                               {"name": "setup", "image": "b", "livenessProbe": {"tcpSocket": {"port": 80}}, "lifecycle": {}}]});
+        assert_eq!(
+            lines(bad),
+            [
+                "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+                "spec.initContainers[0].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
+                "spec.initContainers[1].lifecycle: Forbidden: may not be set for init containers without restartPolicy=Always",
+                "spec.initContainers[1].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+            ]
+        );
     }
 }

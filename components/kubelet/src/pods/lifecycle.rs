@@ -8,7 +8,8 @@
 //! postStart), and its time counts against the grace period; a failure is
 //! a `FailedPreStopHook` event and the stop goes on. Handlers: `exec` (in
 //! the container, as `kubectl exec` runs it), `httpGet` (host defaulting
-//! to the pod's IP; any status from 200 to 399 passes) and `sleep`.
+//! to the pod's IP; any answer passes, whatever its status, as upstream's
+//! hook runner checks none) and `sleep`.
 
 use std::time::Duration;
 
@@ -90,7 +91,7 @@ async fn run_handler(ctx: &PodContext, c: &Container, attempt: &str, handler: &L
                 Err(e) => Probed::Error(e),
             };
             match outcome {
-                Probed::Success(_) => Ok(()),
+                Probed::Success(_) | Probed::Warning(_) => Ok(()),
                 Probed::Failure(output) | Probed::Error(output) => Err(format!(
                     "Exec lifecycle hook ([{}]) for Container {:?} in Pod {pod:?} failed - error: command '{}' failed, message: {output:?}",
                     argv.join(" "),
@@ -99,13 +100,11 @@ async fn run_handler(ctx: &PodContext, c: &Container, attempt: &str, handler: &L
                 )),
             }
         }
-        Ok(Handler::Http(get)) => match http::probe(&get, POST_START_LIMIT).await {
-            Probed::Success(_) => Ok(()),
-            Probed::Failure(e) | Probed::Error(e) => {
-                Err(format!("HTTP lifecycle hook ({}) for Container {:?} in Pod {pod:?} failed - error: {e}", get.path, c.name))
-            }
-        },
-        Ok(Handler::Tcp { .. }) => Ok(()),
+        Ok(Handler::Http(get)) => http::hook(&get, POST_START_LIMIT)
+            .await
+            .map_err(|e| format!("HTTP lifecycle hook ({}) for Container {:?} in Pod {pod:?} failed - error: {e}", get.path, c.name)),
+        // Hooks have neither (the handler above is made without a grpc part).
+        Ok(Handler::Tcp { .. } | Handler::Grpc { .. }) => Ok(()),
         Err(e) => Err(format!("Lifecycle hook for Container {:?} in Pod {pod:?} failed - error: {e}", c.name)),
     }
 }

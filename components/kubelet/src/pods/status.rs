@@ -206,10 +206,20 @@ pub fn pod_status(pod: &Pod, observed: &PodObserved, now: Time) -> PodStatus {
         .collect();
     let phase = phase(pod, observed, &statuses);
 
-    let not_ready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
+    // Sidecars (init containers with restartPolicy Always) count as app
+    // containers for readiness, and as initialized once started.
+    let sidecar = |name: &str| spec.init_containers.iter().flatten().any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"));
+    let sidecar_statuses = init_statuses.iter().filter(|s| sidecar(&s.name));
+    let not_ready: Vec<&str> = sidecar_statuses.chain(&statuses).filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
     let incomplete: Vec<&str> = init_statuses
         .iter()
-        .filter(|s| s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_none_or(|t| t.exit_code != 0))
+        .filter(|s| {
+            if sidecar(&s.name) {
+                s.started != Some(true)
+            } else {
+                s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_none_or(|t| t.exit_code != 0)
+            }
+        })
         .map(|s| s.name.as_str())
         .collect();
     let done = matches!(phase, "Succeeded" | "Failed");
@@ -390,6 +400,37 @@ mod tests {
         let second = pod_status(&p, &observed(vec![("app", running(0))]), now());
         assert_eq!(first.conditions, second.conditions);
         assert_eq!(first.start_time, second.start_time);
+    }
+
+    #[test]
+    fn sidecars_count_for_readiness_and_initialize_once_started() {
+        let mut p = pod(&["app"], "Always");
+        let sidecar = Container { name: "proxy".into(), image: Some("busybox".into()), restart_policy: Some("Always".into()), ..Default::default() };
+        let init = Container { name: "setup".into(), image: Some("busybox".into()), ..Default::default() };
+        p.spec.as_mut().unwrap().init_containers = Some(vec![init, sidecar]);
+        let mut o = observed(vec![("app", running(0))]);
+        o.init.insert("setup".into(), exited(0, 0));
+        let mut unready = running(0);
+        unready.readiness = Some(false);
+        o.init.insert("proxy".into(), unready);
+        let status = pod_status(&p, &o, now());
+        let conditions = status.conditions.clone().unwrap();
+        let get = |kind: &str| conditions.iter().find(|c| c.type_ == kind).unwrap().clone();
+        assert_eq!(get("Initialized").status, "True");
+        assert_eq!(get("Ready").status, "False");
+        assert_eq!(get("Ready").message.as_deref(), Some("containers with unready status: [proxy]"));
+        let proxy = &status.init_container_statuses.unwrap()[1];
+        assert!(proxy.state.as_ref().unwrap().running.is_some() && !proxy.ready && proxy.started == Some(true));
+
+        // Not started yet (its startup probe has not passed): not initialized.
+        let mut starting = running(0);
+        starting.started = false;
+        o.init.insert("proxy".into(), starting);
+        o.initialized = false;
+        let status = pod_status(&p, &o, now());
+        let initialized = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Initialized").unwrap();
+        assert_eq!((initialized.status.as_str(), initialized.message.as_deref()), ("False", Some("containers with incomplete status: [proxy]")));
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
     }
 
     #[test]

@@ -112,8 +112,11 @@ impl Worker {
             self.sync_probes(pod);
             self.terminal = self.decide_terminal(pod);
             if self.terminal.is_some() {
-                // Done for good: no restarts; the address goes back.
+                // Done for good: no restarts; the sidecars stop (as at
+                // deletion) and the address goes back.
                 self.probes.clear();
+                let grace = Duration::from_secs(spec_grace(pod));
+                self.stop_all(grace, pod).await;
                 self.teardown_network().await;
             }
         }
@@ -203,7 +206,8 @@ impl Worker {
     async fn ensure_containers(&mut self, pod: &Pod) {
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
-        // Init containers one at a time, in order, each to success.
+        // Init containers one at a time, in order: each to success, or for
+        // a sidecar (restartPolicy Always) until it has started.
         self.initialized = self.initialized || spec.init_containers.as_ref().is_none_or(|v| v.is_empty());
         if !self.initialized {
             for c in spec.init_containers.iter().flatten() {
@@ -213,10 +217,11 @@ impl Worker {
                         self.start(pod, c).await;
                         return;
                     }
+                    Some(Run::Running(_)) if is_sidecar(c) && self.probed(c).started => continue,
                     Some(Run::Created) | Some(Run::Running(_)) => return,
-                    Some(Run::Exited { exited, .. }) if exited.exit_code == 0 => continue,
+                    Some(Run::Exited { exited, .. }) if exited.exit_code == 0 && !is_sidecar(c) => continue,
                     Some(Run::Exited { .. }) => {
-                        if policy != "Never" {
+                        if policy != "Never" || is_sidecar(c) {
                             self.restart(pod, c).await;
                         }
                         return;
@@ -224,6 +229,13 @@ impl Worker {
                 }
             }
             self.initialized = true;
+        }
+        // Sidecars run beside the app containers, restarted whenever they
+        // end, whatever the pod's restartPolicy.
+        for c in spec.init_containers.iter().flatten().filter(|c| is_sidecar(c)) {
+            if self.latest(&c.name).is_some_and(|a| a.exited().is_some()) {
+                self.restart(pod, c).await;
+            }
         }
         for c in &spec.containers {
             let latest = self.attempts.get(&c.name).and_then(|v| v.last()).cloned();
@@ -409,11 +421,13 @@ impl Worker {
         config::container_config(&inputs)
     }
 
-    /// Probes run for each app container's running attempt, from when
-    /// the worker first sees it running until it is not the running one.
+    /// Probes run for each app or sidecar container's running attempt,
+    /// from when the worker first sees it running until it is not the
+    /// running one.
     fn sync_probes(&mut self, pod: &Pod) {
         let spec = pod.spec.clone().unwrap_or_default();
-        for c in spec.containers.iter().filter(|c| ContainerProbes::has_probes(c)) {
+        let sidecars = spec.init_containers.iter().flatten().filter(|c| is_sidecar(c));
+        for c in spec.containers.iter().chain(sidecars).filter(|c| ContainerProbes::has_probes(c)) {
             let running = self.latest(&c.name).and_then(|a| a.running().map(|s| (a.id.clone(), s.started_at.clone())));
             let Some((id, started_at)) = running else {
                 self.probes.remove(&c.name);
@@ -442,9 +456,14 @@ impl Worker {
         if policy == "Always" {
             return None;
         }
-        // An init container failed under Never.
+        // An init container failed under Never (a sidecar is restarted instead).
         if policy == "Never" && !self.initialized {
-            let failed = spec.init_containers.iter().flatten().any(|c| self.latest(&c.name).and_then(Attempt::exited).is_some_and(|e| e.exit_code != 0));
+            let failed = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .filter(|c| !is_sidecar(c))
+                .any(|c| self.latest(&c.name).and_then(Attempt::exited).is_some_and(|e| e.exit_code != 0));
             return failed.then_some("Failed");
         }
         if !self.initialized {
@@ -551,7 +570,18 @@ impl Worker {
                 self.recorder.normal(component_base::events::reference(pod), "Killing", format!("Stopping container {}", c.name));
             }
         }
-        futures_util::future::join_all(containers.iter().map(|(c, id)| lifecycle::stop(&ctx, c, id, grace))).await;
+        // App containers first, all at once; then the sidecars, one by one
+        // from the last, each with what is left of the grace period (as
+        // upstream's kubelet stops restartable init containers).
+        let deadline = Instant::now() + grace;
+        let (sidecars, apps): (Vec<_>, Vec<_>) = containers.iter().partition(|(c, _)| is_sidecar(c));
+        futures_util::future::join_all(apps.iter().map(|(c, id)| lifecycle::stop(&ctx, c, id, grace))).await;
+        let order: Vec<&str> = spec.init_containers.iter().flatten().rev().map(|c| c.name.as_str()).collect();
+        for name in order {
+            for (c, id) in sidecars.iter().filter(|(c, _)| c.name == name) {
+                lifecycle::stop(&ctx, c, id, deadline.saturating_duration_since(Instant::now())).await;
+            }
+        }
         // A SIGKILL is not refused; its exit is written within moments.
         let until = Instant::now() + Duration::from_secs(5);
         loop {
@@ -586,9 +616,7 @@ impl Worker {
     /// remove everything it had on the node, and let the API delete it.
     async fn terminate(&mut self, pod: Option<Pod>) {
         let grace = match &pod {
-            Some(p) => Duration::from_secs(
-                p.metadata.deletion_grace_period_seconds.or(p.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30).max(0) as u64,
-            ),
+            Some(p) => Duration::from_secs(p.metadata.deletion_grace_period_seconds.map(|g| g.max(0) as u64).unwrap_or_else(|| spec_grace(p))),
             None => GONE_GRACE,
         };
         let placeholder = pod.clone().unwrap_or_default();
@@ -628,6 +656,17 @@ impl Worker {
             Err(e) => tracing::warn!(pod = %name(&pod), "the final delete: {e}"),
         }
     }
+}
+
+/// A sidecar: an init container with restartPolicy Always, which starts
+/// in the init sequence and then runs beside the app containers.
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+/// The pod's own grace period (upstream's default 30 s).
+fn spec_grace(pod: &Pod) -> u64 {
+    pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> runtime::Result<T> + Send + 'static) -> anyhow::Result<T> {

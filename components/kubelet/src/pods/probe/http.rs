@@ -1,9 +1,12 @@
 //! httpGet probes: one GET (HTTP/1.1, a new connection each time), HTTPS
 //! without checking the server's certificate, as upstream's prober does.
-//! Success is a status from 200 to 399; the output is the body (at most
-//! 10 KiB, as upstream reads), or upstream's failure text. Redirects are
-//! not followed: a 3xx is a success, as upstream counts a redirect it
-//! does not follow.
+//! Success is a status from 200 to 299; the output is the body (at most
+//! 10 KiB, as upstream reads), or upstream's failure text.
+//!
+//! Redirects are followed as upstream's prober follows them (Go's client
+//! with `followNonLocalRedirects` off): to the same host name only (any
+//! port or scheme), at most ten requests in all. A redirect elsewhere is
+//! not followed, and its 3xx is a warning that counts as a success.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -28,14 +31,83 @@ pub fn user_agent() -> String {
     format!("kube-probe/{}", minor.join("."))
 }
 
+/// Go's client gives up on the request that would be the eleventh.
+const MAX_REQUESTS: usize = 10;
+
 pub async fn probe(get: &HttpGet, timeout: Duration) -> Probed {
     let url = get.url();
-    match tokio::time::timeout(timeout, request(get)).await {
+    match tokio::time::timeout(timeout, follow(get)).await {
         Err(_) => Probed::Failure(format!("Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)")),
-        Ok(Err(e)) => Probed::Failure(format!("Get {url:?}: {e}")),
-        Ok(Ok((status, body))) if (200..400).contains(&status) => Probed::Success(body),
-        Ok(Ok((status, _))) => Probed::Failure(format!("HTTP probe failed with statuscode: {status}")),
+        Ok(Err((url, e))) => Probed::Failure(format!("Get {url:?}: {e}")),
+        Ok(Ok(answer)) if (200..300).contains(&answer.status) => Probed::Success(answer.body),
+        Ok(Ok(answer)) if (300..400).contains(&answer.status) => Probed::Warning(format!("Probe terminated redirects, Response body: {}", answer.body)),
+        Ok(Ok(answer)) => Probed::Failure(format!("HTTP probe failed with statuscode: {}", answer.status)),
     }
+}
+
+/// A lifecycle hook's GET: as a probe's, but any answer will do (upstream's
+/// hook runner looks at no status, only at whether the request went through).
+pub async fn hook(get: &HttpGet, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, follow(get)).await {
+        Err(_) => Err(format!("Get {:?}: context deadline exceeded", get.url())),
+        Ok(Err((url, e))) => Err(format!("Get {url:?}: {e}")),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// A response: its status, where it redirects to, and (the start of) its body.
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+/// Requests `get`, then where it redirects while upstream would follow.
+/// An error comes with the URL of the request that failed.
+async fn follow(get: &HttpGet) -> Result<Answer, (String, String)> {
+    let mut current = get.clone();
+    for made in 1.. {
+        let answer = request(&current).await.map_err(|e| (current.url(), e))?;
+        let Some(next) = redirect(&current, &answer) else { return Ok(answer) };
+        if next.host != get.host {
+            return Ok(answer);
+        }
+        if made >= MAX_REQUESTS {
+            return Err((next.url(), format!("stopped after {MAX_REQUESTS} redirects")));
+        }
+        current = next;
+    }
+    unreachable!("the loop returns")
+}
+
+/// Where `answer` to `from` sends the client, as Go's client follows
+/// redirects: 301, 302, 303, 307 and 308 with a Location, resolved
+/// against the request's URL. The probe's headers go along, but a Host
+/// header of its own only to a relative Location (Go keeps `req.Host`
+/// only then).
+fn redirect(from: &HttpGet, answer: &Answer) -> Option<HttpGet> {
+    if !matches!(answer.status, 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = answer.location.as_deref()?;
+    let base = url::Url::parse(&from.url()).ok()?;
+    let to = base.join(location).ok()?;
+    let https = match to.scheme() {
+        "http" => false,
+        "https" => true,
+        _ => return None,
+    };
+    let host = match to.host()? {
+        url::Host::Ipv6(ip) => ip.to_string(),
+        other => other.to_string(),
+    };
+    let absolute = url::Url::parse(location).is_ok() || location.starts_with("//");
+    let headers = from.headers.iter().filter(|(name, _)| !(absolute && name.eq_ignore_ascii_case("host"))).cloned().collect();
+    let path = match to.query() {
+        Some(query) => format!("{}?{query}", to.path()),
+        None => to.path().to_string(),
+    };
+    Some(HttpGet { https, host, port: to.port_or_known_default()?, path, headers })
 }
 
 fn tls() -> Result<Arc<rustls::ClientConfig>, String> {
@@ -43,8 +115,7 @@ fn tls() -> Result<Arc<rustls::ClientConfig>, String> {
     CONFIG.get_or_init(|| component_base::tls::unchecked_client_config().map(Arc::new).map_err(|e| e.to_string())).clone()
 }
 
-/// The status and (the start of) the body.
-async fn request(get: &HttpGet) -> Result<(u16, String), String> {
+async fn request(get: &HttpGet) -> Result<Answer, String> {
     let stream = tcp::connect(&get.authority()).await?;
     if !get.https {
         return exchange(stream, get).await;
@@ -54,7 +125,7 @@ async fn request(get: &HttpGet) -> Result<(u16, String), String> {
     exchange(stream, get).await
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, get: &HttpGet) -> Result<(u16, String), String> {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, get: &HttpGet) -> Result<Answer, String> {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     let mut request = hyper::Request::get(get.path.as_str()).body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
@@ -72,6 +143,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S,
     }
     let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
+    let location = response.headers().get(hyper::header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string);
     let mut body = response.into_body();
     let mut kept = Vec::new();
     while kept.len() < MAX_OUTPUT {
@@ -82,7 +154,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S,
         }
     }
     kept.truncate(MAX_OUTPUT);
-    Ok((status, String::from_utf8_lossy(&kept).into_owned()))
+    Ok(Answer { status, location, body: String::from_utf8_lossy(&kept).into_owned() })
 }
 
 #[cfg(test)]
@@ -129,9 +201,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_probes_headers_override_the_defaults() {
-        let (port, request) = serve("302 Found", "").await;
+        let (port, request) = serve("204 No Content", "").await;
         let probed = probe(&get(port, &[("Host", "web.example"), ("User-Agent", "mine")]), Duration::from_secs(1)).await;
-        assert_eq!(probed, Probed::Success(String::new()), "a redirect not followed counts as success");
+        assert_eq!(probed, Probed::Success(String::new()));
         let request = request.await.unwrap().to_lowercase();
         assert!(request.contains("host: web.example\r\n") && request.contains("user-agent: mine\r\n"), "{request}");
         assert!(!request.contains("kube-probe"), "{request}");
@@ -152,6 +224,74 @@ mod tests {
         });
         let get = HttpGet { https: true, ..get(port, &[]) };
         assert_eq!(probe(&get, Duration::from_secs(2)).await, Probed::Success("secure".into()));
+    }
+
+    /// A server on loopback answering its connections in turn with
+    /// `answers` (head lines after the status line, and a body), handing
+    /// back the request lines it read.
+    async fn serve_in_turn(answers: Vec<(&'static str, String, &'static str)>) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut requests = vec![];
+            for (status, head, body) in answers {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = vec![0u8; 4096];
+                let n = socket.read(&mut request).await.unwrap();
+                requests.push(String::from_utf8_lossy(&request[..n]).lines().next().unwrap_or_default().to_string());
+                let answer = format!("HTTP/1.1 {status}\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+            requests
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn redirects_to_the_same_host_are_followed() {
+        let (port, requests) = serve_in_turn(vec![
+            ("302 Found", "Location: /moved?x=1\r\n".into(), "go on"),
+            ("301 Moved Permanently", "Location: again\r\n".into(), ""),
+            ("200 OK", String::new(), "arrived"),
+        ])
+        .await;
+        assert_eq!(probe(&get(port, &[]), Duration::from_secs(2)).await, Probed::Success("arrived".into()));
+        assert_eq!(requests.await.unwrap(), ["GET /healthz HTTP/1.1", "GET /moved?x=1 HTTP/1.1", "GET /again HTTP/1.1"]);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_elsewhere_is_a_warning_that_counts_as_success() {
+        let (port, _) = serve_in_turn(vec![("302 Found", "Location: http://192.0.2.1:8080/\r\n".into(), "see there")]).await;
+        assert_eq!(probe(&get(port, &[]), Duration::from_secs(2)).await, Probed::Warning("Probe terminated redirects, Response body: see there".into()));
+        let (port, _) = serve_in_turn(vec![("302 Found", String::new(), "no location")]).await;
+        assert_eq!(
+            probe(&get(port, &[]), Duration::from_secs(2)).await,
+            Probed::Warning("Probe terminated redirects, Response body: no location".into()),
+            "a 3xx without a Location is not followed"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_eleventh_request_is_refused() {
+        let (port, requests) = serve_in_turn((0..10).map(|i| ("307 Temporary Redirect", format!("Location: /hop{i}\r\n"), "")).collect()).await;
+        let probed = probe(&get(port, &[]), Duration::from_secs(5)).await;
+        assert_eq!(probed, Probed::Failure(format!("Get \"http://127.0.0.1:{port}/hop9\": stopped after 10 redirects")));
+        assert_eq!(requests.await.unwrap().len(), 10);
+    }
+
+    #[test]
+    fn locations_resolve_against_the_request() {
+        let from = HttpGet { headers: vec![("Host".into(), "web".into()), ("X-A".into(), "1".into())], ..get(8080, &[]) };
+        let from = HttpGet { path: "/a/b?q=1".into(), ..from };
+        let to = |status: u16, location: &str| redirect(&from, &Answer { status, location: Some(location.into()), body: String::new() });
+        let relative = to(302, "c").unwrap();
+        assert_eq!((relative.url(), relative.headers.len()), ("http://127.0.0.1:8080/a/c".to_string(), 2), "a relative Location keeps the Host header");
+        let absolute = to(308, "https://127.0.0.1:8443/x").unwrap();
+        assert_eq!((absolute.url(), absolute.headers), ("https://127.0.0.1:8443/x".to_string(), vec![("X-A".to_string(), "1".to_string())]));
+        assert_eq!(to(302, "//10.0.0.9/y").unwrap().url(), "http://10.0.0.9:80/y");
+        assert_eq!(to(302, "http://[fd00::1]:81/").unwrap().url(), "http://[fd00::1]:81/");
+        assert!(to(304, "/z").is_none() && to(300, "/z").is_none(), "only 301, 302, 303, 307 and 308 redirect");
+        assert!(to(302, "ftp://127.0.0.1/").is_none());
     }
 
     #[tokio::test]

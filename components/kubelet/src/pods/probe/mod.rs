@@ -10,9 +10,10 @@
 //!   handler's target (pure);
 //! - `tracker` — when probes run and what results count (thresholds,
 //!   startup holding the others back), on tokio's clock;
-//! - `http`, `tcp`, `exec` — the handlers.
+//! - `http`, `tcp`, `exec`, `grpc` — the handlers.
 
 pub mod exec;
+pub mod grpc;
 pub mod http;
 pub mod settings;
 pub mod tcp;
@@ -155,10 +156,14 @@ impl OneProbe {
     }
 
     /// upstream's Unhealthy events: every failed probe, and every probe
-    /// that could not be run.
+    /// that could not be run; and its ProbeWarning events.
     fn unhealthy(&self, reference: &ObjectReference, probed: &Probed) {
         let message = match probed {
             Probed::Success(_) => return,
+            Probed::Warning(output) => {
+                let message = format!("{} probe warning: {output}", self.kind.title());
+                return self.ctx.recorder.warning(reference.clone(), "ProbeWarning", message);
+            }
             Probed::Failure(output) => format!("{} probe failed: {output}", self.kind.title()),
             Probed::Error(e) => format!("{} probe errored and resulted in unknown state: {e}", self.kind.title()),
         };
@@ -170,11 +175,12 @@ impl OneProbe {
     /// the attempt ended and restarts it per restartPolicy, with back-off.
     async fn kill(&self, reference: &ObjectReference) {
         let spec = self.ctx.pod.spec.clone().unwrap_or_default();
-        let restarts = spec.restart_policy.as_deref() != Some("Never");
+        let container = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == self.container).cloned().unwrap_or_default();
+        // A sidecar is restarted whatever the pod's policy.
+        let restarts = spec.restart_policy.as_deref() != Some("Never") || crate::pods::worker::is_sidecar(&container);
         let message = format!("Container {} failed {} probe{}", self.container, self.kind.lower(), if restarts { ", will be restarted" } else { "" });
         self.ctx.recorder.normal(reference.clone(), "Killing", message);
         let grace = self.settings.termination_grace.unwrap_or_else(|| lifecycle::pod_grace(&self.ctx));
-        let container = spec.containers.iter().find(|c| c.name == self.container).cloned().unwrap_or_default();
         lifecycle::stop(&self.ctx, &container, &self.attempt, grace).await;
     }
 }
@@ -184,6 +190,7 @@ async fn check(kubelet: &Arc<Kubelet>, handler: &Handler, attempt: &str, timeout
     match handler {
         Handler::Http(get) => http::probe(get, timeout).await,
         Handler::Tcp { host, port } => tcp::probe(host, *port, timeout).await,
+        Handler::Grpc { host, port, service } => grpc::probe(host, *port, service, timeout).await,
         Handler::Exec(argv) => match kubelet.runtime.exec_command(attempt, argv, false) {
             Ok(command) => exec::probe(command, argv, timeout).await,
             Err(e) => Probed::Error(e.to_string()),

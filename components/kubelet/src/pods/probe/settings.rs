@@ -106,8 +106,18 @@ impl HttpGet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handler {
     Http(HttpGet),
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     Exec(Vec<String>),
+    /// The health protocol's Check of `service` ("" for the whole server)
+    /// at the pod's IP (a gRPC probe has no host of its own).
+    Grpc {
+        host: String,
+        port: u16,
+        service: String,
+    },
 }
 
 pub fn join_host_port(host: &str, port: u16) -> String {
@@ -143,8 +153,9 @@ pub fn handler(p: &Probe, c: &Container, pod_ip: &str) -> Result<Handler, String
             c.env.iter().flatten().filter(|e| e.value_from.is_none()).map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect();
         return Ok(Handler::Exec(exec.command.iter().flatten().map(|arg| expand(arg, &env)).collect()));
     }
-    if p.grpc.is_some() {
-        return Err("gRPC probes are not run by kubelab's kubelet yet".into());
+    if let Some(grpc) = &p.grpc {
+        let port = u16::try_from(grpc.port).ok().filter(|p| *p > 0).ok_or_else(|| format!("invalid port number: {}", grpc.port))?;
+        return Ok(Handler::Grpc { host: pod_ip.to_string(), port, service: grpc.service.clone().unwrap_or_default() });
     }
     Err("missing probe handler".into())
 }
@@ -165,7 +176,7 @@ fn port(given: &IntOrString, c: &Container) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerPort, EnvVar, ExecAction, HTTPGetAction, HTTPHeader, TCPSocketAction};
+    use k8s_openapi::api::core::v1::{ContainerPort, EnvVar, ExecAction, GRPCAction, HTTPGetAction, HTTPHeader, TCPSocketAction};
 
     fn container() -> Container {
         Container {
@@ -227,6 +238,14 @@ mod tests {
         let exec = Probe { exec: Some(ExecAction { command: Some(vec!["cat".into(), "/tmp/ready".into()]) }), ..Default::default() };
         assert_eq!(handler(&exec, &container(), "10.0.0.1"), Ok(Handler::Exec(vec!["cat".into(), "/tmp/ready".into()])));
         assert!(handler(&Probe::default(), &container(), "10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn grpc_probes_call_the_pod_ip() {
+        let grpc = |port: i32, service: Option<&str>| Probe { grpc: Some(GRPCAction { port, service: service.map(str::to_string) }), ..Default::default() };
+        assert_eq!(handler(&grpc(5000, None), &container(), "10.0.0.1"), Ok(Handler::Grpc { host: "10.0.0.1".into(), port: 5000, service: String::new() }));
+        assert_eq!(handler(&grpc(9000, Some("db")), &container(), "10.0.0.1"), Ok(Handler::Grpc { host: "10.0.0.1".into(), port: 9000, service: "db".into() }));
+        assert_eq!(handler(&grpc(0, None), &container(), "10.0.0.1"), Err("invalid port number: 0".into()));
     }
 
     #[test]

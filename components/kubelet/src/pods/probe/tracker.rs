@@ -20,6 +20,9 @@ use super::settings::{Kind, Settings};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probed {
     Success(String),
+    /// A success with something to say (upstream's probe warning: an
+    /// httpGet redirect not followed): counted as a success, reported.
+    Warning(String),
     Failure(String),
     /// The probe could not be run (upstream's probe error): reported,
     /// and counted neither way.
@@ -97,7 +100,7 @@ where
         ticks.tick().await;
         let probed = check().await;
         let success = match &probed {
-            Probed::Success(_) => true,
+            Probed::Success(_) | Probed::Warning(_) => true,
             Probed::Failure(_) => false,
             Probed::Error(_) => {
                 report(&probed, None);
