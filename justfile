@@ -41,7 +41,8 @@ test: images
 
 # Benchmarks (figures go in the README): lab up to green, no-op image
 # build; the apiserver's throughput, watch latency, LIST and memory;
-# controllers, scheduler, kube-proxy's iptables syncs, and cluster DNS.
+# controllers, scheduler, kube-proxy's iptables syncs, cluster DNS, and the
+# kubelet (pod startup at 30 and 300 pods, port-forward against cp, memory).
 bench: images
     cargo bench --workspace --bench lab_up
     cargo bench --workspace --bench apiserver
@@ -50,6 +51,7 @@ bench: images
     cargo bench --workspace --bench kube_proxy
     cargo bench --workspace --bench dns
     cargo bench --workspace --bench service_dns
+    cargo bench --workspace --bench kubelet
 
 # Take every lab down.
 down: build

@@ -26,6 +26,8 @@ const CONFLIST: &str = "10-kubelab.conflist";
 const NETWORK: &str = "kubelab";
 const IFNAME: &str = "eth0";
 const CACHE_DIR: &str = "/var/lib/cni/results";
+/// host-local's store: a file per reserved address, naming its container.
+const HOST_LOCAL_DIR: &str = "/var/lib/cni/networks";
 
 pub struct Network {
     conf_dir: PathBuf,
@@ -33,8 +35,12 @@ pub struct Network {
     cluster_cidr: ipnet::IpNet,
     /// The pod CIDR the conflist was written for.
     configured: Mutex<Option<String>>,
-    /// One ADD or DEL at a time on a node: the bridge plugin creating
-    /// `cni0` for two pods at once fails ("could not set bridge's mac").
+    /// One ADD at a time on a node while its bridge does not exist yet:
+    /// the bridge plugin creating `cni0` for two pods at once fails ("could
+    /// not set bridge's mac"). Once it exists, ADDs and DELs run side by
+    /// side, as containerd runs them (host-local locks its own store);
+    /// one at a time, a node starting 100 pods spent most of its time
+    /// waiting here.
     serial: tokio::sync::Mutex<()>,
 }
 
@@ -105,10 +111,13 @@ impl Network {
 
     /// ADD: attaches the namespace; returns the pod's addresses.
     pub async fn add(&self, container_id: &str, netns: &Path, ports: &[PortMapping]) -> Result<Vec<String>> {
-        let _one_at_a_time = self.serial.lock().await;
         let path = self.conflist_path().ok_or_else(|| anyhow!("{}", self.ready().unwrap_err()))?;
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let list: Value = serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))?;
+        let _first_bridge = match bridge_of(&list) {
+            Some(bridge) if !Path::new("/sys/class/net").join(&bridge).exists() => Some(self.serial.lock().await),
+            _ => None,
+        };
         let name = list["name"].as_str().unwrap_or(NETWORK).to_string();
         let version = list["cniVersion"].as_str().unwrap_or("1.0.0").to_string();
         let capability_args = json!({ "portMappings": ports });
@@ -147,7 +156,6 @@ impl Network {
     /// result; the cached configuration is used, so a changed conflist
     /// still deletes what the old one made.
     pub async fn del(&self, container_id: &str, netns: Option<&Path>) -> Result<()> {
-        let _one_at_a_time = self.serial.lock().await;
         let cache_path = cache_path(NETWORK, container_id);
         let cached: Option<Value> = std::fs::read(&cache_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
         let (bytes, prev, capability_args) = match &cached {
@@ -173,6 +181,22 @@ impl Network {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", cache_path.display())),
             _ => Ok(()),
         }
+    }
+
+    /// Whether `container_id` may hold anything of the pod network: a
+    /// cached attachment, or an address host-local reserved for it (an ADD
+    /// that never finished). A new pod holds nothing, and its ADD need not
+    /// be preceded by a DEL, which costs as much as the ADD itself.
+    pub fn holds(&self, container_id: &str) -> bool {
+        if cache_path(NETWORK, container_id).exists() {
+            return true;
+        }
+        let reservations = Path::new(HOST_LOCAL_DIR).join(NETWORK);
+        std::fs::read_dir(reservations)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|owner| owner.lines().next() == Some(container_id)))
     }
 
     /// The container ids with a cached attachment (for clean-up of pods
@@ -222,6 +246,12 @@ impl Network {
         }
         serde_json::from_slice(&output.stdout).with_context(|| format!("CNI plugin {kind} answered no JSON"))
     }
+}
+
+/// The bridge the conflist's bridge plugin makes (its default: `cni0`).
+fn bridge_of(list: &Value) -> Option<String> {
+    let plugin = list["plugins"].as_array()?.iter().find(|p| p["type"] == "bridge")?;
+    Some(plugin["bridge"].as_str().unwrap_or("cni0").to_string())
 }
 
 fn cache_path(network: &str, container_id: &str) -> PathBuf {
@@ -316,5 +346,12 @@ mod tests {
         let portmap = plugin_config(&list["plugins"][1], "kubelab", "1.0.0", Some(&prev), &ports);
         assert_eq!(portmap["prevResult"], prev);
         assert_eq!(portmap["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
+    }
+
+    #[test]
+    fn the_bridge_is_the_bridge_plugins() {
+        assert_eq!(bridge_of(&conflist(&"10.244.1.0/24".parse().unwrap(), 1450)).as_deref(), Some("cni0"));
+        assert_eq!(bridge_of(&json!({"plugins": [{"type": "bridge"}]})).as_deref(), Some("cni0"), "the plugin's default");
+        assert_eq!(bridge_of(&json!({"plugins": [{"type": "ptp"}]})), None);
     }
 }

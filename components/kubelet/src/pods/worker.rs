@@ -181,8 +181,10 @@ impl Worker {
         // Whatever an earlier sandbox of this pod left in the plugins'
         // state (a node restarted under it) goes first: host-local refuses
         // a second address for the same container.
-        if let Err(e) = self.kubelet.network.del(&self.uid, None).await {
-            tracing::debug!(pod = %name(pod), "CNI DEL before ADD: {e:#}");
+        if self.kubelet.network.holds(&self.uid) {
+            if let Err(e) = self.kubelet.network.del(&self.uid, None).await {
+                tracing::debug!(pod = %name(pod), "CNI DEL before ADD: {e:#}");
+            }
         }
         let kubelet = self.kubelet.clone();
         let sandbox = blocking(move || kubelet.runtime.create_sandbox(&config)).await?;
