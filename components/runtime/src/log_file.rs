@@ -16,7 +16,9 @@
 //! once it finds a new file there, nothing more is written to the old
 //! (what `kubectl logs -f` relies on to follow across a rotation). The
 //! gzipping of older files runs on a thread of its own, so the container's
-//! output is not held up by it; the next rotation waits for it first.
+//! output is not held up by it; the next rotation waits for it first. (The
+//! shim forks and changes namespaces only before it copies output, so a
+//! thread by then is safe.)
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
