@@ -47,6 +47,9 @@ pub struct Settings {
     pub port: u16,
     pub status_update_frequency: Duration,
     pub lease_duration_seconds: i32,
+    /// `--container-log-max-size` and `--container-log-max-files`, which
+    /// the shims apply (None: logs are not rotated).
+    pub container_log_rotation: Option<runtime::log_rotation::Policy>,
 }
 
 /// What the kubelet's parts share.

@@ -70,6 +70,14 @@ struct Args {
     node_status_update_frequency: std::time::Duration,
     #[arg(long, default_value_t = 40)]
     node_lease_duration_seconds: i32,
+    /// A container's log is rotated at this size (a quantity; negative:
+    /// never), as upstream's containerLogMaxSize.
+    #[arg(long, default_value = "10Mi", allow_hyphen_values = true)]
+    container_log_max_size: String,
+    /// Log files kept per container, the current one included (at least
+    /// 2), as upstream's containerLogMaxFiles.
+    #[arg(long, default_value_t = 5)]
+    container_log_max_files: i64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +129,12 @@ fn images_command(args: &Args, command: &ImagesCommand) -> Result<()> {
     Ok(())
 }
 
+/// The flags' rotation policy, checked as upstream checks them.
+fn container_log_rotation(max_size: &str, max_files: i64) -> Result<Option<runtime::log_rotation::Policy>> {
+    let bytes = component_base::quantity::value(max_size).with_context(|| format!("--container-log-max-size {max_size:?} is not a quantity"))?;
+    runtime::log_rotation::Policy::from_flags(bytes, max_files).map_err(anyhow::Error::msg)
+}
+
 async fn run(args: Args) -> Result<()> {
     let client = args.client.client().await?;
     let node_name = match &args.hostname_override {
@@ -147,6 +161,7 @@ async fn run(args: Args) -> Result<()> {
         port: args.port,
         status_update_frequency: args.node_status_update_frequency,
         lease_duration_seconds: args.node_lease_duration_seconds,
+        container_log_rotation: container_log_rotation(&args.container_log_max_size, args.container_log_max_files)?,
     };
     let server = kubelet::server::ServerSettings {
         addr: SocketAddr::new(args.address, args.port),

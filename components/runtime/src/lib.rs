@@ -10,8 +10,8 @@
 //!   mount namespace, forks the container's init (which builds its root:
 //!   an overlay of the image's layers plus a writable layer, `/proc`, a
 //!   minimal `/dev`, the pod's files and volumes, then `pivot_root` and
-//!   exec), writes its output as CRI-format log lines and records how it
-//!   ended.
+//!   exec), writes its output as CRI-format log lines (rotating the log
+//!   at the kubelet's size, [`log_file`]) and records how it ended.
 //! - The child sides (`sandbox`, `shim`, `exec`) are the kubelet binary
 //!   re-executed with a hidden subcommand ([`entry`]): a fresh
 //!   single-threaded process, where fork and namespace changes are safe,
@@ -27,6 +27,8 @@ pub mod container;
 pub mod entry;
 pub mod exec;
 pub mod images;
+pub mod log_file;
+pub mod log_rotation;
 pub mod logs;
 pub mod rootfs;
 pub mod sandbox;

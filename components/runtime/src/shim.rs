@@ -1,8 +1,9 @@
 //! The shim: one per container, detached from the kubelet (as containerd's
 //! shims are), so a container outlives a kubelet restart. It joins the
 //! sandbox's namespaces, makes the container's PID namespace, forks the
-//! container's init, writes its output to the CRI-format log and, when it
-//! ends, records how (`exit.json`).
+//! container's init, writes its output to the CRI-format log (rotated at
+//! the kubelet's size, `log_file`) and, when it ends, records how
+//! (`exit.json`).
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -13,6 +14,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use crate::attach_server::{Attachments, Slot, Stdin};
 use crate::cgroups::Cgroups;
+use crate::log_file::LogFile;
 use crate::logs::{LineWriter, Stream};
 use crate::rootfs::{self, Layer};
 use crate::spec::ContainerConfig;
@@ -249,7 +251,7 @@ fn init(config: &ContainerConfig, placement: &Placement, cgroups: &Cgroups, laye
 /// Copies the init's output into the log (and to attached clients) until
 /// it ends, passing attached clients' input on; then how it ended.
 fn supervise(dir: &Path, running: Running, mut attachments: Attachments, config: &ContainerConfig, placement: &Placement, cgroups: &Cgroups) -> Exited {
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&config.log_path).ok();
+    let mut log = LogFile::open(&config.log_path, config.log_rotation).ok();
     let mut streams: Vec<(OwnedFd, Stream, LineWriter)> = running.output.into_iter().map(|(fd, s)| (fd, s, LineWriter::new(s))).collect();
     let mut status = None;
     let mut buf = vec![0u8; 32 * 1024];
@@ -315,6 +317,9 @@ fn supervise(dir: &Path, running: Running, mut attachments: Attachments, config:
         }
     }
     attachments.finish(dir);
+    if let Some(log) = log {
+        log.close();
+    }
     let (exit_code, signal) = status.unwrap_or((255, None));
     let oom_killed = cgroups.oom_killed(&placement.cgroup);
     Exited { exit_code, signal, finished_at: state::now_rfc3339(), oom_killed, start_error: running.start_error }

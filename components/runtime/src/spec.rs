@@ -62,6 +62,9 @@ pub struct ContainerConfig {
     pub mounts: Vec<Mount>,
     /// Where the shim writes the CRI-format log.
     pub log_path: PathBuf,
+    /// When the shim rotates that log; None: never.
+    #[serde(default)]
+    pub log_rotation: Option<crate::log_rotation::Policy>,
     /// Limits in the container's own cgroup, where the node allows.
     pub resources: Resources,
     /// Labels kept with the container (pod uid, container name, attempt).

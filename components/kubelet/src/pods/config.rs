@@ -26,6 +26,7 @@ pub struct Inputs<'a> {
     pub id: String,
     pub sandbox_id: String,
     pub log_path: PathBuf,
+    pub log_rotation: Option<runtime::log_rotation::Policy>,
     /// Volume name → its folder (or file) on the node.
     pub volumes: &'a BTreeMap<String, PathBuf>,
     /// The pod's /etc/hosts, /etc/resolv.conf, /etc/hostname.
@@ -100,6 +101,7 @@ pub fn container_config(i: &Inputs<'_>) -> Result<ContainerConfig, ConfigError> 
         supplementary_gids: supplementary_groups(i),
         mounts,
         log_path: i.log_path.clone(),
+        log_rotation: i.log_rotation,
         resources,
         labels,
         stdin: c.stdin.unwrap_or(false),
@@ -468,6 +470,7 @@ mod tests {
             id: "c".into(),
             sandbox_id: "uid".into(),
             log_path: PathBuf::new(),
+            log_rotation: None,
             volumes: &BTreeMap::new(),
             etc: &[],
             termination_log: PathBuf::new(),

@@ -411,6 +411,7 @@ impl Worker {
             id: id.to_string(),
             sandbox_id: self.uid.clone(),
             log_path: paths::container_log(&ns, &pod.metadata.name.clone().unwrap_or_default(), &self.uid, &c.name, restart),
+            log_rotation: s.container_log_rotation,
             volumes: &volumes,
             etc: &etc,
             termination_log,

@@ -1,9 +1,8 @@
 //! `/containerLogs/<ns>/<pod>/<container>`: the container's CRI-format log
 //! read back as its plain output, with upstream's options: `follow`,
 //! `tailLines`, `timestamps`, `previous`, `sinceSeconds`, `sinceTime`,
-//! `limitBytes`.
+//! `limitBytes`; following goes on across rotations (`log_follower`).
 
-use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,6 +12,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use runtime::logs;
 
+use super::log_follower::Follower;
 use super::{text, Ctx, Params, PodPath};
 use crate::pods::files::log_path_of;
 
@@ -83,7 +83,8 @@ pub(crate) async fn container_logs(State(ctx): State<Ctx>, axum::extract::Path((
 }
 
 /// Reads the log (on a blocking thread) into `tx`; with `follow`, goes on
-/// as the shim appends, until the container ends or the client leaves.
+/// as the shim appends (and rotates), until the container ends or the
+/// client leaves. Only the current file is read, as upstream reads it.
 fn stream(
     path: &std::path::Path,
     o: &Options,
@@ -92,16 +93,11 @@ fn stream(
     kubelet: std::sync::Arc<crate::Kubelet>,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
-    let Ok(mut file) = std::fs::File::open(path) else { return };
-    let mut all = Vec::new();
-    if file.read_to_end(&mut all).is_err() {
-        return;
-    }
-    let mut offset = all.len() as u64;
+    let Ok(mut log) = Follower::open(path) else { return };
+    let mut all = log.read_new();
     // A last line without its newline is not written whole yet.
     let complete = all.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
-    offset -= (all.len() - complete) as u64;
-    all.truncate(complete);
+    let mut pending = all.split_off(complete);
     let mut lines = render(&all, o);
     if let Some(n) = o.tail {
         lines.drain(..lines.len().saturating_sub(n));
@@ -122,16 +118,11 @@ fn stream(
         return;
     }
     let id = running.unwrap_or_default();
-    let mut pending = Vec::new();
     loop {
         if tx.is_closed() {
             return;
         }
-        let mut more = Vec::new();
-        if file.seek(SeekFrom::Start(offset)).is_ok() {
-            let _ = file.read_to_end(&mut more);
-        }
-        offset += more.len() as u64;
+        let more = log.read_new();
         pending.extend_from_slice(&more);
         if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
             let done: Vec<u8> = pending.drain(..=end).collect();
@@ -145,11 +136,7 @@ fn stream(
                 matches!(kubelet.runtime.container(&id), Ok(Some(runtime::ContainerStatus { state: runtime::container::ContainerState::Running(_), .. })));
             if !still_running {
                 // One more read after the end: what the shim wrote last.
-                let mut rest = Vec::new();
-                if file.seek(SeekFrom::Start(offset)).is_ok() {
-                    let _ = file.read_to_end(&mut rest);
-                }
-                pending.extend_from_slice(&rest);
+                pending.extend_from_slice(&log.read_new());
                 let out = render(&pending, &Options { since: None, ..o.clone() }).concat();
                 if !out.is_empty() {
                     send(out, &mut budget);

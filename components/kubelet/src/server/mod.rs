@@ -7,6 +7,7 @@
 
 mod attach;
 mod exec;
+mod log_follower;
 mod logs;
 mod port_forward;
 mod streams;
