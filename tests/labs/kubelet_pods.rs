@@ -10,7 +10,8 @@
 //! `kubectl attach`, ephemeral containers serve `kubectl debug` (`debug`), lifecycle hooks (`hooks`) run when upstream runs them,
 //! hostNetwork pods run in their node's network (`host_network`), PID and
 //! IPC namespaces are the container's, the pod's or the node's as asked
-//! (`process_namespaces`), sidecar init containers start in order, gate
+//! (`process_namespaces`), container logs rotate under a following
+//! `kubectl logs -f` (`log_rotation`), sidecar init containers start in order, gate
 //! readiness and restart beside the app (`sidecars`), and the
 //! busybox image's wget -T, nc -z and nslookup work (`busybox_tools`).
 //! One lab for all of it: `lab up` is paid once.
@@ -26,6 +27,7 @@ mod busybox_tools;
 mod debug;
 mod hooks;
 mod host_network;
+mod log_rotation;
 mod port_forward;
 mod probes;
 mod process_namespaces;
@@ -50,6 +52,7 @@ async fn pods_run_on_three_nodes() {
     host_network::host_network(&lab, &pods).await;
     process_namespaces::process_namespaces(&lab).await;
     sidecars::sidecars(&lab).await;
+    log_rotation::log_rotation(&lab).await;
     deletion_stops_and_cleans(&lab).await;
     kubelet_restart_adopts(&lab, &pods).await;
 }

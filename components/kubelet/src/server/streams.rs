@@ -82,6 +82,15 @@ impl Refused {
     }
 }
 
+/// How long a session waits after the upgrade before it runs anything.
+/// client-go (kubectl 1.33) starts reading the WebSocket in one goroutine
+/// while another creates its stdout and stderr streams, and drops what
+/// arrives for a stream not created yet ("Unknown stream id 1, discarding
+/// message"). Upstream's kubelet is reached through SPDY streams the
+/// apiserver opens first, which hides that race; ours answers at once, so
+/// on a loaded machine a quick command's whole output could be lost.
+const CLIENT_STREAMS_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// An accepted WebSocket upgrade, before the 101 answer.
 pub struct Upgrade {
     protocol: &'static str,
@@ -123,6 +132,7 @@ impl Upgrade {
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else { return };
             let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            tokio::time::sleep(CLIENT_STREAMS_GRACE).await;
             if let Err(e) = serve(ws).await {
                 tracing::debug!("stream session: {e:#}");
             }
