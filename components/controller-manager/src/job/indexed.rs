@@ -197,7 +197,7 @@ mod tests {
         let pods = [&p0, &p0_retry, &p1, &p9];
         let failed = |p: &Pod| ["a", "c"].contains(&p.name_any().as_str());
         let counts = failures(&pods, 3, failed);
-        assert_eq!(counts, [(0, 2), (1, 1)].into_iter().collect());
+        assert_eq!(counts, [(0, 2), (1, 1)].into_iter().collect::<BTreeMap<i32, i32>>());
         assert_eq!(over_limit(&counts, 1), set(&[0]));
         assert_eq!(over_limit(&counts, 2), set(&[]));
     }
@@ -215,7 +215,7 @@ mod tests {
         let refs: Vec<&Pod> = pods.iter().collect();
         let doomed = surplus(&refs, 3, &set(&[1]), |a, b| a.name_any().cmp(&b.name_any()));
         let names: BTreeSet<String> = doomed.iter().map(|p| p.name_any()).collect();
-        assert_eq!(names, ["b", "c", "d", "e"].iter().map(|s| s.to_string()).collect());
+        assert_eq!(names, ["b", "c", "d", "e"].iter().map(|s| s.to_string()).collect::<BTreeSet<String>>());
         assert_eq!(index_of(&pod("x", Some("-1"))), None);
     }
 
