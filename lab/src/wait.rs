@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 pub const WAIT: Duration = Duration::from_secs(60);
 /// How often a condition is asked again.
 pub const POLL: Duration = Duration::from_millis(100);
+/// How long one asking of a condition may outlast the wait's deadline: a
+/// check that never answers (a request nobody answers) must still end the
+/// wait, saying so.
+pub const CHECK_GRACE: Duration = Duration::from_secs(30);
+
+/// What a check that did not answer in time leaves as missing.
+fn unanswered(last: Option<String>) -> String {
+    match last {
+        Some(seen) => format!("the last check did not answer within {CHECK_GRACE:?} of the deadline (the one before said: {seen})"),
+        None => format!("the check did not answer within {CHECK_GRACE:?} of the deadline"),
+    }
+}
 
 /// Polls `check` until it gives a value, for at most [`WAIT`]; on timeout,
 /// panics with `what` and the last thing `check` said was missing.
@@ -52,11 +64,19 @@ where
     Fut: Future<Output = Result<T, String>>,
 {
     let deadline = tokio::time::Instant::now() + within;
+    let mut last = None;
     loop {
-        match check().await {
+        let answer = match tokio::time::timeout_at(deadline + CHECK_GRACE, check()).await {
+            Ok(answer) => answer,
+            Err(_) => return Err(Timeout { what: what.to_string(), within, missing: unanswered(last) }),
+        };
+        match answer {
             Ok(value) => return Ok(value),
             Err(missing) if tokio::time::Instant::now() > deadline => return Err(Timeout { what: what.to_string(), within, missing }),
-            Err(_) => tokio::time::sleep(POLL).await,
+            Err(missing) => {
+                last = Some(missing);
+                tokio::time::sleep(POLL).await
+            }
         }
     }
 }
@@ -82,7 +102,10 @@ where
 {
     let end = tokio::time::Instant::now() + period;
     loop {
-        if let Err(seen) = check().await {
+        let Ok(answer) = tokio::time::timeout_at(end + CHECK_GRACE, check()).await else {
+            panic!("{what}: {}", unanswered(None));
+        };
+        if let Err(seen) = answer {
             panic!("{what}: stopped holding within {period:?}: {seen}");
         }
         if tokio::time::Instant::now() >= end {

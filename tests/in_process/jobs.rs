@@ -224,3 +224,198 @@ async fn cronjobs_make_jobs_on_schedule() {
     let table = api.kubectl(&["get", "cronjob", "tick"]).succeeded();
     assert!(table.contains("* * * * *") && table.contains("False"), "{table}");
 }
+
+const INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+/// The completion indexes of `pods`, sorted.
+fn indexes(pods: &[Pod]) -> Vec<String> {
+    let mut all: Vec<String> = pods.iter().map(|p| p.annotations().get(INDEX).cloned().unwrap_or_default()).collect();
+    all.sort();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexed_jobs_run_each_index_to_success() {
+    let api = TestApi::start();
+    let client = api.client().await;
+    let _controllers = api.controller_manager_with(&["job"], Default::default());
+    // Upstream's checks on the mode: completions are needed.
+    let refused = api.kubectl_stdin(&["apply", "-f", "-"], &job("bad", "  completionMode: Indexed\n  parallelism: 2\n"));
+    assert!(refused.stderr.contains("spec.completions: Required value: when completion mode is Indexed"), "{}", refused.stderr);
+
+    let spec = "  completionMode: Indexed\n  completions: 4\n  parallelism: 2\n";
+    api.kubectl_stdin(&["apply", "-f", "-"], &job("idx", spec)).succeeded();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let first = until("indexes 0 and 1 running", || async {
+        let now = running(&pods, "idx").await;
+        (indexes(&now) == ["0", "1"]).then_some(now.clone()).ok_or(format!("indexes {:?}", indexes(&now)))
+    })
+    .await;
+    // Each pod knows its index: annotation, label, hostname, variable.
+    for pod in &first {
+        let index = pod.annotations()[INDEX].clone();
+        assert_eq!(pod.labels().get(INDEX), Some(&index));
+        assert!(pod.name_any().starts_with(&format!("idx-{index}-")), "{}", pod.name_any());
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some(format!("idx-{index}").as_str()));
+        let var = spec.containers[0].env.iter().flatten().find(|v| v.name == "JOB_COMPLETION_INDEX").expect("the index variable");
+        let path = var.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str());
+        assert_eq!(path, Some("metadata.labels['batch.kubernetes.io/job-completion-index']"));
+    }
+
+    // Index 1 succeeds: the next free index, 2, takes its place.
+    let one = first.iter().find(|p| p.annotations()[INDEX] == "1").unwrap();
+    finish(&pods, one, "Succeeded").await;
+    let second = until("indexes 0 and 2 running, 1 completed", || async {
+        let now = running(&pods, "idx").await;
+        let s = jobs.get("idx").await.unwrap().status.unwrap_or_default();
+        let seen = (indexes(&now), s.completed_indexes.clone(), s.succeeded);
+        (seen == (vec!["0".to_string(), "2".to_string()], Some("1".to_string()), Some(1))).then_some(now.clone()).ok_or(format!("{seen:?}"))
+    })
+    .await;
+    for pod in &second {
+        finish(&pods, pod, "Succeeded").await;
+    }
+    // Three indexes in a row are written as a range.
+    let last = until("index 3 running, 0-2 completed", || async {
+        let now = running(&pods, "idx").await;
+        let s = jobs.get("idx").await.unwrap().status.unwrap_or_default();
+        let seen = (indexes(&now), s.completed_indexes.clone(), s.succeeded);
+        (seen == (vec!["3".to_string()], Some("0-2".to_string()), Some(3))).then_some(now.clone()).ok_or(format!("{seen:?}"))
+    })
+    .await;
+    finish(&pods, &last[0], "Succeeded").await;
+    let done = until("the Job complete", || async {
+        let j = jobs.get("idx").await.unwrap();
+        condition(&j, "Complete").map(|_| j.clone()).ok_or(format!("{:?}", j.status))
+    })
+    .await;
+    let s = done.status.unwrap();
+    assert_eq!((s.completed_indexes.as_deref(), s.succeeded, s.failed), (Some("0-3"), Some(4), None));
+    let table = api.kubectl(&["get", "job", "idx"]).succeeded();
+    assert!(table.contains("Complete") && table.contains("4/4"), "{table}");
+}
+
+const FAILURES: &str = "batch.kubernetes.io/job-index-failure-count";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_fails_for_good_past_its_own_backoff_limit() {
+    let api = TestApi::start();
+    let client = api.client().await;
+    let _controllers = api.controller_manager_with(&["job"], Default::default());
+    let refused = api.kubectl_stdin(&["apply", "-f", "-"], &job("bad", "  backoffLimitPerIndex: 1\n"));
+    assert!(refused.stderr.contains("spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode"), "{}", refused.stderr);
+
+    let spec = "  completionMode: Indexed\n  completions: 3\n  parallelism: 3\n  backoffLimitPerIndex: 1\n  maxFailedIndexes: 1\n";
+    api.kubectl_stdin(&["apply", "-f", "-"], &job("per", spec)).succeeded();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let of_index = |now: &[Pod], index: &str| now.iter().find(|p| p.annotations()[INDEX] == index).cloned();
+    let first = until("indexes 0, 1 and 2 running", || async {
+        let now = running(&pods, "per").await;
+        (indexes(&now) == ["0", "1", "2"]).then_some(now.clone()).ok_or(format!("indexes {:?}", indexes(&now)))
+    })
+    .await;
+    assert!(first.iter().all(|p| p.annotations().get(FAILURES).map(String::as_str) == Some("0")), "each pod starts with no failures");
+
+    // Index 0 fails once: it runs again (after the backoff), knowing it failed once.
+    finish(&pods, &of_index(&first, "0").unwrap(), "Failed").await;
+    let retry = until("index 0 running again", || async {
+        let now = running(&pods, "per").await;
+        of_index(&now, "0").ok_or(format!("indexes {:?}", indexes(&now)))
+    })
+    .await;
+    assert_eq!(retry.annotations().get(FAILURES).map(String::as_str), Some("1"));
+    // A second failure passes backoffLimitPerIndex: the index fails for
+    // good and is not run again; the others go on.
+    finish(&pods, &retry, "Failed").await;
+    until("index 0 failed for good", || async {
+        let s = jobs.get("per").await.unwrap().status.unwrap_or_default();
+        (s.failed_indexes.as_deref() == Some("0") && s.failed == Some(2)).then_some(()).ok_or(format!("{s:?}"))
+    })
+    .await;
+    for index in ["1", "2"] {
+        finish(&pods, &of_index(&first, index).unwrap(), "Succeeded").await;
+    }
+    let failed = until("the Failed condition", || async {
+        let j = jobs.get("per").await.unwrap();
+        condition(&j, "Failed").ok_or(format!("{:?}", j.status))
+    })
+    .await;
+    assert_eq!(failed, ("FailedIndexes".into(), "Job has failed indexes".into()));
+    let s = jobs.get("per").await.unwrap().status.unwrap();
+    assert_eq!((s.completed_indexes.as_deref(), s.failed_indexes.as_deref(), s.succeeded), (Some("1,2"), Some("0"), Some(2)));
+    assert!(running(&pods, "per").await.is_empty(), "no pod of the failed index started again");
+}
+
+/// Fails `pod` as a kubelet would report it: its container `work` exited
+/// with `code`, and the pod has the conditions `conditions` (type, status).
+async fn fail_with(pods: &Api<Pod>, pod: &Pod, code: i32, conditions: &[(&str, &str)]) {
+    let conditions: Vec<serde_json::Value> = conditions.iter().map(|(t, s)| serde_json::json!({"type": t, "status": s})).collect();
+    let patch = serde_json::json!({"status": {
+        "phase": "Failed",
+        "conditions": conditions,
+        "containerStatuses": [{"name": "work", "image": "busybox:1.36", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": code, "reason": "Error"}}}],
+    }});
+    pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_failure_policy_ignores_disruptions_and_fails_on_an_exit_code() {
+    let api = TestApi::start();
+    let client = api.client().await;
+    let _controllers = api.controller_manager_with(&["job"], Default::default());
+    let policy = "  podFailurePolicy:\n    rules:\n    - action: Ignore\n      onPodConditions: [{type: DisruptionTarget}]\n    \
+                  - action: FailJob\n      onExitCodes: {containerName: work, operator: In, values: [42]}\n";
+    // Upstream's checks: rules name containers of the template.
+    let bad = policy.replace("containerName: work", "containerName: other");
+    let refused = api.kubectl_stdin(&["apply", "-f", "-"], &job("bad", &bad));
+    assert!(
+        refused.stderr.contains("spec.podFailurePolicy.rules[1].onExitCodes.containerName: Invalid value: \"other\": must be one of the container or initContainer names in the pod template"),
+        "{}",
+        refused.stderr
+    );
+
+    let spec = format!("  completions: 2\n  parallelism: 2\n  backoffLimit: 0\n{policy}");
+    api.kubectl_stdin(&["apply", "-f", "-"], &job("policed", &spec)).succeeded();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let first = until("two running", || async {
+        let now = running(&pods, "policed").await;
+        (now.len() == 2).then_some(now.clone()).ok_or(format!("{} running", now.len()))
+    })
+    .await;
+    // A disrupted pod's failure is ignored (backoffLimit 0 would fail the
+    // Job otherwise): not counted, and replaced.
+    fail_with(&pods, &first[0], 137, &[("DisruptionTarget", "True")]).await;
+    let now = until("a replacement for the disrupted pod", || async {
+        let now = running(&pods, "policed").await;
+        let replaced = now.len() == 2 && now.iter().all(|p| p.name_any() != first[0].name_any());
+        replaced.then_some(now.clone()).ok_or(format!("{:?}", now.iter().map(|p| p.name_any()).collect::<Vec<_>>()))
+    })
+    .await;
+    until("the disrupted pod released, uncounted", || async {
+        let gone = pods.get(&first[0].name_any()).await.unwrap();
+        let s = jobs.get("policed").await.unwrap().status.unwrap_or_default();
+        let released = !gone.finalizers().iter().any(|f| f == TRACKING);
+        (released && s.failed.is_none()).then_some(()).ok_or(format!("finalizers {:?}, {s:?}", gone.finalizers()))
+    })
+    .await;
+
+    // Exit code 42 of container `work` fails the Job at once.
+    let doomed = now.iter().find(|p| p.name_any() == first[1].name_any()).unwrap();
+    fail_with(&pods, doomed, 42, &[]).await;
+    let failed = until("the Failed condition", || async {
+        let j = jobs.get("policed").await.unwrap();
+        condition(&j, "Failed").ok_or(format!("{:?}", j.status))
+    })
+    .await;
+    let message = format!("Container work for pod default/{} failed with exit code 42 matching FailJob rule at index 1", doomed.name_any());
+    assert_eq!(failed, ("PodFailurePolicy".into(), message));
+    // Counted: the pod that exited 42 and the replacement the failed Job
+    // deleted (a pod deleted unfinished counts as failed, as upstream's);
+    // never the ignored one.
+    assert_eq!(jobs.get("policed").await.unwrap().status.unwrap().failed, Some(2));
+}

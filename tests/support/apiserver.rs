@@ -358,7 +358,7 @@ impl TestApi {
         let request = http::Request::builder().method(method).uri(path).header("content-type", content_type).body(kube::client::Body::from(body)).unwrap();
         let response = client.send(request).await.unwrap();
         let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let bytes = crate::deadline::within(&format!("the body of {method} {path}"), response.into_body().collect()).await.unwrap().to_bytes();
         let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (status, value)
     }
@@ -391,11 +391,12 @@ impl TestApi {
         lines
     }
 
-    /// A kube-rs client with the admin identity.
+    /// A kube-rs client with the admin identity; each request has a
+    /// deadline ([`crate::deadline`]).
     pub async fn client(&self) -> kube::Client {
         let config = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
         let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
-        kube::Client::try_from(config).unwrap()
+        crate::deadline::client(config)
     }
 }
 

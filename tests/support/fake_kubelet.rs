@@ -38,7 +38,7 @@ impl TestApi {
             runtime.block_on(async move {
                 let config = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
                 let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.unwrap();
-                let client = kube::Client::try_from(config).unwrap();
+                let client = crate::deadline::client(config);
                 tokio::select! {
                     _ = mark_ready(client, which) => {}
                     _ = shutdown_rx => {}

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod deadline;
 pub mod fake_kubelet;
 pub mod kubectl;
 pub mod kubelet;

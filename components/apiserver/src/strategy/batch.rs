@@ -7,8 +7,10 @@ use serde_json::{json, Value};
 
 use super::apps::{check_template_labels, containers_images, label_selector, selector_string, CONTAINERS, IMAGES};
 use super::core::{default_pod_spec, validate_pod_spec};
+use super::pod_failure_policy;
 use super::{age, array_at, col, default_at, human_duration, int_at, name, str_at, updates, wide, Column, Strategy, AGE, NAME};
 use crate::status::Cause;
+use crate::validation::dns1123_label;
 
 /// The labels the server puts on a Job's pod template (upstream writes the
 /// legacy unprefixed pair as well, which older tools still select on).
@@ -32,6 +34,9 @@ fn default_job_spec(spec: &mut Value) {
     if let Some(pod) = spec.pointer_mut("/template/spec") {
         default_pod_spec(pod);
     }
+    if let Some(policy) = spec.get_mut("podFailurePolicy") {
+        pod_failure_policy::default(policy);
+    }
 }
 
 fn validate_job_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
@@ -39,7 +44,7 @@ fn validate_job_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) 
         causes.push(Cause::required(path));
         return;
     };
-    for field in ["parallelism", "completions", "backoffLimit"] {
+    for field in ["parallelism", "completions", "backoffLimit", "backoffLimitPerIndex", "maxFailedIndexes"] {
         if let Some(v) = spec.get(field).filter(|v| !v.is_null()) {
             if v.as_i64().is_none_or(|n| n < 0) {
                 causes.push(Cause::invalid(format!("{path}.{field}"), v, "must be greater than or equal to 0"));
@@ -56,6 +61,19 @@ fn validate_job_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) 
             causes.push(Cause::not_supported(format!("{path}.completionMode"), mode, &["NonIndexed", "Indexed"]));
         }
     }
+    let given = |field: &str| spec.get(field).filter(|v| !v.is_null());
+    if given("maxFailedIndexes").is_some() && given("backoffLimitPerIndex").is_none() {
+        causes.push(Cause { message: "Required value: when maxFailedIndexes is specified".into(), ..Cause::required(format!("{path}.backoffLimitPerIndex")) });
+    }
+    if spec.get("completionMode") == Some(&json!("Indexed")) {
+        validate_indexed(spec, path, causes);
+    } else {
+        for field in ["backoffLimitPerIndex", "maxFailedIndexes"] {
+            if let Some(v) = given(field) {
+                causes.push(Cause::invalid(format!("{path}.{field}"), v, "requires indexed completion mode"));
+            }
+        }
+    }
     match spec.get("selector").filter(|s| !s.is_null()) {
         None if spec.get("manualSelector") == Some(&json!(true)) => causes.push(Cause::required(format!("{path}.selector"))),
         None => {}
@@ -64,12 +82,79 @@ fn validate_job_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) 
             Ok(s) => check_template_labels(&s, spec, path, causes),
         },
     }
+    pod_failure_policy::validate(spec, path, causes);
+    let with_policy = spec.get("podFailurePolicy").is_some_and(|p| !p.is_null());
+    if let Some(replacement) = spec.get("podReplacementPolicy").filter(|v| !v.is_null()) {
+        let allowed: &[&str] = if with_policy { &["Failed"] } else { &["Failed", "TerminatingOrFailed"] };
+        if !replacement.as_str().is_some_and(|r| allowed.contains(&r)) {
+            causes.push(Cause::not_supported(format!("{path}.podReplacementPolicy"), replacement, allowed));
+        }
+    }
     let pod_path = format!("{path}.template.spec");
     validate_pod_spec(spec.pointer("/template/spec"), &pod_path, causes);
     if let Some(policy) = spec.pointer("/template/spec/restartPolicy") {
         if !matches!(policy.as_str(), Some("OnFailure" | "Never")) {
             causes.push(Cause::not_supported(format!("{pod_path}.restartPolicy"), policy, &["OnFailure", "Never"]));
+        } else if with_policy && policy != "Never" {
+            causes.push(Cause::invalid(format!("{pod_path}.restartPolicy"), policy, "only \"Never\" is supported when podFailurePolicy is specified"));
         }
+    }
+}
+
+/// Upstream's bounds on an Indexed Job, which cap the size of the
+/// status's index lists: parallelism and failed indexes at most 10^5;
+/// past 10^5 completions with per-index limits, 10^4 of each.
+const MAX_INDEXED_PARALLELISM: i64 = 100_000;
+const MAX_FAILED_INDEXES: i64 = 100_000;
+const COMPLETIONS_SOFT_LIMIT: i64 = 100_000;
+const LIMIT_FOR_HIGH_COMPLETIONS: i64 = 10_000;
+
+/// What the Indexed completion mode asks of the spec (upstream's checks).
+fn validate_indexed(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let when = "when completion mode is Indexed";
+    if spec.get("completions").is_none_or(Value::is_null) {
+        causes.push(Cause { message: format!("Required value: {when}"), ..Cause::required(format!("{path}.completions")) });
+    }
+    if let Some(v) = spec.get("parallelism").filter(|v| v.as_i64().is_some_and(|n| n > MAX_INDEXED_PARALLELISM)) {
+        causes.push(Cause::invalid(format!("{path}.parallelism"), v, format!("must be less than or equal to {MAX_INDEXED_PARALLELISM} {when}")));
+    }
+    let number = |field: &str| spec.get(field).and_then(Value::as_i64);
+    let max_failed = spec.get("maxFailedIndexes").filter(|v| v.is_i64());
+    if let (Some(v), Some(completions)) = (max_failed, number("completions")) {
+        if v.as_i64().is_some_and(|m| m > completions) {
+            causes.push(Cause::invalid(format!("{path}.maxFailedIndexes"), v, "must be less than or equal to completions"));
+        }
+    }
+    if let Some(v) = max_failed.filter(|v| v.as_i64().is_some_and(|m| m > MAX_FAILED_INDEXES)) {
+        causes.push(Cause::invalid(format!("{path}.maxFailedIndexes"), v, format!("must be less than or equal to {MAX_FAILED_INDEXES}")));
+    }
+    let per_index = spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null());
+    if per_index && number("completions").is_some_and(|n| n > COMPLETIONS_SOFT_LIMIT) {
+        let high = format!("must be less than or equal to {LIMIT_FOR_HIGH_COMPLETIONS} when completions are above {COMPLETIONS_SOFT_LIMIT} and used with backoff limit per index");
+        if max_failed.is_none() {
+            causes.push(Cause {
+                message: format!("Required value: must be specified when completions is above {COMPLETIONS_SOFT_LIMIT}"),
+                ..Cause::required(format!("{path}.maxFailedIndexes"))
+            });
+        }
+        for field in ["parallelism", "maxFailedIndexes"] {
+            if let Some(v) = spec.get(field).filter(|v| v.as_i64().is_some_and(|n| n > LIMIT_FOR_HIGH_COMPLETIONS)) {
+                causes.push(Cause::invalid(format!("{path}.{field}"), v, &high));
+            }
+        }
+    }
+}
+
+/// An Indexed Job's pods are named by hostname `<job>-<index>`: the
+/// highest must be a DNS label, or no pod could be made (upstream's check).
+fn validate_indexed_hostnames(obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(completions) = obj.pointer("/spec/completions").and_then(Value::as_i64).filter(|n| *n > 0) else { return };
+    if obj.pointer("/spec/completionMode") != Some(&json!("Indexed")) {
+        return;
+    }
+    let highest = format!("{}-{}", name(obj), completions - 1);
+    if dns1123_label(&highest).is_some() {
+        causes.push(Cause::invalid("metadata.name", &json!(name(obj)), format!("will not able to create pod with invalid DNS label: {highest}")));
     }
 }
 
@@ -98,12 +183,15 @@ impl Strategy for Jobs {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut causes = Vec::new();
         validate_job_spec(obj.get("spec"), "spec", &mut causes);
+        validate_indexed_hostnames(obj, &mut causes);
         causes
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut causes = Vec::new();
         updates::immutable(new, old, "/spec/selector", "spec.selector", &mut causes);
         updates::immutable(new, old, "/spec/completionMode", "spec.completionMode", &mut causes);
+        updates::immutable(new, old, "/spec/backoffLimitPerIndex", "spec.backoffLimitPerIndex", &mut causes);
+        updates::immutable(new, old, "/spec/podFailurePolicy", "spec.podFailurePolicy", &mut causes);
         if new.pointer("/spec/completionMode") != Some(&json!("Indexed")) {
             updates::immutable(new, old, "/spec/completions", "spec.completions", &mut causes);
         }
@@ -303,6 +391,88 @@ mod tests {
         assert_eq!(j["spec"]["template"]["metadata"]["labels"][JOB_NAME], "pi");
         assert_eq!(j["metadata"]["labels"]["job-name"], "pi");
         assert!(Jobs.validate(&j).is_empty(), "{:?}", Jobs.validate(&j));
+    }
+
+    /// A template whose pods never restart, as Jobs need.
+    fn never_pod() -> Value {
+        json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "b"}]}})
+    }
+
+    /// The causes a Job of `spec` (defaulted) is refused for, as lines.
+    fn validated(spec: Value) -> Vec<String> {
+        let mut j = job(spec);
+        Jobs.default(&mut j);
+        Jobs.validate(&j).iter().map(Cause::line).collect()
+    }
+
+    #[test]
+    fn indexed_jobs_need_completions_and_hostnames_that_fit() {
+        let (pod, lines) = (never_pod(), validated);
+        assert_eq!(
+            lines(json!({"completionMode": "Indexed", "parallelism": 2, "template": pod})),
+            ["spec.completions: Required value: when completion mode is Indexed"]
+        );
+        assert_eq!(
+            lines(json!({"completionMode": "Indexed", "completions": 2, "parallelism": 100001, "template": pod})),
+            ["spec.parallelism: Invalid value: 100001: must be less than or equal to 100000 when completion mode is Indexed"]
+        );
+        let mut long = job(json!({"completionMode": "Indexed", "completions": 10, "template": pod}));
+        long["metadata"]["name"] = json!("j".repeat(62));
+        Jobs.default(&mut long);
+        let named: Vec<String> = Jobs.validate(&long).iter().map(Cause::line).collect();
+        assert_eq!(named, [format!("metadata.name: Invalid value: \"{0}\": will not able to create pod with invalid DNS label: {0}-9", "j".repeat(62))]);
+        assert!(lines(json!({"completionMode": "Indexed", "completions": 3, "template": pod})).is_empty());
+    }
+
+    #[test]
+    fn per_index_limits_need_the_indexed_mode() {
+        let (pod, lines) = (never_pod(), validated);
+        assert_eq!(
+            lines(json!({"backoffLimitPerIndex": 1, "maxFailedIndexes": 1, "template": pod})),
+            [
+                "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode",
+                "spec.maxFailedIndexes: Invalid value: 1: requires indexed completion mode"
+            ]
+        );
+        assert_eq!(
+            lines(json!({"completionMode": "Indexed", "completions": 2, "maxFailedIndexes": 3, "template": pod})),
+            [
+                "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+                "spec.maxFailedIndexes: Invalid value: 3: must be less than or equal to completions"
+            ]
+        );
+        assert_eq!(
+            lines(json!({"completionMode": "Indexed", "completions": 200000, "parallelism": 20000, "backoffLimitPerIndex": -1, "template": pod})),
+            [
+                "spec.backoffLimitPerIndex: Invalid value: -1: must be greater than or equal to 0",
+                "spec.maxFailedIndexes: Required value: must be specified when completions is above 100000",
+                "spec.parallelism: Invalid value: 20000: must be less than or equal to 10000 when completions are above 100000 and used with backoff limit per index"
+            ]
+        );
+        assert!(lines(json!({"completionMode": "Indexed", "completions": 3, "backoffLimitPerIndex": 1, "maxFailedIndexes": 1, "template": pod})).is_empty());
+        let mut old = job(json!({"completionMode": "Indexed", "completions": 3, "backoffLimitPerIndex": 1, "template": pod}));
+        Jobs.default(&mut old);
+        let mut new = old.clone();
+        new["spec"]["backoffLimitPerIndex"] = json!(2);
+        let lines: Vec<String> = Jobs.validate_update(&new, &old).iter().map(Cause::line).collect();
+        assert!(lines.iter().any(|l| l.starts_with("spec.backoffLimitPerIndex: Invalid value: 2: field is immutable")), "{lines:?}");
+    }
+
+    #[test]
+    fn a_pod_failure_policy_needs_pods_that_never_restart() {
+        let mut j = job(json!({"podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+            "podReplacementPolicy": "TerminatingOrFailed",
+            "template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "b"}]}}}));
+        Jobs.default(&mut j);
+        let lines: Vec<String> = Jobs.validate(&j).iter().map(Cause::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "spec.podReplacementPolicy: Unsupported value: \"TerminatingOrFailed\": supported values: \"Failed\"",
+                "spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified"
+            ]
+        );
+        assert_eq!(j["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["status"], "True");
     }
 
     #[test]

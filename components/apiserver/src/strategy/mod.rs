@@ -9,6 +9,7 @@ pub mod batch;
 pub mod core;
 pub mod networking;
 pub mod other;
+pub mod pod_failure_policy;
 pub mod policy;
 pub mod rbac;
 pub mod replication;

@@ -1,6 +1,7 @@
 //! What a Job should do next, decided from what is counted and running
-//! (upstream's syncJob and manageJob, for the NonIndexed completion mode):
-//! no API calls here, so every rule is tested on plain values.
+//! (upstream's syncJob and manageJob; in the Indexed completion mode
+//! `succeeded` counts succeeded indexes): no API calls here, so every
+//! rule is tested on plain values.
 
 use std::time::Duration;
 
@@ -20,6 +21,14 @@ pub struct Spec {
     pub suspend: bool,
     /// `OnFailure` pods restart in place; their restarts count as failures.
     pub restarts_in_place: bool,
+    /// Indexed Jobs with `backoffLimitPerIndex`: `maxFailedIndexes`, if set.
+    pub per_index: Option<PerIndex>,
+}
+
+/// What `backoffLimitPerIndex` brings: indexes that fail for good.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PerIndex {
+    pub max_failed_indexes: Option<i32>,
 }
 
 /// What the controller sees: totals counted so far and the pods running.
@@ -32,6 +41,10 @@ pub struct Seen {
     pub restarts: i32,
     /// Seconds since the Job started (status.startTime), if it has.
     pub running_for: Option<i64>,
+    /// Indexes failed for good (with `backoffLimitPerIndex`).
+    pub failed_indexes: i32,
+    /// A failed pod matched a `FailJob` rule of the podFailurePolicy: why.
+    pub fail_job: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,20 +56,32 @@ pub enum Outcome {
     /// Reached its completions.
     Complete,
     /// Failed for good: the condition's reason and message.
-    Fail { reason: &'static str, message: &'static str },
+    Fail { reason: &'static str, message: String },
 }
 
 pub fn decide(spec: &Spec, seen: &Seen) -> Outcome {
     if spec.suspend {
         return Outcome::Suspend;
     }
+    if let Some(message) = &seen.fail_job {
+        return Outcome::Fail { reason: "PodFailurePolicy", message: message.clone() };
+    }
     let on_failure_exceeded = spec.restarts_in_place && if spec.backoff_limit == 0 { seen.restarts > 0 } else { seen.restarts >= spec.backoff_limit };
     if seen.failed > spec.backoff_limit || on_failure_exceeded {
-        return Outcome::Fail { reason: "BackoffLimitExceeded", message: "Job has reached the specified backoff limit" };
+        return Outcome::Fail { reason: "BackoffLimitExceeded", message: "Job has reached the specified backoff limit".into() };
     }
     if let (Some(limit), Some(running)) = (spec.active_deadline_seconds, seen.running_for) {
         if running >= limit {
-            return Outcome::Fail { reason: "DeadlineExceeded", message: "Job was active longer than specified deadline" };
+            return Outcome::Fail { reason: "DeadlineExceeded", message: "Job was active longer than specified deadline".into() };
+        }
+    }
+    if let Some(per_index) = spec.per_index {
+        if per_index.max_failed_indexes.is_some_and(|max| seen.failed_indexes > max) {
+            return Outcome::Fail { reason: "MaxFailedIndexesExceeded", message: "Job has exceeded the specified maximal number of failed indexes".into() };
+        }
+        // Every index has ended, some of them failed.
+        if seen.failed_indexes > 0 && spec.completions.is_some_and(|n| seen.succeeded + seen.failed_indexes >= n) {
+            return Outcome::Fail { reason: "FailedIndexes", message: "Job has failed indexes".into() };
         }
     }
     let complete = match spec.completions {
@@ -72,7 +97,7 @@ pub fn decide(spec: &Spec, seen: &Seen) -> Outcome {
         // that, what runs is left to finish and nothing new starts.
         None if seen.succeeded > 0 => seen.active,
         None => parallelism,
-        Some(n) => (n - seen.succeeded).clamp(0, parallelism),
+        Some(n) => (n - seen.succeeded - seen.failed_indexes).clamp(0, parallelism),
     };
     Outcome::Run { want_active }
 }
@@ -90,7 +115,7 @@ mod tests {
     use super::*;
 
     fn spec(completions: Option<i32>, parallelism: i32) -> Spec {
-        Spec { completions, parallelism, backoff_limit: 6, active_deadline_seconds: None, suspend: false, restarts_in_place: false }
+        Spec { completions, parallelism, backoff_limit: 6, active_deadline_seconds: None, suspend: false, restarts_in_place: false, per_index: None }
     }
 
     fn seen(succeeded: i32, failed: i32, active: i32) -> Seen {
@@ -132,6 +157,28 @@ mod tests {
         assert!(matches!(decide(&s, &Seen { running_for: Some(30), ..Seen::default() }), Outcome::Fail { reason: "DeadlineExceeded", .. }));
         s.suspend = true;
         assert_eq!(decide(&s, &seen(0, 0, 1)), Outcome::Suspend);
+    }
+
+    #[test]
+    fn failed_indexes_end_the_job_past_the_maximum_or_at_the_end() {
+        let mut s = spec(Some(4), 2);
+        s.backoff_limit = i32::MAX;
+        s.per_index = Some(PerIndex { max_failed_indexes: Some(1) });
+        let with = |succeeded, failed_indexes, active| Seen { succeeded, active, failed_indexes, ..Seen::default() };
+        // One failed index is allowed: the other three still run.
+        assert_eq!(decide(&s, &with(0, 1, 2)), Outcome::Run { want_active: 2 });
+        assert_eq!(decide(&s, &with(2, 1, 1)), Outcome::Run { want_active: 1 });
+        assert!(matches!(decide(&s, &with(3, 1, 0)), Outcome::Fail { reason: "FailedIndexes", .. }));
+        assert!(matches!(decide(&s, &with(0, 2, 2)), Outcome::Fail { reason: "MaxFailedIndexesExceeded", .. }));
+        s.per_index = Some(PerIndex { max_failed_indexes: None });
+        assert_eq!(decide(&s, &with(0, 2, 2)), Outcome::Run { want_active: 2 });
+    }
+
+    #[test]
+    fn a_fail_job_rule_fails_it_before_any_limit() {
+        let s = spec(Some(2), 2);
+        let seen = Seen { failed: 1, active: 1, fail_job: Some("Container main for pod ns/p failed with exit code 42".into()), ..Seen::default() };
+        assert_eq!(decide(&s, &seen), Outcome::Fail { reason: "PodFailurePolicy", message: "Container main for pod ns/p failed with exit code 42".into() });
     }
 
     #[test]

@@ -1,19 +1,27 @@
-//! The job controller, as upstream's for the NonIndexed completion mode:
-//! runs a Job's pods until `completions` of them succeeded (or, without
-//! completions, one did), replaces failed pods after a doubling backoff
-//! until more than `backoffLimit` failed, stops at `activeDeadlineSeconds`,
-//! deletes the pods of a suspended Job, writes the Complete and Failed
-//! conditions `kubectl wait` waits for, and deletes a finished Job after
-//! `ttlSecondsAfterFinished` (upstream's ttl-after-finished controller).
+//! The job controller, as upstream's: runs a Job's pods until
+//! `completions` of them succeeded (or, without completions, one did; in
+//! the Indexed completion mode, until each index of `0..completions` has
+//! a succeeded pod, see `indexed`), replaces failed pods after a doubling
+//! backoff until more than `backoffLimit` failed (or, with
+//! `backoffLimitPerIndex`, an index failed more often than that and is
+//! given up), stops at `activeDeadlineSeconds`, reads failed pods through
+//! the `podFailurePolicy` (`failure_policy`), deletes the pods of a
+//! suspended Job, writes the Complete and Failed conditions `kubectl wait`
+//! waits for, and deletes a finished Job after `ttlSecondsAfterFinished`
+//! (upstream's ttl-after-finished controller).
 //!
 //! Counts live in the Job's status and only grow; `tracking` makes sure
 //! each finished pod is counted once. The Job is read from the API at the
 //! start of every sync, so a count is never added to a stale one.
+//! Replacements wait out one backoff per Job (upstream keeps one per index
+//! with `backoffLimitPerIndex`).
 
 pub mod decide;
+pub mod failure_policy;
+pub mod indexed;
 pub mod tracking;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +45,7 @@ use crate::pods::{self, controller_of};
 use crate::replicaset::{message_of, pod_from_template};
 use crate::retries::Retries;
 use decide::{Outcome, Seen, Spec};
+use failure_policy::Verdict;
 use tracking::Uncounted;
 
 /// Upstream's `--concurrent-job-syncs` default.
@@ -190,6 +199,8 @@ fn spec_of(job: &Job) -> Spec {
         active_deadline_seconds: spec.active_deadline_seconds,
         suspend: spec.suspend.unwrap_or(false),
         restarts_in_place: restart == "OnFailure",
+        per_index: (spec.completion_mode.as_deref() == Some("Indexed") && spec.backoff_limit_per_index.is_some())
+            .then_some(decide::PerIndex { max_failed_indexes: spec.max_failed_indexes }),
     }
 }
 
@@ -230,17 +241,58 @@ async fn sync(cached: &Job, context: &Context) -> Result<Action, Error> {
         set.clone()
     };
     let mut status = job.status.clone().unwrap_or_default();
+    // podFailurePolicy: what each failed pod means (None: counted as usual).
+    let policy = job.spec.as_ref().and_then(|s| s.pod_failure_policy.clone());
+    let verdict = |p: &Pod| policy.as_ref().filter(|_| pods::phase(p) == "Failed").and_then(|policy| failure_policy::judge(policy, p));
+    let ignored = |p: &Pod| verdict(p) == Some(Verdict::Ignore);
+    // Indexed: the indexes that have a succeeded pod, recorded with the
+    // pods' uids so a pod gone after it was counted keeps its index.
+    let completions = job.spec.as_ref().and_then(|s| s.completions).unwrap_or(0);
+    let indexed_mode = job.spec.as_ref().and_then(|s| s.completion_mode.as_deref()) == Some("Indexed");
+    let completed: Option<BTreeSet<i32>> = indexed_mode.then(|| {
+        let mut completed = indexed::parse(status.completed_indexes.as_deref(), completions);
+        completed.extend(claimed.iter().filter(|p| tracking::is_succeeded(p)).filter_map(indexed::index_of).filter(|i| *i < completions));
+        completed
+    });
+    let completed_indexes = completed.as_ref().map(indexed::format).filter(|s| !s.is_empty());
+    // backoffLimitPerIndex: each index's failures, as its pods count them,
+    // and the indexes failed for good (kept in the status as well).
+    let per_index_limit = job.spec.as_ref().and_then(|s| s.backoff_limit_per_index).filter(|_| indexed_mode);
+    let counted_failed = |p: &Pod| tracking::is_finished(p) && !tracking::is_succeeded(p) && !ignored(p);
+    let index_failures = indexed::failures(&claimed.iter().collect::<Vec<_>>(), completions, counted_failed);
+    let failed_indexes: Option<BTreeSet<i32>> = per_index_limit.map(|limit| {
+        let mut failed = indexed::parse(status.failed_indexes.as_deref(), completions);
+        failed.extend(indexed::over_limit(&index_failures, limit));
+        let failing = claimed.iter().filter(|p| verdict(p) == Some(Verdict::FailIndex));
+        failed.extend(failing.filter_map(indexed::index_of).filter(|i| *i < completions));
+        failed
+    });
+    let failed_indexes_text = failed_indexes.as_ref().map(indexed::format);
     let mut uncounted = Uncounted::from_status(status.uncounted_terminated_pods.as_ref());
-    if uncounted.add_finished(&claimed, &released) {
+    // Ignored failures are never counted: they only lose the finalizer.
+    let uncounted_ignored: Vec<&Pod> = claimed
+        .iter()
+        .filter(|p| tracking::is_tracked(p) && ignored(p))
+        .filter(|p| p.uid().is_some_and(|uid| !released.contains(&uid) && !uncounted.contains(&uid)))
+        .collect();
+    let mut not_to_count = released.clone();
+    not_to_count.extend(uncounted_ignored.iter().filter_map(|p| p.uid()));
+    if uncounted.add_finished(&claimed, &not_to_count) {
         status.uncounted_terminated_pods = Some(uncounted.to_status());
+        status.completed_indexes = completed_indexes.clone();
+        status.failed_indexes = failed_indexes_text.clone();
         job.status = Some(status.clone());
         job = write_status(&jobs, &job).await?;
     }
-    for pod in claimed.iter().filter(|p| tracking::is_tracked(p) && uncounted.contains(&p.uid().unwrap_or_default())) {
+    let counted = claimed.iter().filter(|p| tracking::is_tracked(p) && uncounted.contains(&p.uid().unwrap_or_default()));
+    for pod in counted.chain(uncounted_ignored.iter().copied()) {
         tracking::release(&pods_api, pod).await?;
         context.released.lock().expect("not poisoned").entry(key.clone()).or_default().insert(pod.uid().unwrap_or_default());
     }
-    let succeeded = status.succeeded.unwrap_or(0) + uncounted.succeeded.len() as i32;
+    let succeeded = match &completed {
+        Some(indexes) => indexes.len() as i32,
+        None => status.succeeded.unwrap_or(0) + uncounted.succeeded.len() as i32,
+    };
     let failed = status.failed.unwrap_or(0) + uncounted.failed.len() as i32;
     {
         let mut failures = context.pod_failures.lock().expect("not poisoned");
@@ -258,14 +310,37 @@ async fn sync(cached: &Job, context: &Context) -> Result<Action, Error> {
     next.succeeded = (succeeded > 0).then_some(succeeded);
     next.failed = (failed > 0).then_some(failed);
     next.uncounted_terminated_pods = Some(UncountedTerminatedPods::default());
+    next.completed_indexes = completed_indexes;
+    next.failed_indexes = failed_indexes_text;
     let mut conditions = next.conditions.take().unwrap_or_default();
     let finished = condition_true(job.status.as_ref(), "Complete").or_else(|| condition_true(job.status.as_ref(), "Failed"));
 
-    let active: Vec<&Pod> = claimed.iter().filter(|p| !tracking::is_finished(p)).collect();
+    let mut active: Vec<&Pod> = claimed.iter().filter(|p| !tracking::is_finished(p)).collect();
+    // Indexed: the indexes that will run no more (succeeded, or failed for
+    // good); pods of no valid index, of an ended one, or a second of one
+    // go (upstream's duplicated-index removal), the rest run.
+    let ended: Option<BTreeSet<i32>> = completed.as_ref().map(|done| done.iter().chain(failed_indexes.iter().flatten()).copied().collect());
+    let surplus = match &ended {
+        Some(done) if finished.is_none() && !deleting => indexed::surplus(&active, completions, done, |a, b| {
+            let mut pair = [a, b];
+            pods::sort_for_deletion(&mut pair, &[]);
+            // The one sorted first is deleted first: keep the other.
+            if std::ptr::eq(pair[0], a) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Less
+            }
+        }),
+        _ => vec![],
+    };
+    active.retain(|p| !surplus.iter().any(|s| std::ptr::eq(*s, *p)));
     let terminating = claimed.iter().filter(|p| p.metadata.deletion_timestamp.is_some() && !matches!(pods::phase(p), "Succeeded" | "Failed")).count() as i32;
     let mut requeue: Option<Duration> = None;
     let mut active_after = active.len() as i32;
     let mut failure = None;
+    if !surplus.is_empty() && context.expectations.satisfied(&key) {
+        delete_pods(&job, &surplus, context, &pods_api).await;
+    }
 
     if finished.is_none() && !deleting {
         let spec = spec_of(&job);
@@ -276,7 +351,12 @@ async fn sync(cached: &Job, context: &Context) -> Result<Action, Error> {
         let restarts =
             if spec.restarts_in_place { active.iter().filter(|p| matches!(pods::phase(p), "Running" | "Pending")).map(|p| restart_count(p)).sum() } else { 0 };
         let running_for = next.start_time.as_ref().map(|t| now.as_second() - t.0.as_second());
-        let seen = Seen { succeeded, failed, active: active.len() as i32, restarts, running_for };
+        let failed_indexes = failed_indexes.as_ref().map_or(0, |f| f.len() as i32);
+        let fail_job = claimed.iter().find_map(|p| match verdict(p) {
+            Some(Verdict::FailJob(message)) => Some(message),
+            _ => None,
+        });
+        let seen = Seen { succeeded, failed, active: active.len() as i32, restarts, running_for, failed_indexes, fail_job };
         match decide::decide(&spec, &seen) {
             Outcome::Run { want_active } => {
                 if was_suspended {
@@ -288,7 +368,17 @@ async fn sync(cached: &Job, context: &Context) -> Result<Action, Error> {
                         let (failures, last) = *context.pod_failures.lock().expect("not poisoned").get(&key).unwrap_or(&(0, Instant::now()));
                         let wait = decide::failure_backoff(failures).saturating_sub(last.elapsed());
                         if wait.is_zero() {
-                            match create_pods(&job, (want_active - active.len() as i32) as usize, context, &pods_api).await {
+                            let count = (want_active - active.len() as i32) as usize;
+                            let slots: Vec<Option<Slot>> = match &ended {
+                                Some(done) => {
+                                    let running: BTreeSet<i32> = active.iter().filter_map(|p| indexed::index_of(p)).collect();
+                                    let pending = indexed::pending(completions, done, &running, count);
+                                    let failures = |i: i32| per_index_limit.map(|_| index_failures.get(&i).copied().unwrap_or(0));
+                                    pending.into_iter().map(|index| Some(Slot { index, failures: failures(index) })).collect()
+                                }
+                                None => vec![None; count],
+                            };
+                            match create_pods(&job, slots, context, &pods_api).await {
                                 Ok(created) => active_after += created as i32,
                                 Err(e) => failure = Some(e),
                             }
@@ -325,14 +415,14 @@ async fn sync(cached: &Job, context: &Context) -> Result<Action, Error> {
             }
             Outcome::Fail { reason, message } => {
                 if condition_true(job.status.as_ref(), "FailureTarget").is_none() {
-                    set_condition(&mut conditions, "FailureTarget", "True", reason, message, now);
-                    context.recorder.warning(reference.clone(), reason, message);
+                    set_condition(&mut conditions, "FailureTarget", "True", reason, &message, now);
+                    context.recorder.warning(reference.clone(), reason, message.clone());
                 }
                 active_after -= delete_pods(&job, &active, context, &pods_api).await as i32;
                 // Failed once no pod of the Job runs any more (upstream
                 // waits for terminating pods since 1.31).
                 if active_after <= 0 && terminating == 0 {
-                    set_condition(&mut conditions, "Failed", "True", reason, message, now);
+                    set_condition(&mut conditions, "Failed", "True", reason, &message, now);
                 }
             }
         }
@@ -363,20 +453,43 @@ fn restart_count(pod: &Pod) -> i32 {
     all.map(|c| c.restart_count).sum()
 }
 
-/// Creates `count` pods from the Job's template, in batches of 1, 2, 4, ...
+/// An Indexed Job's pod to be: its index, and with `backoffLimitPerIndex`
+/// the failures of that index so far.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    index: i32,
+    failures: Option<i32>,
+}
+
+/// Creates a pod from the Job's template for each of `slots` (a [`Slot`]
+/// in the Indexed mode, None otherwise), in batches of 1, 2, 4, ...
 /// (upstream's slow start); how many were created.
-async fn create_pods(job: &Job, count: usize, context: &Context, api: &Api<Pod>) -> Result<usize, String> {
+async fn create_pods(job: &Job, slots: Vec<Option<Slot>>, context: &Context, api: &Api<Pod>) -> Result<usize, String> {
     let key = key_of(&job.namespace().unwrap_or_default(), &job.name_any());
     let reference = events::reference(job);
     let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
     let mut pod = pod_from_template(&template, &job.name_any(), controller_reference(job));
     pod.metadata.finalizers.get_or_insert_with(Vec::new).push(tracking::FINALIZER.into());
+    let pods: Vec<Pod> = slots
+        .iter()
+        .map(|slot| {
+            let mut pod = pod.clone();
+            if let Some(slot) = slot {
+                indexed::assign(&mut pod, &job.name_any(), slot.index);
+                if let Some(failures) = slot.failures {
+                    pod.annotations_mut().insert(indexed::FAILURE_COUNT.into(), failures.to_string());
+                }
+            }
+            pod
+        })
+        .collect();
+    let count = pods.len();
     context.expectations.expect_creations(&key, count);
     let (mut done, mut batch) = (0, 1);
     while done < count {
         let size = batch.min(count - done);
         let params = PostParams::default();
-        let results = futures_util::future::join_all((0..size).map(|_| api.create(&params, &pod))).await;
+        let results = futures_util::future::join_all(pods[done..done + size].iter().map(|pod| api.create(&params, pod))).await;
         let mut failed = None;
         for result in results {
             match result {
