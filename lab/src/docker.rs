@@ -97,6 +97,8 @@ pub enum Attachment {
 /// A container as found on the engine.
 #[derive(Debug, Clone)]
 pub struct Found {
+    /// The engine's full container id (its cgroup's name, for one).
+    pub id: String,
     pub name: String,
     pub running: bool,
     pub state: String,
@@ -513,7 +515,7 @@ fn found(c: ContainerSummary) -> Found {
     let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
     let address = c.network_settings.and_then(|n| n.networks).and_then(|nets| nets.values().filter_map(|e| e.ip_address.clone()).find(|ip| !ip.is_empty()));
     let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-    Found { name, running: state == "running", state, labels: c.labels.unwrap_or_default(), address }
+    Found { id: c.id.unwrap_or_default(), name, running: state == "running", state, labels: c.labels.unwrap_or_default(), address }
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {

@@ -85,6 +85,7 @@ mod tests {
 
     fn found(name: &str, role: &str, running: bool) -> Found {
         Found {
+            id: String::new(),
             name: name.into(),
             running,
             state: if running { "running" } else { "exited" }.into(),

@@ -15,9 +15,7 @@
 //!   idle and with 100 pods running (target idle < 200 MB).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -28,7 +26,8 @@ use kube::runtime::watcher;
 use kube::Api;
 use kubelab_scenarios::cluster::Cluster;
 use kubelab_scenarios::lab_name;
-use kubelab_scenarios::wait::{until, until_blocking};
+use kubelab_scenarios::port_forward;
+use kubelab_scenarios::wait::until;
 use serde_json::json;
 
 const FILE_MIB: usize = 64;
@@ -39,6 +38,37 @@ fn ready(pod: &Pod) -> bool {
 
 fn at(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// A Deployment of `replicas` labhost pods labelled `app=<name>`.
+fn labhost_deployment(name: &str, replicas: usize) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "labhost", "image": "kubelab/labhost"}]}},
+        },
+    }))
+    .unwrap()
+}
+
+/// Deletes Deployment `name` and waits until its pods are gone, so the
+/// next measurement starts on an idle lab.
+async fn delete_and_wait(client: &kube::Client, name: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    deployments.delete(name, &DeleteParams::default()).await.expect("the Deployment is deleted");
+    let selector = format!("app={name}");
+    until(&format!("the pods of {name} gone"), || async {
+        let left = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?.items.len();
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} left"))
+        }
+    })
+    .await;
 }
 
 /// Creates a Deployment of `replicas` labhost pods and measures each pod's
@@ -57,17 +87,8 @@ async fn pod_startup(client: &kube::Client, replicas: usize, target: Duration) {
             other => panic!("the pod watch did not start: {other:?}"),
         }
     }
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "labhost", "image": "kubelab/labhost"}]}},
-        },
-    }))
-    .unwrap();
     let created = Instant::now();
-    deployments.create(&PostParams::default(), &deployment).await.expect("the Deployment is created");
+    deployments.create(&PostParams::default(), &labhost_deployment(&name, replicas)).await.expect("the Deployment is created");
     let (mut seen, mut bound, mut readied) = (BTreeMap::<String, Instant>::new(), BTreeMap::<String, Instant>::new(), BTreeMap::<String, Instant>::new());
     let deadline = created + Duration::from_secs(600);
     while readied.len() < replicas {
@@ -108,26 +129,7 @@ async fn pod_startup(client: &kube::Client, replicas: usize, target: Duration) {
     for (part, samples) in [("  of which created -> bound", &scheduling), ("  of which bound -> Ready", &kubelet)] {
         println!("{part:<40} p50 {:>5} ms  p99 {:>5} ms", at(samples, 0.5).as_millis(), at(samples, 0.99).as_millis());
     }
-    deployments.delete(&name, &DeleteParams::default()).await.expect("the Deployment is deleted");
-    until(&format!("the pods of {name} gone"), || async {
-        let left = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?.items.len();
-        if left == 0 {
-            Ok(())
-        } else {
-            Err(format!("{left} left"))
-        }
-    })
-    .await;
-}
-
-/// A `kubectl port-forward` ended when dropped.
-struct Forward(Child);
-
-impl Drop for Forward {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    delete_and_wait(client, &name).await;
 }
 
 /// port-forward and cp of the same file: MB/s of each.
@@ -143,32 +145,11 @@ async fn port_forward_and_cp(lab: &Cluster) {
         }
     })
     .await;
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&lab.kubeconfig)
-        .args(["port-forward", "--address", "127.0.0.1", "pod/bench-files", ":80"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("kubectl runs");
-    let mut stdout = child.stdout.take().expect("piped");
-    let forward = Forward(child);
-    let port: u16 = until_blocking("kubectl port-forward to listen", Duration::from_secs(60), || {
-        let mut printed = [0u8; 256];
-        let n = stdout.read(&mut printed).map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&printed[..n]).to_string();
-        text.split("127.0.0.1:").nth(1).and_then(|rest| rest.split(' ').next()?.parse().ok()).ok_or(text)
-    });
-    // Keep reading what kubectl prints, so it never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-
+    let forward = port_forward::forward(&lab.kubeconfig, "pod/bench-files", &[":80"]);
     let started = Instant::now();
-    let mut connection = std::net::TcpStream::connect(("127.0.0.1", port)).expect("kubectl's listener accepts");
-    write!(connection, "GET /big HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut answer = Vec::with_capacity((FILE_MIB << 20) + 1024);
-    connection.read_to_end(&mut answer).expect("the whole answer");
+    let body = port_forward::get(forward.ports[0].0, "/big");
     let forwarded = started.elapsed();
-    assert!(answer.len() > FILE_MIB << 20, "the whole file came: {} bytes", answer.len());
+    assert_eq!(body.len(), FILE_MIB << 20, "the whole file came");
     drop(forward);
 
     let copy = tempfile::tempdir().unwrap();
@@ -196,11 +177,10 @@ fn working_set(cgroup: &Path) -> u64 {
 /// The lab's memory: its containers' cgroups and the pods' (the runtime
 /// makes those in the host's hierarchy, under `kubepods`, outside the
 /// node containers'; the bench's lab is the only one running). MB.
-fn lab_memory(lab: &Cluster) -> (f64, f64) {
-    let out =
-        Command::new("docker").args(["ps", "-q", "--no-trunc", "--filter", &format!("label=dev.kubelab.lab={}", lab.name)]).output().expect("docker ps runs");
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
-    assert!(!ids.is_empty(), "the lab's containers are listed");
+async fn lab_memory(lab: &Cluster) -> (f64, f64) {
+    let found = lab.engine.containers(Some(&lab.name)).await.expect("the lab's containers are listed");
+    let ids: Vec<String> = found.into_iter().filter(|c| c.running).map(|c| c.id).collect();
+    assert!(!ids.is_empty(), "the lab has running containers");
     let root = Path::new("/sys/fs/cgroup/memory");
     let containers: u64 = ids.iter().map(|id| working_set(&root.join("docker").join(id))).sum();
     // Each pod's own cgroup, not kubepods as a whole: charges of pods
@@ -216,19 +196,10 @@ fn lab_memory(lab: &Cluster) -> (f64, f64) {
 }
 
 async fn memory(lab: &Cluster, client: &kube::Client) {
-    let (containers, pods) = lab_memory(lab);
+    let (containers, pods) = lab_memory(lab).await;
     println!("{:<40} {:>6.0} MB (containers {containers:.0} MB, pods {pods:.0} MB; target < 200 MB)", "lab memory, idle", containers + pods);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "memory"},
-        "spec": {
-            "replicas": 100,
-            "selector": {"matchLabels": {"app": "memory"}},
-            "template": {"metadata": {"labels": {"app": "memory"}}, "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "labhost", "image": "kubelab/labhost"}]}},
-        },
-    }))
-    .unwrap();
-    deployments.create(&PostParams::default(), &deployment).await.expect("the Deployment is created");
+    deployments.create(&PostParams::default(), &labhost_deployment("memory", 100)).await.expect("the Deployment is created");
     until("100 pods ready", || async {
         let d = deployments.get("memory").await.map_err(|e| e.to_string())?;
         let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
@@ -239,19 +210,9 @@ async fn memory(lab: &Cluster, client: &kube::Client) {
         }
     })
     .await;
-    let (containers, pods) = lab_memory(lab);
+    let (containers, pods) = lab_memory(lab).await;
     println!("{:<40} {:>6.0} MB (containers {containers:.0} MB, pods {pods:.0} MB)", "lab memory, 100 labhost pods", containers + pods);
-    deployments.delete("memory", &DeleteParams::default()).await.expect("the Deployment is deleted");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    until("the 100 pods gone", || async {
-        let left = pods.list(&ListParams::default().labels("app=memory")).await.map_err(|e| e.to_string())?.items.len();
-        if left == 0 {
-            Ok(())
-        } else {
-            Err(format!("{left} left"))
-        }
-    })
-    .await;
+    delete_and_wait(client, "memory").await;
 }
 
 #[tokio::main]

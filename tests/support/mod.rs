@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod fake_kubelet;
 pub mod kubectl;
 pub mod kubelet;
+pub mod port_forward;
 pub mod wait;
 
 use std::path::PathBuf;

@@ -3,14 +3,13 @@
 //! an 8 MiB file checked by its hash; and the Python client's
 //! port-forward (WebSocket channels). The pod serves with busybox httpd.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
 use kubelab_scenarios::cluster::Cluster as Lab;
-use kubelab_scenarios::wait::{until, until_blocking};
+use kubelab_scenarios::port_forward::{forward, get};
+use kubelab_scenarios::wait::until;
 
 const POD: &str = "forward-target";
 /// Two servers (httpd returns once it listens) of one directory: the
@@ -18,75 +17,6 @@ const POD: &str = "forward-target";
 /// presence says both servers listen.
 const SERVE: &str = "mkdir -p /www && head -c 8388608 /dev/urandom > /www/big && httpd -p 80 -h /www && httpd -p 8081 -h /www \
                      && sha256sum /www/big > /www/big.sha.part && mv /www/big.sha.part /www/big.sha && exec sleep 86400";
-
-/// A `kubectl port-forward` this test started, ended when dropped.
-struct Forward {
-    child: Child,
-    /// Local port → remote port, as kubectl printed them.
-    ports: Vec<(u16, u16)>,
-}
-
-impl Drop for Forward {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `kubectl port-forward TARGET SPEC...` and waits until it says
-/// where it listens (once per port, "Forwarding from 127.0.0.1:L -> R").
-fn forward(lab: &Lab, target: &str, specs: &[&str]) -> Forward {
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&lab.kubeconfig)
-        .args(["port-forward", "--address", "127.0.0.1", target])
-        .args(specs)
-        .stdout(Stdio::piped())
-        // Its errors ("an error occurred forwarding ...") go to the test's output.
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("kubectl runs");
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    // Read until kubectl ends: it prints a line per connection, and a
-    // closed pipe would end it (SIGPIPE) in the middle of a transfer.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let ports = until_blocking(&format!("kubectl port-forward {target} to listen on {} ports", specs.len()), Duration::from_secs(60), || {
-        while let Ok(line) = rx.try_recv() {
-            lines.push(line);
-        }
-        let ports: Vec<(u16, u16)> = lines
-            .iter()
-            .filter_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
-            .filter_map(|rest| rest.split_once(" -> "))
-            .filter_map(|(local, remote)| Some((local.parse().ok()?, remote.trim().parse().ok()?)))
-            .collect();
-        if ports.len() == specs.len() {
-            Ok(ports)
-        } else {
-            Err(format!("printed so far: {lines:?}"))
-        }
-    });
-    Forward { child, ports }
-}
-
-/// GETs `path` over HTTP/1.0 from 127.0.0.1:`port`; the body.
-fn get(port: u16, path: &str) -> Vec<u8> {
-    let mut connection = std::net::TcpStream::connect(("127.0.0.1", port)).expect("kubectl's listener accepts");
-    connection.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(connection, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut answer = Vec::new();
-    connection.read_to_end(&mut answer).expect("the whole answer within 60 s");
-    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&answer)));
-    let head = String::from_utf8_lossy(&answer[..end]).to_string();
-    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "GET {path}: {head}");
-    answer[end + 4..].to_vec()
-}
 
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -104,7 +34,7 @@ pub async fn port_forward(lab: &Lab) {
     .await;
 
     // Two ports of the pod at once, large transfers on both concurrently.
-    let pod = forward(lab, &format!("pod/{POD}"), &[":80", ":8081"]);
+    let pod = forward(&lab.kubeconfig, &format!("pod/{POD}"), &[":80", ":8081"]);
     assert_eq!(pod.ports.iter().map(|(_, remote)| *remote).collect::<Vec<_>>(), [80, 8081]);
     let bodies: Vec<Vec<u8>> = std::thread::scope(|scope| {
         let handles: Vec<_> = pod.ports.iter().map(|(local, _)| scope.spawn(move || get(*local, "/big"))).collect();
@@ -117,7 +47,7 @@ pub async fn port_forward(lab: &Lab) {
 
     // A Service: kubectl picks a pod and the Service port's target port.
     lab.ok(&["expose", "pod", POD, "--port=8080", "--target-port=80"]);
-    let service = forward(lab, &format!("svc/{POD}"), &[":8080"]);
+    let service = forward(&lab.kubeconfig, &format!("svc/{POD}"), &[":8080"]);
     assert_eq!(service.ports[0].1, 80);
     let body = get(service.ports[0].0, "/big");
     assert_eq!(sha256(&body), want, "the file through the Service's port-forward");

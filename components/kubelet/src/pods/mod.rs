@@ -31,6 +31,12 @@ use tokio::sync::watch;
 use crate::Kubelet;
 use status::{Attempt, PodObserved};
 
+/// A sidecar: an init container with restartPolicy Always, which starts
+/// in the init sequence and then runs beside the app containers.
+pub fn is_sidecar(c: &k8s_openapi::api::core::v1::Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
 /// What a pod's worker shares with the server (logs, exec, /pods).
 #[derive(Debug, Default)]
 pub struct Shared {

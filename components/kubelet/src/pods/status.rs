@@ -208,7 +208,7 @@ pub fn pod_status(pod: &Pod, observed: &PodObserved, now: Time) -> PodStatus {
 
     // Sidecars (init containers with restartPolicy Always) count as app
     // containers for readiness, and as initialized once started.
-    let sidecar = |name: &str| spec.init_containers.iter().flatten().any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"));
+    let sidecar = |name: &str| spec.init_containers.iter().flatten().any(|c| c.name == name && super::is_sidecar(c));
     let sidecar_statuses = init_statuses.iter().filter(|s| sidecar(&s.name));
     let not_ready: Vec<&str> = sidecar_statuses.chain(&statuses).filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
     let incomplete: Vec<&str> = init_statuses

@@ -22,7 +22,7 @@ use super::ids::container_name;
 use super::lifecycle;
 use super::probe::{ContainerProbes, Found, PodContext};
 use super::status::{self, Attempt, Observed, PodObserved};
-use super::{env, files, service_env, volumes, Shared};
+use super::{env, files, is_sidecar, service_env, volumes, Shared};
 use crate::{paths, Kubelet};
 
 /// How often a live pod is looked at without a change (container exits).
@@ -577,13 +577,12 @@ impl Worker {
         // from the last, each with what is left of the grace period (as
         // upstream's kubelet stops restartable init containers).
         let deadline = Instant::now() + grace;
-        let (sidecars, apps): (Vec<_>, Vec<_>) = containers.iter().partition(|(c, _)| is_sidecar(c));
+        let (mut sidecars, apps): (Vec<_>, Vec<_>) = containers.iter().partition(|(c, _)| is_sidecar(c));
         futures_util::future::join_all(apps.iter().map(|(c, id)| lifecycle::stop(&ctx, c, id, grace))).await;
-        let order: Vec<&str> = spec.init_containers.iter().flatten().rev().map(|c| c.name.as_str()).collect();
-        for name in order {
-            for (c, id) in sidecars.iter().filter(|(c, _)| c.name == name) {
-                lifecycle::stop(&ctx, c, id, deadline.saturating_duration_since(Instant::now())).await;
-            }
+        let place = |name: &str| spec.init_containers.iter().flatten().position(|c| c.name == name);
+        sidecars.sort_by_key(|(c, _)| std::cmp::Reverse(place(&c.name)));
+        for (c, id) in sidecars {
+            lifecycle::stop(&ctx, c, id, deadline.saturating_duration_since(Instant::now())).await;
         }
         // A SIGKILL is not refused; its exit is written within moments.
         let until = Instant::now() + Duration::from_secs(5);
@@ -659,12 +658,6 @@ impl Worker {
             Err(e) => tracing::warn!(pod = %name(&pod), "the final delete: {e}"),
         }
     }
-}
-
-/// A sidecar: an init container with restartPolicy Always, which starts
-/// in the init sequence and then runs beside the app containers.
-pub fn is_sidecar(c: &Container) -> bool {
-    c.restart_policy.as_deref() == Some("Always")
 }
 
 /// The pod's own grace period (upstream's default 30 s).

@@ -113,8 +113,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_without_the_health_service_is_unimplemented() {
-        let (_, service) = tonic_health::server::health_reporter();
-        drop(service);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         // Any other gRPC service: tonic answers Unimplemented for the rest.

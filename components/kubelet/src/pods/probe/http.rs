@@ -66,8 +66,10 @@ struct Answer {
 /// An error comes with the URL of the request that failed.
 async fn follow(get: &HttpGet) -> Result<Answer, (String, String)> {
     let mut current = get.clone();
-    for made in 1.. {
+    let mut made = 0;
+    loop {
         let answer = request(&current).await.map_err(|e| (current.url(), e))?;
+        made += 1;
         let Some(next) = redirect(&current, &answer) else { return Ok(answer) };
         if next.host != get.host {
             return Ok(answer);
@@ -77,7 +79,6 @@ async fn follow(get: &HttpGet) -> Result<Answer, (String, String)> {
         }
         current = next;
     }
-    unreachable!("the loop returns")
 }
 
 /// Where `answer` to `from` sends the client, as Go's client follows

@@ -177,7 +177,7 @@ impl OneProbe {
         let spec = self.ctx.pod.spec.clone().unwrap_or_default();
         let container = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == self.container).cloned().unwrap_or_default();
         // A sidecar is restarted whatever the pod's policy.
-        let restarts = spec.restart_policy.as_deref() != Some("Never") || crate::pods::worker::is_sidecar(&container);
+        let restarts = spec.restart_policy.as_deref() != Some("Never") || crate::pods::is_sidecar(&container);
         let message = format!("Container {} failed {} probe{}", self.container, self.kind.lower(), if restarts { ", will be restarted" } else { "" });
         self.ctx.recorder.normal(reference.clone(), "Killing", message);
         let grace = self.settings.termination_grace.unwrap_or_else(|| lifecycle::pod_grace(&self.ctx));
