@@ -43,15 +43,9 @@ test: images
 # build; the apiserver's throughput, watch latency, LIST and memory;
 # controllers, scheduler, kube-proxy's iptables syncs, cluster DNS, and the
 # kubelet (pod startup at 30 and 300 pods, port-forward against cp, memory).
-bench: images
-    cargo bench --workspace --bench lab_up
-    cargo bench --workspace --bench apiserver
-    cargo bench --workspace --bench controllers
-    cargo bench --workspace --bench scheduler
-    cargo bench --workspace --bench kube_proxy
-    cargo bench --workspace --bench dns
-    cargo bench --workspace --bench service_dns
-    cargo bench --workspace --bench kubelet
+# All by default, or some by name: just bench dns kube_proxy (--list lists them).
+bench *NAMES: images
+    cargo bench --workspace --bench benches -- {{NAMES}}
 
 # Take every lab down.
 down: build

@@ -192,7 +192,7 @@ async fn watch_delivery_by_node(api: &TestApi) -> Vec<Duration> {
 }
 
 #[tokio::main]
-async fn main() {
+pub async fn main() {
     let binary = kubelab_scenarios::repo().release_dir().join("apiserver");
     assert!(binary.is_file(), "build it first: just build");
     let api = TestApi::start_with(Options { binary: Some(binary), ..Default::default() });

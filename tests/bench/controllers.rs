@@ -77,7 +77,7 @@ async fn cascade(api: &TestApi, policy: &str) -> Duration {
     started.elapsed()
 }
 
-fn main() {
+pub fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let gc = ["garbage-collector-controller"];
     for policy in ["Background", "Foreground"] {

@@ -103,7 +103,7 @@ fn client(server: SocketAddr, offset: usize, until: Instant) -> Vec<Duration> {
     latencies
 }
 
-fn main() {
+pub fn main() {
     let before = rss_mb();
     let (services, slices) = objects();
     let started = Instant::now();

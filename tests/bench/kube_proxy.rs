@@ -46,7 +46,7 @@ fn services(count: usize) -> Vec<ServicePort> {
         .collect()
 }
 
-fn main() {
+pub fn main() {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace of our own (run as root)");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let settings = Settings { cluster_cidr: Some("10.128.0.0/9".parse().unwrap()), masquerade_all: false, random_fully: true };

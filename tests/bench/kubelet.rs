@@ -216,7 +216,7 @@ async fn memory(lab: &Cluster, client: &kube::Client) {
 }
 
 #[tokio::main]
-async fn main() {
+pub async fn main() {
     let (lab, _guard) = Cluster::up("3-node", lab_name("bench-kubelet")).await.expect("lab up 3-node");
     let config = kubelab::lab::kubeconfig(&lab.engine, &lab.name).await.expect("the lab's kubeconfig");
     let client = kubelab::addons::client(&config).await.expect("a client of the lab");

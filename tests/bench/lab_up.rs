@@ -31,7 +31,7 @@ fn report(what: &str, target: Duration, mut samples: Vec<Duration>) {
 }
 
 #[tokio::main]
-async fn main() {
+pub async fn main() {
     let engine = Engine::connect().await.expect("a Docker engine");
     let repo = repo();
     // Warm: the images exist (just bench builds them first).

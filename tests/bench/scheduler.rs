@@ -144,7 +144,7 @@ async fn bound(client: &kube::Client, resource_version: &str, count: usize) -> (
 }
 
 #[tokio::main]
-async fn main() {
+pub async fn main() {
     let apiserver = kubelab_scenarios::repo().release_dir().join("apiserver");
     assert!(apiserver.is_file(), "build it first: just build");
     for (nodes, pods) in RUNS {

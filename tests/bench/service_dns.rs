@@ -40,7 +40,7 @@ async fn resolved_at(pods: &Api<Pod>, name: &str) -> u128 {
 }
 
 #[tokio::main]
-async fn main() {
+pub async fn main() {
     let (lab, _guard) = Cluster::up("3-node", lab_name("bench-svc-dns")).await.expect("lab up 3-node");
     let config = kubelab::lab::kubeconfig(&lab.engine, &lab.name).await.expect("the lab's kubeconfig");
     let client = kubelab::addons::client(&config).await.expect("a client of the lab");

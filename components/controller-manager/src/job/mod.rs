@@ -418,10 +418,14 @@ async fn sync(cached: &Job, context: &Context) -> Result<Action, Error> {
                     set_condition(&mut conditions, "FailureTarget", "True", reason, &message, now);
                     context.recorder.warning(reference.clone(), reason, message.clone());
                 }
-                active_after -= delete_pods(&job, &active, context, &pods_api).await as i32;
+                let deleted = delete_pods(&job, &active, context, &pods_api).await as i32;
+                active_after -= deleted;
                 // Failed once no pod of the Job runs any more (upstream
-                // waits for terminating pods since 1.31).
-                if active_after <= 0 && terminating == 0 {
+                // waits for terminating pods since 1.31) and every pod has
+                // been counted: pods deleted by this sync are counted as
+                // failed by the next one (their deletion wakes it), so the
+                // condition never shows a count that is still to grow.
+                if deleted == 0 && active_after <= 0 && terminating == 0 {
                     set_condition(&mut conditions, "Failed", "True", reason, &message, now);
                 }
             }
