@@ -169,19 +169,22 @@ async fn interrupting_up_leaves_nothing_half_created() {
     let (handle, cancel) = Cancel::new();
     let (options, quiet) = (UpOptions::default(), progress());
     let apply = lab::apply(&engine, &source, &plan, &options, &quiet, &cancel);
-    let interrupt = async {
-        // Wait until all three containers run, then press Ctrl-C. (An
-        // apply that fails before that fails the wait, not hangs it.)
-        kubelab_scenarios::wait::until("all three etcd containers running", || async {
-            match engine.containers(Some(&name)).await.unwrap().iter().filter(|c| c.running).count() {
-                3 => Ok(()),
-                n => Err(format!("{n} of 3 running")),
-            }
-        })
-        .await;
-        handle.cancel();
+    let all_running = kubelab_scenarios::wait::until("all three etcd containers running", || async {
+        match engine.containers(Some(&name)).await.unwrap().iter().filter(|c| c.running).count() {
+            3 => Ok(()),
+            n => Err(format!("{n} of 3 running")),
+        }
+    });
+    // Wait until all three containers run, then press Ctrl-C; an apply
+    // that ends before that is a failure of its own, with its error.
+    tokio::pin!(apply);
+    let result = tokio::select! {
+        ended = &mut apply => panic!("up ended before its three etcd containers ran: {:?}", ended.map(|_| ())),
+        () = all_running => {
+            handle.cancel();
+            apply.await
+        }
     };
-    let (result, ()) = tokio::join!(apply, interrupt);
     let err = result.unwrap_err();
     assert!(format!("{err:#}").contains("interrupted"), "{err:#}");
     assert_nothing_left(&engine, &name).await;

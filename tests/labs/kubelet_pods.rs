@@ -14,9 +14,13 @@
 //! `kubectl logs -f` (`log_rotation`), sidecar init containers start in order, gate
 //! readiness and restart beside the app (`sidecars`), and the
 //! busybox image's wget -T, nc -z and nslookup work (`busybox_tools`).
-//! One lab for all of it: `lab up` is paid once.
+//! One lab for all of it: `lab up` is paid once, and the checks run in
+//! lanes side by side, since they mostly wait.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
 
 use kubelab_scenarios::cluster::{kubectl, kubectl_stdin, pods_of, s, Cluster as Lab};
 use kubelab_scenarios::lab_name;
@@ -33,29 +37,68 @@ mod probes;
 mod process_namespaces;
 mod sidecars;
 
-#[tokio::test]
+// Worker threads for the lanes below: the checks call kubectl and wait on
+// it, blocking their thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 6)]
 async fn pods_run_on_three_nodes() {
     let (lab, _guard) = Lab::up("3-node", lab_name("kubelet")).await.unwrap();
 
     let cidrs = nodes_ready(&lab).await;
     overlay_ready(&lab).await;
     let pods = deployment_runs_everywhere(&lab, &cidrs).await;
-    connectivity_matrix(&lab, &pods).await;
-    logs_and_exec(&lab, &pods).await;
-    busybox_tools::busybox_tools(&lab, &pods).await;
-    restarts_follow_the_policy(&lab).await;
-    probes::probes(&lab).await;
-    port_forward::port_forward(&lab).await;
-    attach::attach(&lab).await;
-    debug::debug(&lab).await;
-    hooks::hooks(&lab).await;
-    host_network::host_network(&lab, &pods).await;
-    process_namespaces::process_namespaces(&lab).await;
-    sidecars::sidecars(&lab).await;
-    log_rotation::log_rotation(&lab).await;
+
+    // The checks mostly wait (on pods starting, probes' periods, back-off,
+    // grace periods), so they run in four lanes side by side on the one
+    // lab. Each check has pods of its own names; checks that share names
+    // (`ticker`: logs and attach) are in one lane.
+    let lab = Arc::new(lab);
+    let pods = Arc::new(pods);
+    let mut lanes = JoinSet::new();
+    let lane = |lanes: &mut JoinSet<()>, run: fn(Arc<Lab>, Arc<Vec<PodInfo>>) -> LaneFuture| {
+        lanes.spawn(run(lab.clone(), pods.clone()));
+    };
+    lane(&mut lanes, |lab, pods| {
+        Box::pin(async move {
+            logs_and_exec(&lab, &pods).await;
+            attach::attach(&lab).await;
+            debug::debug(&lab).await;
+            host_network::host_network(&lab, &pods).await;
+        })
+    });
+    lane(&mut lanes, |lab, pods| {
+        Box::pin(async move {
+            connectivity_matrix(&lab, &pods).await;
+            busybox_tools::busybox_tools(&lab, &pods).await;
+            port_forward::port_forward(&lab).await;
+            process_namespaces::process_namespaces(&lab).await;
+        })
+    });
+    lane(&mut lanes, |lab, _| {
+        Box::pin(async move {
+            restarts_follow_the_policy(&lab).await;
+            hooks::hooks(&lab).await;
+            sidecars::sidecars(&lab).await;
+        })
+    });
+    lane(&mut lanes, |lab, _| {
+        Box::pin(async move {
+            probes::probes(&lab).await;
+            log_rotation::log_rotation(&lab).await;
+        })
+    });
+    while let Some(ended) = lanes.join_next().await {
+        if let Err(e) = ended {
+            lanes.abort_all();
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
+    // Alone at the end: these count what is on a node, or restart its kubelet.
     deletion_stops_and_cleans(&lab).await;
     kubelet_restart_adopts(&lab, &pods).await;
 }
+
+type LaneFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Every Node registers, gets a pod CIDR and turns Ready; their CIDRs.
 async fn nodes_ready(lab: &Lab) -> BTreeMap<String, String> {

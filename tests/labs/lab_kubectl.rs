@@ -63,7 +63,9 @@ async fn kubectl_reaches_the_labs_apiserver() {
             "probe",
             "--show-managed-fields",
             "-o",
-            "jsonpath={.data.written} {.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}",
+            // By name: kubectl's migration leaves a `kubectl-last-applied`
+            // Apply entry too, which sorts first when it is a second older.
+            r#"jsonpath={.data.written} {.metadata.managedFields[?(@.manager=="kubectl")].manager} {.metadata.managedFields[?(@.manager=="kubectl")].operation}"#,
         ],
     );
     assert_eq!((code, out.as_str()), (0, "via-ssa kubectl Apply"));
