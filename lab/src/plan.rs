@@ -571,9 +571,7 @@ fn kube_proxy_stage(lab: &str, t: &Topology, images: &Images, pki: &Pki, nodes: 
     let server = format!("https://apiserver:{APISERVER_PORT}");
     let identity = pki.identity(pki::KUBE_PROXY).expect("the PKI holds kube-proxy's identity");
     let config = kubeconfig::for_lab(lab, &server, None, pki.ca_pem(), &identity.cert_pem, &identity.key_pem);
-    let mode = match t.networking.proxy_mode {
-        crate::topology::ProxyMode::Iptables => "iptables",
-    };
+    let mode = t.networking.proxy_mode.flag();
     let members = t
         .nodes
         .iter()

@@ -26,8 +26,23 @@ struct Inner {
     pending_since: Option<Instant>,
     syncs: u64,
     sync_seconds_total: f64,
-    filter_rules: usize,
-    nat_rules: usize,
+    counts: Option<RuleCounts>,
+}
+
+/// How much the last sync wrote, by backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleCounts {
+    Iptables { filter: usize, nat: usize },
+    Nftables { rules: usize, elements: usize },
+}
+
+impl std::fmt::Display for RuleCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleCounts::Iptables { filter, nat } => write!(f, "{filter} filter and {nat} nat rules"),
+            RuleCounts::Nftables { rules, elements } => write!(f, "{rules} nftables rules and {elements} set elements"),
+        }
+    }
 }
 
 /// Shared between the sync loop and the HTTP handlers.
@@ -47,14 +62,13 @@ impl Health {
         inner.pending_since.get_or_insert_with(Instant::now);
     }
 
-    pub fn synced(&self, took: Duration, filter_rules: usize, nat_rules: usize) {
+    pub fn synced(&self, took: Duration, counts: RuleCounts) {
         let mut inner = self.inner.lock().unwrap();
         inner.last_sync = Some(SystemTime::now());
         inner.pending_since = None;
         inner.syncs += 1;
         inner.sync_seconds_total += took.as_secs_f64();
-        inner.filter_rules = filter_rules;
-        inner.nat_rules = nat_rules;
+        inner.counts = Some(counts);
     }
 
     fn healthy(&self) -> (bool, serde_json::Value) {
@@ -73,20 +87,34 @@ impl Health {
     fn metrics(&self) -> String {
         let inner = self.inner.lock().unwrap();
         let last = inner.last_sync.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        format!(
+        let mut text = format!(
             "# HELP kubeproxy_sync_proxy_rules_duration_seconds SyncProxyRules latency in seconds\n\
              # TYPE kubeproxy_sync_proxy_rules_duration_seconds summary\n\
              kubeproxy_sync_proxy_rules_duration_seconds_sum {}\n\
              kubeproxy_sync_proxy_rules_duration_seconds_count {}\n\
              # HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy rules were successfully synced\n\
              # TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge\n\
-             kubeproxy_sync_proxy_rules_last_timestamp_seconds {last}\n\
-             # HELP kubeproxy_sync_proxy_rules_iptables_total Number of iptables rules written by kube-proxy in last sync\n\
-             # TYPE kubeproxy_sync_proxy_rules_iptables_total gauge\n\
-             kubeproxy_sync_proxy_rules_iptables_total{{table=\"filter\"}} {}\n\
-             kubeproxy_sync_proxy_rules_iptables_total{{table=\"nat\"}} {}\n",
-            inner.sync_seconds_total, inner.syncs, inner.filter_rules, inner.nat_rules
-        )
+             kubeproxy_sync_proxy_rules_last_timestamp_seconds {last}\n",
+            inner.sync_seconds_total, inner.syncs
+        );
+        // The rule counts of the mode in use (upstream's iptables gauge;
+        // the nftables one named after it, as upstream has none).
+        match inner.counts {
+            Some(RuleCounts::Iptables { filter, nat }) => text.push_str(&format!(
+                "# HELP kubeproxy_sync_proxy_rules_iptables_total Number of iptables rules written by kube-proxy in last sync\n\
+                 # TYPE kubeproxy_sync_proxy_rules_iptables_total gauge\n\
+                 kubeproxy_sync_proxy_rules_iptables_total{{table=\"filter\"}} {filter}\n\
+                 kubeproxy_sync_proxy_rules_iptables_total{{table=\"nat\"}} {nat}\n"
+            )),
+            Some(RuleCounts::Nftables { rules, elements }) => text.push_str(&format!(
+                "# HELP kubeproxy_sync_proxy_rules_nftables_total Number of nftables rules and set elements in kube-proxy's table after the last sync\n\
+                 # TYPE kubeproxy_sync_proxy_rules_nftables_total gauge\n\
+                 kubeproxy_sync_proxy_rules_nftables_total{{kind=\"rules\"}} {rules}\n\
+                 kubeproxy_sync_proxy_rules_nftables_total{{kind=\"elements\"}} {elements}\n"
+            )),
+            None => {}
+        }
+        text
     }
 }
 

@@ -3,13 +3,15 @@
 //! `pkg/proxy`: the [`model`] read off the API objects, the sync loop
 //! here (changes coalesced, a minimum interval between syncs, a periodic
 //! full resync, a retry after a failure), and a backend that writes the
-//! whole model in one transaction ([`iptables`]).
+//! whole model in one transaction ([`iptables`] or [`nftables`], by
+//! `--proxy-mode`).
 
 pub mod conntrack;
 pub mod exec;
 pub mod health;
 pub mod iptables;
 pub mod model;
+pub mod nftables;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,11 +23,13 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::Notify;
 
 use crate::exec::Commands;
-use crate::health::{Health, HealthCheckPorts};
+use crate::health::{Health, HealthCheckPorts, RuleCounts};
 use crate::iptables::Iptables;
+use crate::model::ServicePort;
+use crate::nftables::Nftables;
 
 /// How often the tables are checked for having been wiped or flushed
-/// (cheap: a few `iptables -S`), so that a hand-made flush is repaired
+/// (cheap: a few `iptables -S`, or one `nft list chain`), so that a hand-made flush is repaired
 /// without waiting for the full resync.
 pub const INTEGRITY_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -37,7 +41,74 @@ pub struct Settings {
     pub sync_period: Duration,
     /// and at most this often (upstream's 1 s; 0 here writes at once).
     pub min_sync_period: Duration,
+    pub mode: ProxyMode,
     pub iptables: iptables::Settings,
+    pub nftables: nftables::Settings,
+}
+
+/// Which backend writes the rules (`--proxy-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Iptables,
+    Nftables,
+}
+
+impl std::str::FromStr for ProxyMode {
+    type Err = String;
+
+    /// As upstream, an empty mode is the default, iptables.
+    fn from_str(text: &str) -> Result<ProxyMode, String> {
+        match text {
+            "" | "iptables" => Ok(ProxyMode::Iptables),
+            "nftables" => Ok(ProxyMode::Nftables),
+            other => Err(format!(
+                "unknown proxy mode {other:?}: kubelab's kube-proxy has the modes iptables and nftables (upstream's ipvs and kernelspace are not written)"
+            )),
+        }
+    }
+}
+
+/// The backend the mode picked.
+pub enum Backend<C> {
+    Iptables(Iptables<C>),
+    Nftables(Nftables<C>),
+}
+
+impl<C: Commands> Backend<C> {
+    pub fn new(commands: C, settings: &Settings) -> Backend<C> {
+        match settings.mode {
+            ProxyMode::Iptables => Backend::Iptables(Iptables::new(commands, settings.iptables.clone())),
+            ProxyMode::Nftables => Backend::Nftables(Nftables::new(commands, settings.nftables.clone())),
+        }
+    }
+
+    pub fn commands(&self) -> &C {
+        match self {
+            Backend::Iptables(b) => b.commands(),
+            Backend::Nftables(b) => b.commands(),
+        }
+    }
+
+    /// One sync: what was written, counted.
+    pub async fn sync(&self, ports: &[ServicePort]) -> Result<RuleCounts> {
+        Ok(match self {
+            Backend::Iptables(b) => {
+                let rendered = b.sync(ports).await?;
+                RuleCounts::Iptables { filter: rendered.filter_rules, nat: rendered.nat_rules }
+            }
+            Backend::Nftables(b) => {
+                let rendered = b.sync(ports).await?;
+                RuleCounts::Nftables { rules: rendered.rules, elements: rendered.elements }
+            }
+        })
+    }
+
+    pub async fn intact(&self) -> bool {
+        match self {
+            Backend::Iptables(b) => b.intact().await,
+            Backend::Nftables(b) => b.intact().await,
+        }
+    }
 }
 
 /// Watches the API and keeps the rules until the watches end.
@@ -57,7 +128,7 @@ pub async fn run<C: Commands + 'static>(client: kube::Client, settings: Settings
     slices.wait_until_ready().await?;
     tracing::info!("services and endpoint slices listed; writing rules");
 
-    let backend = Iptables::new(commands, settings.iptables.clone());
+    let backend = Backend::new(commands, &settings);
     let mut udp = conntrack::UdpEndpoints::default();
     let mut health_ports = HealthCheckPorts::default();
     let mut last: Option<Instant> = None;
@@ -85,16 +156,10 @@ pub async fn run<C: Commands + 'static>(client: kube::Client, settings: Settings
         let started = Instant::now();
         let ports = model::build(&cloned(&services), &cloned(&slices), &settings.node_name);
         match backend.sync(&ports).await {
-            Ok(rendered) => {
+            Ok(counts) => {
                 let took = started.elapsed();
-                health.synced(took, rendered.filter_rules, rendered.nat_rules);
-                tracing::info!(
-                    services = ports.len(),
-                    filter_rules = rendered.filter_rules,
-                    nat_rules = rendered.nat_rules,
-                    took_ms = took.as_millis() as u64,
-                    "synced proxy rules"
-                );
+                health.synced(took, counts);
+                tracing::info!(services = ports.len(), written = %counts, took_ms = took.as_millis() as u64, "synced proxy rules");
                 conntrack::delete(backend.commands(), &udp.update(&ports)).await;
                 health_ports.update(&ports).await;
                 failed = false;
@@ -105,5 +170,19 @@ pub async fn run<C: Commands + 'static>(client: kube::Client, settings: Settings
             }
         }
         last = Some(started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProxyMode;
+
+    #[test]
+    fn proxy_modes_parse_as_upstreams_flag_and_others_are_refused_by_name() {
+        assert_eq!("nftables".parse(), Ok(ProxyMode::Nftables));
+        assert_eq!("iptables".parse(), Ok(ProxyMode::Iptables));
+        assert_eq!("".parse(), Ok(ProxyMode::Iptables));
+        let refused = "ipvs".parse::<ProxyMode>().unwrap_err();
+        assert!(refused.contains("\"ipvs\"") && refused.contains("iptables and nftables"), "{refused}");
     }
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -16,9 +16,9 @@ struct Args {
     /// host's name when not given.
     #[arg(long)]
     hostname_override: Option<String>,
-    /// iptables (nftables is not written yet).
-    #[arg(long, default_value = "iptables")]
-    proxy_mode: String,
+    /// iptables or nftables.
+    #[arg(long, default_value = "iptables", value_parser = |s: &str| s.parse::<kube_proxy::ProxyMode>())]
+    proxy_mode: kube_proxy::ProxyMode,
     /// The pod network: traffic from outside it to a ClusterIP is masqueraded.
     #[arg(long)]
     cluster_cidr: Option<ipnet::Ipv4Net>,
@@ -43,9 +43,6 @@ struct Args {
 async fn main() -> Result<()> {
     component_base::logging::init();
     let args = Args::parse();
-    if args.proxy_mode != "iptables" {
-        bail!("--proxy-mode {:?} is not supported: kubelab's kube-proxy has the iptables mode only so far", args.proxy_mode);
-    }
     let node_name = match args.hostname_override {
         Some(name) => name,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")?.trim().to_string(),
@@ -58,7 +55,11 @@ async fn main() -> Result<()> {
         node_name,
         sync_period: args.sync_period,
         min_sync_period: args.min_sync_period,
+        mode: args.proxy_mode,
         iptables: kube_proxy::iptables::Settings { cluster_cidr: args.cluster_cidr, masquerade_all: args.masquerade_all, random_fully: true },
+        // NodePorts on every local address but loopback (upstream's
+        // `--nodeport-addresses` unset).
+        nftables: kube_proxy::nftables::Settings { cluster_cidr: args.cluster_cidr, masquerade_all: args.masquerade_all, nodeport_ips: vec![] },
     };
     kube_proxy::run(client, settings, kube_proxy::exec::Host, health).await
 }

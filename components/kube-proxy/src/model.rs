@@ -247,6 +247,48 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], node_name: &str) ->
     ports
 }
 
+/// Service ports written by hand, shared by the backends' tests.
+#[cfg(test)]
+pub mod fixtures {
+    use super::*;
+
+    pub fn port(ns: &str, name: &str, port_name: &str, cluster_ip: &str, endpoints: &[(&str, bool)]) -> ServicePort {
+        let mut service = ServicePort::new(
+            ServicePortName { namespace: ns.into(), name: name.into(), port: port_name.into() },
+            Protocol::Tcp,
+            cluster_ip.parse().unwrap(),
+            80,
+        );
+        service.endpoints = endpoints
+            .iter()
+            .map(|(ip, local)| Endpoint { ip: ip.parse().unwrap(), port: 80, ready: true, serving: true, terminating: false, local: *local })
+            .collect();
+        service
+    }
+
+    /// One Service of each shape the rules distinguish.
+    pub fn services() -> Vec<ServicePort> {
+        let clusterip = port("ns1", "svc1", "p80", "172.30.0.41", &[("10.180.0.1", false), ("10.180.1.1", false), ("10.180.2.1", true)]);
+        let mut nodeport_local = port("ns2", "svc2", "p80", "172.30.0.42", &[("10.180.0.2", true), ("10.180.1.2", false)]);
+        nodeport_local.node_port = Some(30001);
+        nodeport_local.external_local = true;
+        nodeport_local.health_check_node_port = Some(30000);
+        nodeport_local.external_ips = vec!["192.168.99.22".parse().unwrap()];
+        let mut lb = port("ns3", "svc3", "p80", "172.30.0.43", &[("10.180.0.3", false)]);
+        lb.node_port = Some(30003);
+        lb.load_balancer_ips = vec!["172.18.255.200".parse().unwrap()];
+        lb.source_ranges = vec!["203.0.113.0/25".parse().unwrap()];
+        let mut sticky = port("ns4", "svc4", "", "172.30.0.44", &[("10.180.0.4", false), ("10.180.1.4", false)]);
+        sticky.affinity_seconds = Some(10800);
+        sticky.protocol = Protocol::Udp;
+        let mut none = port("ns5", "svc5", "p80", "172.30.0.45", &[]);
+        none.node_port = Some(30005);
+        let mut internal_local = port("ns6", "svc6", "p80", "172.30.0.46", &[("10.180.1.6", false)]);
+        internal_local.internal_local = true;
+        vec![clusterip, nodeport_local, lb, sticky, none, internal_local]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

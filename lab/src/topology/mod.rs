@@ -114,8 +114,22 @@ pub struct Networking {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyMode {
+    /// kube-proxy writes iptables rules (`iptables-restore`, the nf_tables backend).
     #[default]
     Iptables,
+    /// kube-proxy writes one nftables table, `ip kube-proxy` (`nft -f`), as
+    /// upstream's nftables mode (KEP-3866).
+    Nftables,
+}
+
+impl ProxyMode {
+    /// As kube-proxy's `--proxy-mode` spells it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+        }
+    }
 }
 
 fn one() -> u8 {
