@@ -23,6 +23,8 @@ need dpkg-source build-essential "unpacking Debian's busybox source package"
 need protoc protobuf-compiler "building etcd-client (the apiserver's etcd API)"
 need etcd etcd-server "the apiserver tests, which run a real etcd on loopback"
 need curl curl "the apiserver tests"
+need iptables-restore iptables "the kube-proxy benchmark (iptables mode), in a network namespace of its own"
+need nft nftables "the kube-proxy benchmark (nftables mode), in a network namespace of its own"
 
 if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   echo "setup: cannot reach the Docker engine. Start it (sudo systemctl start docker, or sudo dockerd &)," >&2

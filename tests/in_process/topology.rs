@@ -119,6 +119,30 @@ fn a_kube_proxy_shares_each_nodes_network() {
     }
 }
 
+/// `proxyMode` reaches every kube-proxy as upstream's `--proxy-mode`: the
+/// shipped topologies' iptables, and nftables (what the nftables services
+/// lab test brings up); any other mode is refused with the modes there are.
+#[test]
+fn the_proxy_mode_reaches_every_kube_proxy() {
+    use kubelab::topology::ProxyMode;
+    for (name, nodes, plan) in shipped_plans() {
+        for node in &nodes {
+            let proxy = plan.members().find(|m| m.instance == kubelab::plan::kube_proxy_instance(node)).expect("a kube-proxy");
+            assert!(proxy.spec.cmd.contains(&"--proxy-mode=iptables".to_string()), "{name}: {:?}", proxy.spec.cmd);
+        }
+    }
+    let text = std::fs::read_to_string(repo_root().join("topologies/3-node.yaml")).unwrap().replace("proxyMode: iptables", "proxyMode: nftables");
+    let parsed = topology::parse(&text, Path::new("3-node.yaml")).unwrap();
+    assert_eq!(parsed.networking.proxy_mode, ProxyMode::Nftables);
+    let state = tempfile::tempdir().unwrap();
+    let pki = kubelab::plan::load_pki(state.path(), "test", &parsed).unwrap();
+    let plan = kubelab::plan::plan("test", &parsed, "172.30.0.0/24".parse().unwrap(), &test_images(), &pki);
+    let proxy = plan.members().find(|m| m.instance == kubelab::plan::kube_proxy_instance("worker-1")).expect("a kube-proxy");
+    assert!(proxy.spec.cmd.contains(&"--proxy-mode=nftables".to_string()), "{:?}", proxy.spec.cmd);
+    let refused = topology::parse(&text.replace("proxyMode: nftables", "proxyMode: ipvs"), Path::new("3-node.yaml")).unwrap_err().to_string();
+    assert!(refused.contains("ipvs") && refused.contains("nftables"), "{refused}");
+}
+
 /// Every shipped topology gets cluster DNS as an add-on: its Service at
 /// the tenth address of the service subnet, its pods on the dns pod image,
 /// their kubeconfig reaching the API through the `kubernetes` Service with
@@ -146,14 +170,20 @@ fn cluster_dns_is_an_addon_of_every_topology() {
 
 /// The plan of every shipped topology (name, node names, plan), with test
 /// image names and a PKI in a temporary folder.
-fn shipped_plans() -> Vec<(String, Vec<String>, kubelab::plan::Plan)> {
-    use kubelab::{components, images::Images, plan};
-    let dir = repo_root().join("topologies");
-    let images = Images {
+/// Image tags as a plan names them, for plans made without Docker.
+fn test_images() -> kubelab::images::Images {
+    use kubelab::components;
+    kubelab::images::Images {
         base: "kubelab/base:test".into(),
         components: components::COMPONENTS.iter().map(|c| (c.name, format!("kubelab/{}:test", c.name))).collect(),
         pod_images: components::POD_IMAGES.iter().map(|p| (p.name, format!("kubelab/{}:test", p.name))).collect(),
-    };
+    }
+}
+
+fn shipped_plans() -> Vec<(String, Vec<String>, kubelab::plan::Plan)> {
+    use kubelab::plan;
+    let dir = repo_root().join("topologies");
+    let images = test_images();
     topology::known(&dir)
         .into_iter()
         .map(|name| {

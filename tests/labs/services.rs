@@ -1,5 +1,5 @@
 //! Services on real packets (`3-node` on Docker, kube-proxy in iptables
-//! mode): `kubectl expose` gives a ClusterIP that every pod (itself
+//! mode, and again in nftables mode): `kubectl expose` gives a ClusterIP that every pod (itself
 //! included: hairpin) and every node reaches, on its own node and across
 //! nodes; the NodePort answers on every node's address from the machine
 //! running the lab; ClientIP affinity keeps a client on one backend; UDP
@@ -11,14 +11,18 @@
 //! reach through their node, gives a pod nothing without a client
 //! certificate of etcd's CA (issue 26). LoadBalancer addresses answer
 //! from this machine and move when their node stops ([`load_balancer`]).
-//! One lab for all.
+//! One lab for all of that; a second lab, kube-proxy in nftables mode,
+//! runs the packet checks again (ClusterIP, NodePort, LoadBalancer,
+//! affinity, UDP, reject, the table's snapshot, a flushed table restored),
+//! leaving out what does not depend on the proxy mode.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kubelab::plan;
+use kubelab::topology::ProxyMode;
 use kubelab_scenarios::cluster::{kubectl_stdin, pods_of, s, Cluster};
-use kubelab_scenarios::lab_name;
 use kubelab_scenarios::wait::until;
+use kubelab_scenarios::{lab_name, topology_in_proxy_mode};
 use serde_json::Value;
 
 mod dns;
@@ -58,34 +62,71 @@ struct Pod {
     ip: String,
 }
 
-#[tokio::test]
-async fn services_reach_their_pods_from_everywhere() {
-    let (lab, _guard) = Cluster::up("3-node", lab_name("services")).await.unwrap();
+/// The Deployment `web` (three labhost pods), exposed as a NodePort, and
+/// [`SERVICES`]: web's pods once ready, and the ClusterIPs by name.
+async fn deploy(lab: &Cluster) -> (Vec<Pod>, BTreeMap<String, String>) {
     lab.ok(&["create", "deployment", "web", "--image=kubelab/labhost", "--replicas=3", "--port=8080"]);
     lab.ok(&["expose", "deployment", "web", "--port=80", "--target-port=8080", "--type=NodePort"]);
     let (code, out) = kubectl_stdin(&lab.kubeconfig, &["apply", "-f", "-"], SERVICES);
     assert_eq!(code, 0, "{out}");
-    let pods = web_pods(&lab, 3).await;
-    let ips = cluster_ips(&lab);
-    rules_list_endpoints(&lab, "default/web", pods.len()).await;
+    (web_pods(lab, 3).await, cluster_ips(lab))
+}
 
-    every_pod_reaches_every_backend(&lab, &pods, &ips["web"]).await;
+#[tokio::test]
+async fn services_reach_their_pods_from_everywhere() {
+    let (lab, _guard) = Cluster::up("3-node", lab_name("services")).await.unwrap();
+    let mode = ProxyMode::Iptables;
+    let (pods, ips) = deploy(&lab).await;
+    rules_list_endpoints(&lab, mode, "default/web", pods.len()).await;
+
+    packets_reach_the_backends(&lab, &pods, &ips).await;
     etcd_is_closed_to_pods(&lab, &pods[0]).await;
-    every_node_reaches_every_backend(&lab, &pods, &ips["web"]).await;
-    node_port_answers_on_every_node(&lab, &pods).await;
-    affinity_keeps_one_backend(&lab, &pods[0], &ips["sticky"]).await;
-    udp_reaches_the_pods(&lab, &pods[0], &ips["web-udp"]).await;
-    no_endpoints_refuses(&lab, &pods[0], &ips["nobody"]).await;
     let dns_pods = dns::dns_pods(&lab).await;
-    rules_list_endpoints(&lab, "kube-system/kube-dns:dns-tcp", dns_pods.len()).await;
+    rules_list_endpoints(&lab, mode, "kube-system/kube-dns:dns-tcp", dns_pods.len()).await;
     rules_snapshot(&lab, &pods, &dns_pods, &ips).await;
     dns::cluster_dns_answers(&lab, &pods, &ips["web"]).await;
-    scaled_down_backend_leaves(&lab, &ips["web"]).await;
+    scaled_down_backend_leaves(&lab, mode, &ips["web"]).await;
     rules_outlive_a_stopped_proxy(&lab).await;
     flushed_rules_come_back(&lab, &ips["web"]).await;
     // Last: it stops a node.
     let left = web_pods(&lab, 2).await;
     load_balancer::load_balancer_addresses(&lab, &left).await;
+}
+
+/// The same Services with kube-proxy in nftables mode: the packet checks
+/// again, worker-1's table as a snapshot, no iptables rules for Services,
+/// and a table flushed or deleted by hand is written again. Cluster DNS,
+/// etcd's closure and the announcing node's failover do not depend on the
+/// proxy mode and run only above.
+#[tokio::test]
+async fn services_in_nftables_mode() {
+    let source = topology_in_proxy_mode("3-node", ProxyMode::Nftables);
+    let (lab, _guard) = Cluster::up_source(&source, lab_name("services-nft")).await.unwrap();
+    let mode = ProxyMode::Nftables;
+    let (pods, ips) = deploy(&lab).await;
+    rules_list_endpoints(&lab, mode, "default/web", pods.len()).await;
+
+    packets_reach_the_backends(&lab, &pods, &ips).await;
+    let dns_pods = dns::dns_pods(&lab).await;
+    rules_list_endpoints(&lab, mode, "kube-system/kube-dns:dns-tcp", dns_pods.len()).await;
+    nft_snapshot(&lab, &pods, &dns_pods, &ips).await;
+    no_iptables_rules_for_services(&lab).await;
+    scaled_down_backend_leaves(&lab, mode, &ips["web"]).await;
+    flushed_table_comes_back(&lab, &ips["web"]).await;
+    let left = web_pods(&lab, 2).await;
+    load_balancer::load_balancer_answers(&lab, &left).await;
+}
+
+/// What both proxy modes must do with packets: ClusterIP from every pod and
+/// node, NodePort on every node, ClientIP affinity, UDP, and a refusal
+/// where a Service has no endpoints.
+async fn packets_reach_the_backends(lab: &Cluster, pods: &[Pod], ips: &BTreeMap<String, String>) {
+    every_pod_reaches_every_backend(lab, pods, &ips["web"]).await;
+    every_node_reaches_every_backend(lab, pods, &ips["web"]).await;
+    node_port_answers_on_every_node(lab, pods).await;
+    affinity_keeps_one_backend(lab, &pods[0], &ips["sticky"]).await;
+    udp_reaches_the_pods(lab, &pods[0], &ips["web-udp"]).await;
+    no_endpoints_refuses(lab, &pods[0], &ips["nobody"]).await;
 }
 
 /// etcd's gRPC gateway range over every key under /registry/ (base64 of
@@ -166,21 +207,54 @@ fn ready_endpoints(lab: &Cluster, namespace: &str, service: &str) -> BTreeSet<St
         .collect()
 }
 
-/// Every node's nat rules send `service` (`ns/name` for its one unnamed
-/// port, `ns/name:port` for a named one) to `count` endpoints.
-async fn rules_list_endpoints(lab: &Cluster, service: &str, count: usize) {
+/// Every node's rules send `service` (`ns/name` for its one unnamed TCP
+/// port, `ns/name:port` for a named one) to `count` endpoints: the
+/// KUBE-SVC chain's rules in iptables mode, the choices of the Service
+/// chain's `numgen` in nftables mode.
+async fn rules_list_endpoints(lab: &Cluster, mode: ProxyMode, service: &str, count: usize) {
     for node in NODES {
         until(&format!("{node}'s rules for {service} with {count} endpoints"), || async {
-            let (_, saved) = lab.node(node, &["iptables-save", "-t", "nat"]).await;
-            let endpoints: BTreeSet<&str> = saved.lines().filter(|l| l.starts_with("-A KUBE-SVC-") && l.contains(&format!("{service} -> "))).collect();
-            if endpoints.len() == count {
+            let found = match mode {
+                ProxyMode::Iptables => {
+                    let (_, saved) = lab.node(node, &["iptables-save", "-t", "nat"]).await;
+                    let endpoints: BTreeSet<&str> = saved.lines().filter(|l| l.starts_with("-A KUBE-SVC-") && l.contains(&format!("{service} -> "))).collect();
+                    endpoints.len()
+                }
+                ProxyMode::Nftables => {
+                    let (_, table) = lab.node(node, &["nft", "list", "table", "ip", "kube-proxy"]).await;
+                    nft_endpoint_choices(&table, service)
+                }
+            };
+            if found == count {
                 Ok(())
             } else {
-                Err(format!("{} endpoint rules: {endpoints:#?}", endpoints.len()))
+                Err(format!("{found} endpoints"))
             }
         })
         .await;
     }
+}
+
+/// upstream's nftables name of a TCP Service port: `ns/name/tcp/port`.
+fn nft_port_name(service: &str) -> String {
+    let (name, port) = service.split_once(':').unwrap_or((service, ""));
+    format!("{name}/tcp/{port}")
+}
+
+/// How many endpoints the cluster chain of `service` chooses among, in an
+/// `nft list table` (0 when it has no chain).
+fn nft_endpoint_choices(table: &str, service: &str) -> usize {
+    let header = format!("-{} {{", nft_port_name(service));
+    let mut in_chain = false;
+    for line in table.lines() {
+        let line = line.trim();
+        if line.starts_with("chain service-") {
+            in_chain = line.ends_with(&header);
+        } else if in_chain && line.starts_with("numgen random mod ") {
+            return line.matches("goto endpoint-").count();
+        }
+    }
+    0
 }
 
 /// labhost's /dial on `from`: `tries` requests to host:port, sent by the
@@ -289,17 +363,7 @@ async fn no_endpoints_refuses(lab: &Cluster, from: &Pod, cluster_ip: &str) {
 /// what kube-proxy writes for these Services.
 async fn rules_snapshot(lab: &Cluster, pods: &[Pod], dns_pods: &[Pod], ips: &BTreeMap<String, String>) {
     let (_, saved) = lab.node("worker-1", &["iptables-save"]).await;
-    let mut names: Vec<(String, String)> = ips.iter().map(|(svc, ip)| (ip.clone(), format!("<{svc} cluster IP>"))).collect();
-    names.push((dns::DNS_IP.to_string(), "<kube-dns cluster IP>".to_string()));
-    names.extend(pods.iter().map(|p| (p.ip.clone(), "<web pod>".to_string())));
-    names.extend(dns_pods.iter().map(|p| (p.ip.clone(), "<dns pod>".to_string())));
-    let slices = lab.json(&["get", "endpointslice", "kubernetes"]);
-    let apiserver = s(&slices["endpoints"][0]["addresses"][0]);
-    names.push((apiserver, "<apiserver>".into()));
-    let web = lab.json(&["get", "service", "web"]);
-    names.push((format!("--dport {}", web["spec"]["ports"][0]["nodePort"]), "--dport <web nodePort>".into()));
-    // Longest first, so that 10.244.1.12 is not read as 10.244.1.1 + "2".
-    names.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+    let names = stable_names(lab, pods, dns_pods, ips, |port| (format!("--dport {port}"), "--dport <web nodePort>".into()));
     let endpoint_hash = regex::Regex::new(r"KUBE-SEP-[A-Z0-9]{16}").unwrap();
     let normalize = |l: &str| {
         let mut line = l.to_string();
@@ -341,10 +405,10 @@ async fn rules_snapshot(lab: &Cluster, pods: &[Pod], dns_pods: &[Pod], ips: &BTr
 
 /// Scaled to two, web's third pod leaves every node's rules, and requests
 /// from the nodes reach only the two left.
-async fn scaled_down_backend_leaves(lab: &Cluster, cluster_ip: &str) {
+async fn scaled_down_backend_leaves(lab: &Cluster, mode: ProxyMode, cluster_ip: &str) {
     lab.ok(&["scale", "deployment", "web", "--replicas=2"]);
     let left = web_pods(lab, 2).await;
-    rules_list_endpoints(lab, "default/web", 2).await;
+    rules_list_endpoints(lab, mode, "default/web", 2).await;
     let script = format!("for i in $(seq 20); do curl -s --max-time 5 http://{cluster_ip}/hostname || echo FAILED; echo; done");
     for node in NODES {
         let (_, out) = lab.node(node, &["sh", "-c", &script]).await;
@@ -394,4 +458,124 @@ async fn flushed_rules_come_back(lab: &Cluster, cluster_ip: &str) {
     .await;
     let (code, out) = lab.node("worker-2", &["curl", "-s", "--max-time", "5", &format!("http://{cluster_ip}/hostname")]).await;
     assert_eq!(code, 0, "web through worker-2 after the flush: {out}");
+}
+
+/// Addresses and numbers that change from run to run, each with the name
+/// that stands for it in a snapshot: the ClusterIPs, pods, the apiserver,
+/// web's nodePort written as `marker` shows it. Longest first, so that
+/// 10.244.1.12 is not read as 10.244.1.1 + "2".
+fn stable_names(
+    lab: &Cluster,
+    pods: &[Pod],
+    dns_pods: &[Pod],
+    ips: &BTreeMap<String, String>,
+    node_port: impl Fn(&str) -> (String, String),
+) -> Vec<(String, String)> {
+    let mut names: Vec<(String, String)> = ips.iter().map(|(svc, ip)| (ip.clone(), format!("<{svc} cluster IP>"))).collect();
+    names.push((dns::DNS_IP.to_string(), "<kube-dns cluster IP>".to_string()));
+    names.extend(pods.iter().map(|p| (p.ip.clone(), "<web pod>".to_string())));
+    names.extend(dns_pods.iter().map(|p| (p.ip.clone(), "<dns pod>".to_string())));
+    let slices = lab.json(&["get", "endpointslice", "kubernetes"]);
+    let apiserver = s(&slices["endpoints"][0]["addresses"][0]);
+    names.push((apiserver, "<apiserver>".into()));
+    let web = lab.json(&["get", "service", "web"]);
+    names.push(node_port(&web["spec"]["ports"][0]["nodePort"].to_string()));
+    names.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+    names
+}
+
+/// worker-1's `nft list table ip kube-proxy`, made stable: addresses
+/// named, the hashes in chain and set names replaced, each set's and
+/// map's elements sorted one a line (the kernel lists them in its own
+/// order), the affinity sets' clients left out (they expire), and the
+/// table's chains, sets and maps sorted by what they say.
+async fn nft_snapshot(lab: &Cluster, pods: &[Pod], dns_pods: &[Pod], ips: &BTreeMap<String, String>) {
+    let (code, table) = lab.node("worker-1", &["nft", "list", "table", "ip", "kube-proxy"]).await;
+    assert_eq!(code, 0, "{table}");
+    let names = stable_names(lab, pods, dns_pods, ips, |port| (format!(". {port} "), ". <web nodePort> ".into()));
+    let hash = regex::Regex::new(r"\b(service|local|external|firewall|endpoint|affinity)-[A-Z2-7]{8}-").unwrap();
+    let normalize = |l: &str| {
+        let mut line = l.to_string();
+        for (from, to) in &names {
+            line = line.replace(from, to);
+        }
+        hash.replace_all(&line, "$1-<hash>-").into_owned()
+    };
+    insta::assert_snapshot!("worker_1_nftables", normalize_nft_table(&table, normalize));
+}
+
+/// The objects of an `nft list table` listing, each normalized by
+/// `normalize`, its elements sorted, then the objects sorted.
+fn normalize_nft_table(table: &str, normalize: impl Fn(&str) -> String) -> String {
+    let mut objects: Vec<String> = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut elements: Option<String> = None;
+    let mut header = String::new();
+    for line in table.lines() {
+        let line = line.trim_end();
+        if line.starts_with("table ") || line == "}" {
+            continue;
+        }
+        if let Some(open) = elements.as_mut() {
+            open.push(' ');
+            open.push_str(line.trim());
+        } else if line.trim().starts_with("elements = {") {
+            elements = Some(line.trim().to_string());
+        } else if line.starts_with('\t') && !line.starts_with("\t\t") && line.ends_with('{') {
+            header = normalize(line.trim());
+            current = vec![header.clone()];
+            continue;
+        } else if line == "\t}" {
+            current.push("}".into());
+            objects.push(current.join("\n"));
+            current = Vec::new();
+            continue;
+        } else if !line.trim().is_empty() {
+            current.push(format!("\t{}", normalize(line.trim())));
+        }
+        if let Some(done) = elements.clone().filter(|e| e.ends_with('}')) {
+            elements = None;
+            if header.starts_with("set affinity-") {
+                continue;
+            }
+            let inner = done.trim_start_matches("elements = {").trim_end_matches('}');
+            let mut list: Vec<String> = inner.split(", ").map(|e| normalize(e.trim())).filter(|e| !e.is_empty()).collect();
+            list.sort();
+            current.push("\telements = {".into());
+            current.extend(list.into_iter().map(|e| format!("\t\t{e}")));
+            current.push("\t}".into());
+        }
+    }
+    objects.sort();
+    objects.join("\n")
+}
+
+/// In nftables mode no iptables chain of kube-proxy's is made.
+async fn no_iptables_rules_for_services(lab: &Cluster) {
+    for node in NODES {
+        let (_, saved) = lab.node(node, &["iptables-save"]).await;
+        for chain in ["KUBE-SERVICES", "KUBE-SVC-", "KUBE-NODEPORTS", "KUBE-POSTROUTING"] {
+            assert!(!saved.contains(chain), "{node} has iptables chain {chain} in nftables mode:\n{saved}");
+        }
+    }
+}
+
+/// `nft flush table` on worker-2, then `nft delete table`: kube-proxy
+/// notices each and writes its table again, and the ClusterIP works once more.
+async fn flushed_table_comes_back(lab: &Cluster, cluster_ip: &str) {
+    for verb in ["flush", "delete"] {
+        let (code, out) = lab.node("worker-2", &["nft", verb, "table", "ip", "kube-proxy"]).await;
+        assert_eq!(code, 0, "nft {verb} table: {out}");
+        until(&format!("worker-2's table written again after nft {verb} table"), || async {
+            let (_, table) = lab.node("worker-2", &["nft", "list", "table", "ip", "kube-proxy"]).await;
+            if table.contains("jump services") && nft_endpoint_choices(&table, "default/web") > 0 {
+                Ok(())
+            } else {
+                Err(table)
+            }
+        })
+        .await;
+        let (code, out) = lab.node("worker-2", &["curl", "-s", "--max-time", "5", &format!("http://{cluster_ip}/hostname")]).await;
+        assert_eq!(code, 0, "web through worker-2 after nft {verb} table: {out}");
+    }
 }

@@ -34,9 +34,14 @@ impl Cluster {
     /// Brings `topology` up as lab `name` (taken down by `guard` when the
     /// test ends) and writes its kubeconfig.
     pub async fn up(topology_name: &str, name: String) -> anyhow::Result<(Cluster, LabGuard)> {
+        Cluster::up_source(&crate::topology(topology_name), name).await
+    }
+
+    /// [`Cluster::up`] of a topology read already (changed by the test).
+    pub async fn up_source(source: &kubelab::topology::Source, name: String) -> anyhow::Result<(Cluster, LabGuard)> {
         let engine = Engine::connect().await?;
         let guard = LabGuard::new(&name);
-        crate::up(&engine, &crate::topology(topology_name), &name).await?;
+        crate::up(&engine, source, &name).await?;
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("config");
         std::fs::write(&kubeconfig, kubelab::lab::kubeconfig(&engine, &name).await?.to_yaml())?;

@@ -29,6 +29,18 @@ pub fn topology(name: &str) -> Source {
     topology::load(&path).unwrap()
 }
 
+/// A shipped topology with kube-proxy in another mode: its text changed
+/// where it names the mode (so the lab's labels carry what runs), read again.
+pub fn topology_in_proxy_mode(name: &str, mode: topology::ProxyMode) -> Source {
+    let mut source = topology(name);
+    let written = format!("proxyMode: {}", source.topology.networking.proxy_mode.flag());
+    assert!(source.text.contains(&written), "{name} names its proxy mode ({written})");
+    source.text = source.text.replace(&written, &format!("proxyMode: {}", mode.flag()));
+    source.topology = topology::parse(&source.text, &source.path).unwrap();
+    assert_eq!(source.topology.networking.proxy_mode, mode);
+    source
+}
+
 /// A lab name unique to this test process.
 pub fn lab_name(test: &str) -> String {
     format!("it-{test}-{}", std::process::id())

@@ -47,10 +47,17 @@ fn announcer(lab: &Cluster, service: &str) -> String {
     }
 }
 
-pub async fn load_balancer_addresses(lab: &Cluster, pods: &[Pod]) {
+/// A LoadBalancer Service gets an address that answers from this machine;
+/// the address.
+pub async fn load_balancer_answers(lab: &Cluster, pods: &[Pod]) -> String {
     lab.ok(&["expose", "deployment", "web", "--name=web-lb", "--port=80", "--target-port=8080", "--type=LoadBalancer"]);
     let first = ingress_ip(lab, "web-lb").await;
     answers_from_host(&first, pods, Duration::from_secs(60)).await;
+    first
+}
+
+pub async fn load_balancer_addresses(lab: &Cluster, pods: &[Pod]) {
+    let first = load_balancer_answers(lab, pods).await;
     let shown = lab.ok(&["get", "service", "web-lb"]);
     assert!(shown.contains(&first), "kubectl get svc shows the EXTERNAL-IP {first}: {shown}");
 
