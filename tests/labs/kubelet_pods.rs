@@ -54,37 +54,30 @@ async fn pods_run_on_three_nodes() {
     let lab = Arc::new(lab);
     let pods = Arc::new(pods);
     let mut lanes = JoinSet::new();
-    let lane = |lanes: &mut JoinSet<()>, run: fn(Arc<Lab>, Arc<Vec<PodInfo>>) -> LaneFuture| {
-        lanes.spawn(run(lab.clone(), pods.clone()));
-    };
-    lane(&mut lanes, |lab, pods| {
-        Box::pin(async move {
-            logs_and_exec(&lab, &pods).await;
-            attach::attach(&lab).await;
-            debug::debug(&lab).await;
-            host_network::host_network(&lab, &pods).await;
-        })
+    let (lab1, pods1) = (lab.clone(), pods.clone());
+    lanes.spawn(async move {
+        logs_and_exec(&lab1, &pods1).await;
+        attach::attach(&lab1).await;
+        debug::debug(&lab1).await;
+        host_network::host_network(&lab1, &pods1).await;
     });
-    lane(&mut lanes, |lab, pods| {
-        Box::pin(async move {
-            connectivity_matrix(&lab, &pods).await;
-            busybox_tools::busybox_tools(&lab, &pods).await;
-            port_forward::port_forward(&lab).await;
-            process_namespaces::process_namespaces(&lab).await;
-        })
+    let (lab2, pods2) = (lab.clone(), pods.clone());
+    lanes.spawn(async move {
+        connectivity_matrix(&lab2, &pods2).await;
+        busybox_tools::busybox_tools(&lab2, &pods2).await;
+        port_forward::port_forward(&lab2).await;
+        process_namespaces::process_namespaces(&lab2).await;
     });
-    lane(&mut lanes, |lab, _| {
-        Box::pin(async move {
-            restarts_follow_the_policy(&lab).await;
-            hooks::hooks(&lab).await;
-            sidecars::sidecars(&lab).await;
-        })
+    let lab3 = lab.clone();
+    lanes.spawn(async move {
+        restarts_follow_the_policy(&lab3).await;
+        hooks::hooks(&lab3).await;
+        sidecars::sidecars(&lab3).await;
     });
-    lane(&mut lanes, |lab, _| {
-        Box::pin(async move {
-            probes::probes(&lab).await;
-            log_rotation::log_rotation(&lab).await;
-        })
+    let lab4 = lab.clone();
+    lanes.spawn(async move {
+        probes::probes(&lab4).await;
+        log_rotation::log_rotation(&lab4).await;
     });
     while let Some(ended) = lanes.join_next().await {
         if let Err(e) = ended {
@@ -97,8 +90,6 @@ async fn pods_run_on_three_nodes() {
     deletion_stops_and_cleans(&lab).await;
     kubelet_restart_adopts(&lab, &pods).await;
 }
-
-type LaneFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Every Node registers, gets a pod CIDR and turns Ready; their CIDRs.
 async fn nodes_ready(lab: &Lab) -> BTreeMap<String, String> {

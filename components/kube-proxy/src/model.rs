@@ -143,6 +143,32 @@ impl ServicePort {
     pub fn is_external(&self) -> bool {
         self.node_port.is_some() || !self.external_ips.is_empty() || !self.load_balancer_ips.is_empty()
     }
+
+    /// Which endpoints each traffic policy sends to, as upstream's
+    /// CategorizeEndpoints: both proxy modes write their chains from it.
+    pub fn categorized_endpoints(&self) -> CategorizedEndpoints<'_> {
+        // An externally reachable port needs its cluster endpoints even
+        // under the Local policy: pods and the node itself take the cluster path.
+        let external = self.is_external();
+        let uses_cluster = !self.internal_local || external;
+        let uses_local = self.internal_local || (external && self.external_local);
+        CategorizedEndpoints {
+            cluster: if uses_cluster { self.usable_endpoints(false) } else { vec![] },
+            local: if uses_local { self.usable_endpoints(true) } else { vec![] },
+            any_usable: !self.usable_endpoints(false).is_empty(),
+        }
+    }
+}
+
+/// A port's endpoints by the policy that sends traffic to them.
+#[derive(Debug)]
+pub struct CategorizedEndpoints<'a> {
+    /// For the Cluster policy (empty when no policy of the port uses it).
+    pub cluster: Vec<&'a Endpoint>,
+    /// For the Local policy: this node's (empty when no policy uses it).
+    pub local: Vec<&'a Endpoint>,
+    /// Whether the port has any usable endpoint at all.
+    pub any_usable: bool,
 }
 
 /// The Services and EndpointSlices of the cluster, as the proxy's rules see

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{Endpoint, ServicePort, ServicePortName};
+use crate::model::{CategorizedEndpoints, Endpoint, ServicePort, ServicePortName};
 
 pub const KUBE_SERVICES: &str = "KUBE-SERVICES";
 pub const KUBE_EXTERNAL_SERVICES: &str = "KUBE-EXTERNAL-SERVICES";
@@ -182,14 +182,7 @@ fn render_port(port: &ServicePort, settings: &Settings, filter: &mut Table, nat:
     let matches = format!("-m {proto} -p {proto}");
     let external = port.is_external();
 
-    // Which endpoints each policy sends to (upstream's CategorizeEndpoints).
-    // An externally reachable port needs its cluster endpoints even under
-    // the Local policy: pods and the node itself take the cluster path.
-    let uses_cluster = !port.internal_local || external;
-    let uses_local = port.internal_local || (external && port.external_local);
-    let cluster_endpoints = if uses_cluster { port.usable_endpoints(false) } else { vec![] };
-    let local_endpoints = if uses_local { port.usable_endpoints(true) } else { vec![] };
-    let has_endpoints = !port.usable_endpoints(false).is_empty();
+    let CategorizedEndpoints { cluster: cluster_endpoints, local: local_endpoints, any_usable: has_endpoints } = port.categorized_endpoints();
 
     let svc_chain = service_chain(port);
     let svl_chain = local_chain(port);

@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{Endpoint, ServicePort, ServicePortName};
+use crate::model::{CategorizedEndpoints, Endpoint, ServicePort, ServicePortName};
 
 pub const TABLE: &str = "kube-proxy";
 /// `nft` addresses the table as `ip kube-proxy`.
@@ -345,12 +345,7 @@ fn render_port(port: &ServicePort, settings: &Settings, set: &mut Ruleset) {
     let proto = port.protocol.lower();
     let external = port.is_external();
 
-    // Which endpoints each policy sends to (upstream's CategorizeEndpoints).
-    let uses_cluster = !port.internal_local || external;
-    let uses_local = port.internal_local || (external && port.external_local);
-    let cluster_endpoints = if uses_cluster { port.usable_endpoints(false) } else { vec![] };
-    let local_endpoints = if uses_local { port.usable_endpoints(true) } else { vec![] };
-    let has_endpoints = !port.usable_endpoints(false).is_empty();
+    let CategorizedEndpoints { cluster: cluster_endpoints, local: local_endpoints, any_usable: has_endpoints } = port.categorized_endpoints();
 
     let mut reachable: Vec<&Endpoint> = cluster_endpoints.iter().chain(local_endpoints.iter()).copied().collect();
     reachable.sort();
